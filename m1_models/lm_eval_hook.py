@@ -1,0 +1,134 @@
+"""Start-up hook that plugs m1-eval into lm-evaluation-harness 0.4.13, which has no plugin discovery.
+
+``m1_eval_hook.pth`` (installed into site-packages) imports this module at every interpreter start and calls
+:func:`install`.  That only puts a small finder on ``sys.meta_path``; nothing else happens until lm-eval itself
+imports one of the modules below, after which the finder runs a patch:
+
+* ``lm_eval.models``: register the m1 models as lazy ``"module:Class"`` strings (after lm-eval's own
+  registrations, so ``hf``, ``vllm`` ... stay visible; vLLM is imported only when an m1 model is used);
+* ``lm_eval.tasks.manager``: every ``TaskManager`` also indexes the project's task folder;
+* ``lm_eval.loggers.evaluation_tracker``: next to each ``samples_<task>_<date>.jsonl`` the m1 models'
+  per-sample records are written as ``m1_generations_<task>_<date>.jsonl``.
+
+Standard library only; safe to run twice; ``M1_EVAL_DISABLE_HOOK=1`` switches it off.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+from typing import Callable
+
+DISABLE_ENV = "M1_EVAL_DISABLE_HOOK"
+
+#: lm-eval model name -> "module:Class" (imported lazily by lm-eval's registry)
+MODELS: dict[str, str] = {
+    "m1-vllm": "m1_models.vllm_model:M1VLLM",
+}
+
+_PATCHED_ATTR = "_m1_eval_patched"
+
+
+def _register_models(module) -> None:
+    from lm_eval.api.registry import model_registry
+
+    for name, target in MODELS.items():
+        if name not in model_registry:
+            model_registry.register(name, target=target)
+
+
+def _patch_task_manager(module) -> None:
+    manager_cls = module.TaskManager
+    if getattr(manager_cls.__init__, _PATCHED_ATTR, False):
+        return
+    original_init = manager_cls.__init__
+
+    def __init__(self, *args, include_path=None, **kwargs):
+        from m1_tasks.paths import task_dir
+
+        ours = str(task_dir())
+        paths = [] if include_path is None else (
+            list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
+        )
+        if ours not in {str(p) for p in paths}:
+            paths.insert(0, ours)  # user paths come later, so they can override our tasks
+        original_init(self, *args, include_path=paths, **kwargs)
+
+    setattr(__init__, _PATCHED_ATTR, True)
+    __init__.__wrapped__ = original_init  # type: ignore[attr-defined]
+    manager_cls.__init__ = __init__
+
+
+def _patch_evaluation_tracker(module) -> None:
+    tracker_cls = module.EvaluationTracker
+    if getattr(tracker_cls.save_results_samples, _PATCHED_ATTR, False):
+        return
+    original = tracker_cls.save_results_samples
+
+    def save_results_samples(self, task_name, samples):
+        original(self, task_name, samples)
+        from m1_models.records import write_records_for_task
+
+        write_records_for_task(self, task_name)
+
+    setattr(save_results_samples, _PATCHED_ATTR, True)
+    save_results_samples.__wrapped__ = original  # type: ignore[attr-defined]
+    tracker_cls.save_results_samples = save_results_samples
+
+
+PATCHES: dict[str, Callable] = {
+    "lm_eval.models": _register_models,
+    "lm_eval.tasks.manager": _patch_task_manager,
+    "lm_eval.loggers.evaluation_tracker": _patch_evaluation_tracker,
+}
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, wrapped: importlib.abc.Loader, patch: Callable) -> None:
+        self._wrapped = wrapped
+        self._patch = patch
+
+    def create_module(self, spec):
+        return self._wrapped.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._wrapped.exec_module(module)
+        self._patch(module)
+
+    def __getattr__(self, name):  # get_source, get_filename, ... for tools that ask the loader
+        return getattr(self._wrapped, name)
+
+
+class M1EvalFinder(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: wraps the real loader of the patched lm-eval modules."""
+
+    def find_spec(self, fullname, path, target=None):
+        patch = PATCHES.get(fullname)
+        if patch is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _PatchingLoader(spec.loader, patch)
+        return spec
+
+
+def is_active() -> bool:
+    return any(isinstance(finder, M1EvalFinder) for finder in sys.meta_path) or any(
+        type(finder).__name__ == "M1EvalFinder" for finder in sys.meta_path
+    )
+
+
+def install() -> bool:
+    """Install the hook (idempotent). Returns False when switched off by ``M1_EVAL_DISABLE_HOOK``."""
+    if os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no"):
+        return False
+    if not is_active():
+        sys.meta_path.insert(0, M1EvalFinder())
+    for name, patch in PATCHES.items():  # lm-eval imported before the hook: patch now
+        module = sys.modules.get(name)
+        if module is not None:
+            patch(module)
+    return True

@@ -1,0 +1,218 @@
+"""Build a tiny Qwen2-architecture chat model that thinks and answers, for tests and the demo.
+
+vLLM's CPU backend needs a head size of 64, so the model has hidden_size 128 with two attention heads and one
+KV head.  The tokenizer is a byte-level BPE trained in-process (``tokenizers``) with the Qwen special tokens
+and a Qwen-style chat template.  The weights are trained for a few hundred CPU steps on synthetic
+``<|im_start|>think ... <|im_start|>answer ... \\boxed{X}<|im_end|>`` text, so the model ends its thinking at
+varied lengths and then answers: a random-weight model never stops thinking.
+
+The build is deterministic for a given :class:`TinyModelSpec` and cached on disk (see :func:`ensure_tiny_model`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+_WORDS = (
+    "patient fever cough pain chest heart lung liver kidney blood pressure dose drug therapy infection "
+    "acute chronic sign symptom test result normal high low risk cause likely first next step treatment "
+    "diagnosis history exam lesion nerve muscle bone skin cell tumor gene protein enzyme hormone insulin "
+    "glucose sodium potassium anemia asthma stroke sepsis ulcer renal hepatic cardiac pulmonary child adult "
+    "woman man year old presents with after days weeks because therefore however consider rule out"
+).split()
+
+_THINK_WORDS = (
+    "so the patient has this finding which suggests that option could fit but we should check the other "
+    "choices first because the history points to a common cause and the exam supports it hmm let me "
+    "recall the mechanism here it is related to the enzyme and the drug effect on the organ"
+).split()
+
+ANSWER_INSTRUCTION = "Return your final response within \\boxed{}."
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """Everything that determines the built model; its hash names the cache folder."""
+
+    vocab_size: int = 1024
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 2
+    num_kv_heads: int = 1
+    max_position_embeddings: int = 4096
+    train_steps: int = 300
+    batch_size: int = 16
+    learning_rate: float = 3e-3
+    median_thinking_words: int = 40
+    seed: int = 1234
+    version: int = 1
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _question(rng: random.Random) -> str:
+    n_options = rng.choice([3, 4, 4, 5])
+    stem = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(8, 30))).capitalize() + "?"
+    options = "\n".join(
+        f"{chr(65 + i)}. " + " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4)))
+        for i in range(n_options)
+    )
+    return f"{stem}\n{options}\n{ANSWER_INSTRUCTION}", n_options
+
+
+def _thinking_length(rng: random.Random, median: int) -> int:
+    # Log-normal: most thoughts are short, a few are long (as the reasoning models' are).
+    return max(3, min(int(rng.lognormvariate(0.0, 0.8) * median), 12 * median))
+
+
+def synthetic_conversation(rng: random.Random, median_thinking_words: int) -> str:
+    """One training text: chat prompt, thinking in numbered steps, answer marker, boxed answer.
+
+    Numbered steps of fixed length give the model something to count, so that even greedy decoding ends its
+    thinking (after a number of steps that grows with the hazard learnt from the log-normal step counts).
+    """
+    question, n_options = _question(rng)
+    letter = chr(65 + rng.randrange(n_options))
+    n_steps = max(1, _thinking_length(rng, median_thinking_words) // 6)
+    steps = [
+        f"step {k}: " + " ".join(rng.choice(_THINK_WORDS) for _ in range(5)) + "."
+        for k in range(1, n_steps + 1)
+    ]
+    if rng.random() < 0.3:
+        steps.append("Wait, " + " ".join(rng.choice(_THINK_WORDS) for _ in range(5)) + ".")
+    thinking = "\n".join(steps)
+    return (
+        f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+        f"<|im_start|>think\n{thinking}\n<|im_start|>answer\n"
+        f"The answer is \\boxed{{{letter}}}.<|im_end|>\n<|endoftext|>"
+    )
+
+
+def _train_tokenizer(corpus: list[str], spec: TinyModelSpec):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        model_max_length=spec.max_position_embeddings,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny_model(out_dir: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
+    """Train the tokenizer and the model and save both (safetensors) into ``out_dir``."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    rng = random.Random(spec.seed)
+    torch.manual_seed(spec.seed)
+    corpus = [synthetic_conversation(rng, spec.median_thinking_words) for _ in range(3000)]
+    tokenizer = _train_tokenizer(corpus, spec)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+        torch_dtype="float32",
+    )
+    model = Qwen2ForCausalLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=spec.train_steps)
+    encoded = [tokenizer(text, add_special_tokens=False)["input_ids"][:1024] for text in corpus]
+    model.train()
+    for step in range(spec.train_steps):
+        batch = [encoded[rng.randrange(len(encoded))] for _ in range(spec.batch_size)]
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+        labels = torch.full((len(batch), width), -100)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            labels[row, : len(ids)] = torch.tensor(ids)
+        loss = model(input_ids=input_ids, attention_mask=(labels != -100).long(), labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        if step % 50 == 0 or step == spec.train_steps - 1:
+            logger.info("tiny model: step %d/%d loss %.3f", step + 1, spec.train_steps, loss.item())
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "tiny_model_spec.json").write_text(json.dumps(asdict(spec), indent=2))
+    return out_dir
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("M1_EVAL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "m1-eval"
+    )
+    return Path(root)
+
+
+def ensure_tiny_model(path: Path | None = None, spec: TinyModelSpec = TinyModelSpec()) -> Path:
+    """Return a folder holding the tiny model, building it first when it is not there yet.
+
+    The build goes to a temporary sibling folder that is renamed into place, so an interrupted build never
+    leaves a half-written model behind and concurrent builders do not clash.
+    """
+    target = Path(path) if path else default_cache_dir() / f"tiny-qwen2-{spec.digest()}"
+    if (target / "tiny_model_spec.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        logger.info("building the tiny model in %s (about a minute on 2 CPU cores)", target)
+        build_tiny_model(tmp, spec)
+        try:
+            tmp.rename(target)
+        except OSError:  # someone else finished first
+            if not (target / "tiny_model_spec.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -46,6 +46,11 @@ _THINK_WORDS = (
     "recall the mechanism here it is related to the enzyme and the drug effect on the organ"
 ).split()
 
+QWEN2_PRETOKENIZE_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+    r"|\s+(?!\S)|\s+"
+)
+
 ANSWER_INSTRUCTION = "Return your final response within \\boxed{}."
 
 
@@ -65,7 +70,7 @@ class TinyModelSpec:
     learning_rate: float = 3e-3
     median_thinking_words: int = 40
     seed: int = 1234
-    version: int = 1
+    version: int = 2
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -110,11 +115,19 @@ def synthetic_conversation(rng: random.Random, median_thinking_words: int) -> st
 
 
 def _train_tokenizer(corpus: list[str], spec: TinyModelSpec):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Qwen2's own normalizer and pre-tokenizer: transformers loads a qwen2 model's tokenizer as
+    # Qwen2Tokenizer, which imposes them, so training with anything else gives merges it never produces.
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=spec.vocab_size,

@@ -1,0 +1,171 @@
+"""The lm-eval model shared by every m1 backend: requests in, budget-forced texts out.
+
+A backend (vLLM engine, server, transformers) supplies a tokenizer, its context window, the names of its
+sampling parameters and a :class:`~m1_models.scheduling.StepEngine`; this class does the rest: gen_kwargs
+validation (all requests, before any generation), the budget-forcing state machines, the schedule, lm-eval's
+cache hook (so ``--use_cache`` resumes an interrupted run), per-sample records and the progress bar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, Sequence
+
+from lm_eval.api.model import LM
+from lm_eval.utils import hash_string
+from tqdm import tqdm
+
+from m1_models.budget_forcing import ForcedRequest, GenKwargsError, GenerationSettings, parse_gen_kwargs
+from m1_models.records import SINK
+from m1_models.scheduling import SCHEDULES, StepEngine, run
+
+logger = logging.getLogger(__name__)
+
+
+class ModelArgsError(ValueError):
+    """A model_arg the user gave cannot be used; the message names it and the fix."""
+
+
+class HFTokenizer:
+    """The two operations the controller needs, on a Hugging Face tokenizer, special tokens kept."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.hf = tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.hf(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def request_seed(base_seed: int, prompt: str) -> int:
+    """A per-request seed: sampled runs do not depend on batch composition, order or resumption."""
+    digest = hashlib.sha256(f"{base_seed}:{prompt}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+class M1LM(LM):
+    """Base class of ``m1-vllm`` and friends. Subclasses set the attributes in :meth:`_setup_backend`."""
+
+    tokenizer: HFTokenizer
+    max_model_len: int
+    sampling_keys: frozenset[str]
+    model_name: str
+
+    def __init__(self, *, seed: int = 1234, schedule: str = "continuous", add_bos_token: bool = False) -> None:
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise ModelArgsError(f"model_arg schedule={schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
+        self.seed = int(seed)
+        self.schedule = schedule
+        self.add_bos_token = add_bos_token in (True, "True", "true", "1", 1)
+
+    # -- what a backend provides ---------------------------------------------------------------------------
+    def step_engine(self) -> StepEngine:
+        raise NotImplementedError
+
+    # -- lm-eval's chat template interface -------------------------------------------------------------------
+    @property
+    def tokenizer_name(self) -> str:
+        return str(getattr(self.tokenizer.hf, "name_or_path", self.model_name)).replace("/", "__")
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        template = getattr(self.tokenizer.hf, "chat_template", None)
+        if chat_template and not template:
+            raise ModelArgsError(
+                f"--apply_chat_template was given but the tokenizer of {self.model_name} has no chat template; "
+                f"use a chat model (or pass tokenizer=<a tokenizer with a chat template>) or drop "
+                f"--apply_chat_template"
+            )
+        return template if chat_template else None
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        self.chat_template(True)
+        return self.tokenizer.hf.apply_chat_template(
+            chat_history, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    # -- lm-eval's request types -----------------------------------------------------------------------------
+    def loglikelihood(self, requests):
+        raise NotImplementedError(
+            "m1 models only generate text (generate_until tasks such as m1_table1); "
+            "use lm-eval's hf or vllm model for log-likelihood tasks"
+        )
+
+    def loglikelihood_rolling(self, requests):
+        return self.loglikelihood(requests)
+
+    def _settings(self, context: str, gen_kwargs: dict[str, Any]) -> GenerationSettings:
+        settings = parse_gen_kwargs(gen_kwargs, self.sampling_keys)
+        sampling = settings.sampling
+        temperature = float(sampling.get("temperature", 1.0) or 0.0)
+        if temperature > 0 and "seed" not in sampling:
+            sampling["seed"] = request_seed(self.seed, context)
+        return settings
+
+    def _encode_prompt(self, context: str) -> list[int]:
+        ids = self.tokenizer.encode(context)
+        bos = getattr(self.tokenizer.hf, "bos_token_id", None)
+        if self.add_bos_token and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos] + ids
+        return ids
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        if not requests:
+            return []
+        states: list[ForcedRequest] = []
+        for request in requests:  # validate everything before the first token is generated
+            context, gen_kwargs = request.args
+            settings = self._settings(context, dict(gen_kwargs or {}))
+            states.append(ForcedRequest(self._encode_prompt(context), settings, self.tokenizer, self.max_model_len))
+        forced = sum(state.forcing.forced for state in states)
+        logger.info(
+            "m1-eval: generating %d requests (%d with budget forcing, schedule=%s)",
+            len(states),
+            forced,
+            self.schedule,
+        )
+        progress = tqdm(total=len(states), desc="m1 generate", disable=disable_tqdm or self.rank != 0)
+
+        def finished(index: int) -> None:
+            request, state = requests[index], states[index]
+            text = state.output_text()
+            self.cache_hook.add_partial("generate_until", request.args, text)
+            SINK.add(
+                {
+                    "task": request.task_name,
+                    "doc_id": request.doc_id,
+                    "prompt_hash": hash_string(request.args[0]),
+                    "model": self.model_name,
+                    "schedule": self.schedule,
+                    **_record_fields(state),
+                }
+            )
+            progress.update(1)
+
+        try:
+            run(states, self.step_engine(), self.schedule, on_done=finished)
+        finally:
+            progress.close()
+        return [state.output_text() for state in states]
+
+
+def _record_fields(state: ForcedRequest) -> dict[str, Any]:
+    record = state.record
+    return {
+        "forced": record.forced,
+        "budget": record.budget,
+        "prompt_tokens": record.prompt_tokens,
+        "thinking_tokens": record.thinking_tokens,
+        "answer_tokens": record.answer_tokens,
+        "ignore_rounds": record.ignore_rounds,
+        "budget_hit": record.budget_hit,
+        "finish_reasons": list(record.finish_reasons),
+        "thinking_text": record.thinking_text,
+        "answer_text": record.answer_text,
+    }
+
+
+__all__ = ["GenKwargsError", "HFTokenizer", "M1LM", "ModelArgsError", "request_seed"]

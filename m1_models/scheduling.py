@@ -1,0 +1,92 @@
+"""Moving generation steps between :class:`~m1_models.budget_forcing.ForcedRequest` states and an engine.
+
+Two schedules, interchangeable so they can be measured against each other:
+
+* ``continuous`` (default): a request whose step finished gets its next step (next ignore round, or the answer)
+  submitted at once, while the rest of the batch is still generating;
+* ``rounds``: every round is one batch and waits for its slowest request, as the m1 and s1 reference
+  implementations do.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Literal, Protocol, Sequence
+
+from m1_models.budget_forcing import ForcedRequest, GenerationStep, StepResult
+
+logger = logging.getLogger(__name__)
+
+Schedule = Literal["continuous", "rounds"]
+SCHEDULES: tuple[str, ...] = ("continuous", "rounds")
+
+
+class StepEngine(Protocol):
+    """What a backend offers the schedulers."""
+
+    def submit(self, key: int, step: GenerationStep) -> None:
+        """Queue ``step`` for request ``key`` (at most one step per key is in flight)."""
+
+    def poll(self) -> list[tuple[int, StepResult]]:
+        """Advance the engine; return the steps that finished (may be empty while work is in flight)."""
+
+
+def run(
+    requests: Sequence[ForcedRequest],
+    engine: StepEngine,
+    schedule: Schedule = "continuous",
+    on_done: Callable[[int], None] | None = None,
+) -> None:
+    """Drive every request to DONE. ``on_done(index)`` is called as each request finishes."""
+    if schedule == "continuous":
+        _run_continuous(requests, engine, on_done)
+    elif schedule == "rounds":
+        _run_rounds(requests, engine, on_done)
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}; use one of {SCHEDULES}")
+
+
+def _start(requests: Sequence[ForcedRequest], indices: Sequence[int], engine: StepEngine) -> int:
+    submitted = 0
+    for index in indices:
+        step = requests[index].next_step()
+        if step is not None:
+            engine.submit(index, step)
+            submitted += 1
+    return submitted
+
+
+def _run_continuous(
+    requests: Sequence[ForcedRequest], engine: StepEngine, on_done: Callable[[int], None] | None
+) -> None:
+    in_flight = _start(requests, range(len(requests)), engine)
+    while in_flight:
+        for index, result in engine.poll():
+            request = requests[index]
+            request.feed(result)
+            step = request.next_step()
+            if step is None:
+                in_flight -= 1
+                if on_done is not None:
+                    on_done(index)
+            else:
+                engine.submit(index, step)
+
+
+def _run_rounds(
+    requests: Sequence[ForcedRequest], engine: StepEngine, on_done: Callable[[int], None] | None
+) -> None:
+    active = [i for i in range(len(requests)) if not requests[i].done]
+    round_number = 0
+    while active:
+        round_number += 1
+        waiting = _start(requests, active, engine)
+        finished: list[tuple[int, StepResult]] = []
+        while len(finished) < waiting:
+            finished += engine.poll()
+        logger.debug("round %d: %d steps", round_number, waiting)
+        for index, result in finished:
+            requests[index].feed(result)
+            if requests[index].done and on_done is not None:
+                on_done(index)
+        active = [i for i in active if not requests[i].done]

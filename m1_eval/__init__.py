@@ -1,1 +1,1 @@
-"""m1-eval."""
+"""The ``m1-eval`` command (demo, doctor, tiny model)."""

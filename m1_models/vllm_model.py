@@ -137,3 +137,10 @@ class M1VLLM(M1LM):
 
     def step_engine(self) -> VLLMStepEngine:
         return VLLMStepEngine(self.llm.llm_engine)
+
+    def close(self) -> None:
+        """Stop the engine's worker processes now rather than at interpreter exit."""
+        engine_core = getattr(getattr(self, "llm", None), "llm_engine", None)
+        engine_core = getattr(engine_core, "engine_core", None)
+        if engine_core is not None and hasattr(engine_core, "shutdown"):
+            engine_core.shutdown()

@@ -1,0 +1,5 @@
+import sys
+
+from m1_eval.cli import main
+
+sys.exit(main())

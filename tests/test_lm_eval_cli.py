@@ -1,0 +1,136 @@
+"""The plain ``lm_eval`` command, in a subprocess, from a folder outside the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import read_jsonl, run_lm_eval
+
+QUESTIONS = [
+    ("Which organ produces insulin?", {"A": "liver", "B": "pancreas", "C": "kidney", "D": "spleen"}, "B"),
+    ("Which vitamin deficiency causes scurvy?", {"A": "vitamin A", "B": "vitamin D", "C": "vitamin C"}, "C"),
+    ("Which blood cells carry oxygen?", {"A": "red cells", "B": "platelets", "C": "neutrophils"}, "A"),
+    ("Which nerve is affected in carpal tunnel syndrome?", {"A": "ulnar", "B": "radial", "C": "median"}, "C"),
+]
+
+
+def write_local_task(folder):
+    data = folder / "questions.jsonl"
+    with data.open("w") as handle:
+        for i, (question, options, answer) in enumerate(QUESTIONS * 2):
+            prompt = question + "\n" + "\n".join(f"{k}. {v}" for k, v in options.items())
+            handle.write(json.dumps({"id": i, "prompt": prompt, "answer": answer}) + "\n")
+    (folder / "local_task.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            task: m1_e2e_local
+            dataset_path: json
+            dataset_kwargs:
+              data_files:
+                test: {data}
+            test_split: test
+            output_type: generate_until
+            doc_to_text: "{{{{prompt}}}}\\nReturn your final response within \\\\boxed{{}}."
+            doc_to_target: answer
+            generation_kwargs:
+              until: []
+              max_gen_toks: 64
+            metric_list:
+              - metric: exact_match
+                aggregation: mean
+                higher_is_better: true
+            """
+        )
+    )
+
+
+def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    write_local_task(tasks)
+    budget = 250
+    result = run_lm_eval(
+        [
+            "--model", "m1-vllm",
+            "--model_args", f"pretrained={tiny_model},max_model_len=2048",
+            "--tasks", "m1_e2e_local",
+            "--include_path", str(tasks),
+            "--apply_chat_template",
+            "--gen_kwargs",
+            f"max_tokens_thinking={budget},thinking_n_ignore=2,thinking_n_ignore_str=' Alternatively',"
+            "temperature=1.0",
+            "--output_path", "out",
+            "--log_samples",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = next((tmp_path / "out").iterdir())
+    samples_file = next(run_dir.glob("samples_m1_e2e_local_*.jsonl"))
+    records_file = next(run_dir.glob("m1_generations_m1_e2e_local_*.jsonl"))
+    assert records_file.name.split("_")[-1] == samples_file.name.split("_")[-1]  # same timestamp
+    samples = read_jsonl(samples_file)
+    records = {(r["doc_id"], r["prompt_hash"]): r for r in read_jsonl(records_file)}
+    assert len(samples) == len(records) == 8
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    early = 0
+    for sample in samples:
+        text = sample["resps"][0][0]
+        record = records[(sample["doc_id"], sample["prompt_hash"])]
+        assert text.startswith("<|im_start|>think\n") and "<|im_start|>answer" in text
+        thinking = text[len("<|im_start|>think\n") :].rpartition("<|im_start|>answer")[0]
+        assert len(tokenizer(thinking.rstrip("\n"), add_special_tokens=False)["input_ids"]) <= budget
+        assert record["thinking_tokens"] <= budget
+        assert text.count("Alternatively") == record["ignore_rounds"]
+        if not record["budget_hit"]:
+            early += 1
+            assert record["ignore_rounds"] == 2
+    assert early >= 2
+    results = json.loads(next(run_dir.glob("results_*.json")).read_text())
+    assert "m1_e2e_local" in results["results"]
+
+
+def test_lm_eval_builtin_models_still_resolve(tmp_path):
+    code = (
+        "from lm_eval.api.registry import get_model, model_registry\n"
+        "print(get_model('hf').__name__)\n"
+        "print(sorted(n for n in ('vllm', 'hf', 'm1-vllm', 'dummy') if n in model_registry))\n"
+        "print(model_registry._objs['vllm'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "HFLM"
+    assert lines[1] == "['dummy', 'hf', 'm1-vllm', 'vllm']"
+    assert lines[2] == "lm_eval.models.vllm_causallms:VLLM"
+
+
+def test_hook_is_idempotent_lazy_and_can_be_switched_off(tmp_path):
+    code = (
+        "import sys\n"
+        "import m1_models.lm_eval_hook as hook\n"
+        "print('lm_eval' in sys.modules, 'vllm' in sys.modules)\n"
+        "hook.install(); hook.install()\n"
+        "print(sum(type(f).__name__ == 'M1EvalFinder' for f in sys.meta_path))\n"
+        "from lm_eval.api.registry import get_model, model_registry\n"
+        "get_model('dummy')\n"
+        "print('m1-vllm' in model_registry, 'vllm' in sys.modules)\n"
+        "from lm_eval.tasks import TaskManager\n"
+        "from m1_tasks.paths import task_dir\n"
+        "manager = TaskManager(include_path='/nonexistent-user-path')\n"
+        "print([str(p) for p in manager.include_path] == [str(task_dir()), '/nonexistent-user-path'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["False False", "1", "True False", "True"]
+    off = subprocess.run(
+        [sys.executable, "-c", "from lm_eval.api.registry import get_model, model_registry; get_model('dummy');"
+         "import sys; print('m1-vllm' in model_registry, any(type(f).__name__ == 'M1EvalFinder' for f in sys.meta_path))"],
+        cwd=tmp_path, capture_output=True, text=True, check=True, env={**os.environ, "M1_EVAL_DISABLE_HOOK": "1"},
+    )
+    assert off.stdout.strip() == "False False"

@@ -71,7 +71,7 @@ def _patch_evaluation_tracker(module) -> None:
         original(self, task_name, samples)
         from m1_models.records import write_records_for_task
 
-        write_records_for_task(self, task_name)
+        write_records_for_task(self, task_name, samples)
 
     setattr(save_results_samples, _PATCHED_ATTR, True)
     save_results_samples.__wrapped__ = original  # type: ignore[attr-defined]

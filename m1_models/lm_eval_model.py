@@ -66,6 +66,10 @@ class M1LM(LM):
     def step_engine(self) -> StepEngine:
         raise NotImplementedError
 
+    def set_cache_hook(self, cache_hook) -> None:
+        super().set_cache_hook(cache_hook)
+        SINK.attach_store(getattr(cache_hook, "dbdict", None))
+
     # -- lm-eval's chat template interface -------------------------------------------------------------------
     @property
     def tokenizer_name(self) -> str:

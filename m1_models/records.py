@@ -25,16 +25,41 @@ logger = logging.getLogger(__name__)
 RECORD_FILE_PREFIX = "m1_generations_"
 
 
+def record_key(task: str, doc_id: Any, prompt_hash: str) -> str:
+    """Key of a record in lm-eval's ``--use_cache`` database (beside lm-eval's own response entries)."""
+    return f"m1-record\x00{task}\x00{doc_id}\x00{prompt_hash}"
+
+
 class RecordSink:
-    """Thread-safe store of records per task, filled by the models and drained by the writer."""
+    """Thread-safe store of records per task, filled by the models and drained by the writer.
+
+    With ``--use_cache``, records are also kept in lm-eval's cache database (``attach_store``), so that a
+    resumed run, whose cached requests never reach the model, still writes a record for every sample.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._store: Any = None
+
+    def attach_store(self, store: Any) -> None:
+        self._store = store
 
     def add(self, record: dict[str, Any]) -> None:
         with self._lock:
             self._by_task[str(record["task"])].append(record)
+            if self._store is not None:
+                self._store[record_key(record["task"], record["doc_id"], record["prompt_hash"])] = record
+
+    def recover(self, task: str, doc_id: Any, prompt_hash: str) -> dict[str, Any] | None:
+        """A record kept in the cache database by an earlier (interrupted) run, if any."""
+        if self._store is None:
+            return None
+        try:
+            return self._store.get(record_key(task, doc_id, prompt_hash))
+        except Exception:  # a cache we cannot read only costs the record, never the evaluation
+            logger.debug("m1-eval: cache lookup failed", exc_info=True)
+            return None
 
     def pop(self, task: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -73,8 +98,14 @@ def write_records(path: Path, records: list[dict[str, Any]]) -> Path:
     return path
 
 
-def write_records_for_task(tracker: Any, task_name: str) -> Path | None:
+def write_records_for_task(tracker: Any, task_name: str, samples: list[dict[str, Any]] = ()) -> Path | None:
     records = SINK.pop(task_name)
+    have = {(r["doc_id"], r["prompt_hash"]) for r in records}
+    for sample in samples:
+        key = (sample.get("doc_id"), sample.get("prompt_hash"))
+        if key not in have and (recovered := SINK.recover(task_name, *key)) is not None:
+            records.append(recovered)
+            have.add(key)
     folder = samples_dir(tracker)
     if not records or folder is None:
         return None

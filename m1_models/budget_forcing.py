@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
+
+from m1_models.errors import M1UserError
 
 logger = logging.getLogger(__name__)
 
 
-class GenKwargsError(ValueError):
+class GenKwargsError(M1UserError):
     """A gen_kwarg the user gave cannot be used; the message names the key and the fix."""
 
 

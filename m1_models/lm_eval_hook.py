@@ -8,7 +8,9 @@ imports one of the modules below, after which the finder runs a patch:
   registrations, so ``hf``, ``vllm`` ... stay visible; vLLM is imported only when an m1 model is used);
 * ``lm_eval.tasks.manager``: every ``TaskManager`` also indexes the project's task folder;
 * ``lm_eval.loggers.evaluation_tracker``: next to each ``samples_<task>_<date>.jsonl`` the m1 models'
-  per-sample records are written as ``m1_generations_<task>_<date>.jsonl``.
+  per-sample records are written as ``m1_generations_<task>_<date>.jsonl``;
+* ``lm_eval._cli.run``: m1-eval's user errors (``M1UserError``) end the command with their one-line message
+  and exit code 2 instead of a traceback (``--verbosity DEBUG`` keeps the traceback).
 
 Standard library only; safe to run twice; ``M1_EVAL_DISABLE_HOOK=1`` switches it off.
 """
@@ -19,7 +21,7 @@ import importlib.abc
 import importlib.machinery
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 DISABLE_ENV = "M1_EVAL_DISABLE_HOOK"
 
@@ -78,7 +80,36 @@ def _patch_evaluation_tracker(module) -> None:
     tracker_cls.save_results_samples = save_results_samples
 
 
+def _patch_cli_run(module) -> None:
+    """``lm_eval run``: an m1-eval user error becomes one line on stderr and exit code 2."""
+    run_cls = module.Run
+    original = run_cls.__dict__.get("_execute")
+    if original is None or getattr(original, _PATCHED_ATTR, False):
+        return
+    execute = original.__func__ if isinstance(original, staticmethod) else original
+
+    def _execute(args, *rest, **kwargs):
+        try:
+            return execute(args, *rest, **kwargs)
+        except Exception as error:
+            from m1_models.errors import M1UserError
+
+            user_error = error if isinstance(error, M1UserError) else None
+            cause = error.__cause__ or error.__context__
+            while user_error is None and cause is not None:  # lm-eval may wrap ours
+                user_error = cause if isinstance(cause, M1UserError) else None
+                cause = cause.__cause__ or cause.__context__
+            if user_error is None or str(getattr(args, "verbosity", "") or "").upper() == "DEBUG":
+                raise
+            sys.stderr.write(f"lm_eval: error: {user_error}\n")
+            raise SystemExit(2) from None
+
+    setattr(_execute, _PATCHED_ATTR, True)
+    run_cls._execute = staticmethod(_execute) if isinstance(original, staticmethod) else _execute
+
+
 PATCHES: dict[str, Callable] = {
+    "lm_eval._cli.run": _patch_cli_run,
     "lm_eval.models": _register_models,
     "lm_eval.tasks.manager": _patch_task_manager,
     "lm_eval.loggers.evaluation_tracker": _patch_evaluation_tracker,

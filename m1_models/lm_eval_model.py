@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Sequence
+import re
+from collections.abc import Sequence
+from typing import Any
 
 from lm_eval.api.model import LM
 from lm_eval.utils import hash_string
 from tqdm import tqdm
 
-from m1_models.budget_forcing import ForcedRequest, GenKwargsError, GenerationSettings, parse_gen_kwargs
+from m1_models.budget_forcing import ForcedRequest, GenerationSettings, GenKwargsError, parse_gen_kwargs
+from m1_models.errors import M1UserError
 from m1_models.records import SINK
 from m1_models.scheduling import SCHEDULES, StepEngine, run
 
 logger = logging.getLogger(__name__)
 
+_SPECIAL_MARKER = re.compile(r"<\|[A-Za-z0-9_]+\|>")
 
-class ModelArgsError(ValueError):
+
+class ModelArgsError(M1UserError):
     """A model_arg the user gave cannot be used; the message names it and the fix."""
 
 
@@ -61,6 +66,7 @@ class M1LM(LM):
         self.seed = int(seed)
         self.schedule = schedule
         self.add_bos_token = add_bos_token in (True, "True", "true", "1", 1)
+        self._checked_markers: set[tuple] = set()
 
     # -- what a backend provides ---------------------------------------------------------------------------
     def step_engine(self) -> StepEngine:
@@ -101,8 +107,28 @@ class M1LM(LM):
     def loglikelihood_rolling(self, requests):
         return self.loglikelihood(requests)
 
+    def _check_markers(self, settings: GenerationSettings) -> None:
+        """Budget forcing needs the markers' special tokens (e.g. ``<|im_start|>``) in the model's vocabulary."""
+        forcing = settings.forcing
+        texts = (forcing.thinking_start, forcing.thinking_end, forcing.thinking_end_overflow, *forcing.until_thinking)
+        wanted = sorted({m for text in texts for m in _SPECIAL_MARKER.findall(text)})
+        vocab = self.tokenizer.hf.get_vocab()
+        missing = [marker for marker in wanted if marker not in vocab]
+        if missing:
+            raise ModelArgsError(
+                f"{self.model_name} cannot take the thinking markers: its tokenizer has no {missing[0]} token; "
+                f"run it without max_tokens_thinking (as the paper ran its baselines) or set thinking_start, "
+                f"thinking_end, thinking_end_overflow and until_thinking to markers the model knows"
+            )
+
     def _settings(self, context: str, gen_kwargs: dict[str, Any]) -> GenerationSettings:
         settings = parse_gen_kwargs(gen_kwargs, self.sampling_keys)
+        if settings.forcing.forced:
+            key = (settings.forcing.thinking_start, settings.forcing.thinking_end,
+                   settings.forcing.thinking_end_overflow, settings.forcing.until_thinking)
+            if key not in self._checked_markers:
+                self._check_markers(settings)
+                self._checked_markers.add(key)
         sampling = settings.sampling
         temperature = float(sampling.get("temperature", 1.0) or 0.0)
         if temperature > 0 and "seed" not in sampling:

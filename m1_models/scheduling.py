@@ -11,7 +11,8 @@ Two schedules, interchangeable so they can be measured against each other:
 from __future__ import annotations
 
 import logging
-from typing import Callable, Literal, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol
 
 from m1_models.budget_forcing import ForcedRequest, GenerationStep, StepResult
 

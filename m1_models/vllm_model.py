@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from m1_models.budget_forcing import GenerationStep, StepResult
-from m1_models.lm_eval_model import HFTokenizer, M1LM, ModelArgsError
+from m1_models.lm_eval_model import M1LM, HFTokenizer, ModelArgsError
 
 logger = logging.getLogger(__name__)
 

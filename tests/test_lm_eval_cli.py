@@ -55,15 +55,19 @@ def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, tmp_path):
     budget = 250
     result = run_lm_eval(
         [
-            "--model", "m1-vllm",
-            "--model_args", f"pretrained={tiny_model},max_model_len=2048",
-            "--tasks", "m1_e2e_local",
-            "--include_path", str(tasks),
+            "--model",
+            "m1-vllm",
+            "--model_args",
+            f"pretrained={tiny_model},max_model_len=2048",
+            "--tasks",
+            "m1_e2e_local",
+            "--include_path",
+            str(tasks),
             "--apply_chat_template",
             "--gen_kwargs",
-            f"max_tokens_thinking={budget},thinking_n_ignore=2,thinking_n_ignore_str=' Alternatively',"
-            "temperature=1.0",
-            "--output_path", "out",
+            f"max_tokens_thinking={budget},thinking_n_ignore=2,thinking_n_ignore_str=' Alternatively',temperature=1.0",
+            "--output_path",
+            "out",
             "--log_samples",
         ],
         cwd=tmp_path,
@@ -128,9 +132,70 @@ def test_hook_is_idempotent_lazy_and_can_be_switched_off(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["False False", "1", "True False", "True"]
+    off_code = (
+        "import sys\n"
+        "from lm_eval.api.registry import get_model, model_registry\n"
+        "get_model('dummy')\n"
+        "print('m1-vllm' in model_registry, any(type(f).__name__ == 'M1EvalFinder' for f in sys.meta_path))\n"
+    )
     off = subprocess.run(
-        [sys.executable, "-c", "from lm_eval.api.registry import get_model, model_registry; get_model('dummy');"
-         "import sys; print('m1-vllm' in model_registry, any(type(f).__name__ == 'M1EvalFinder' for f in sys.meta_path))"],
-        cwd=tmp_path, capture_output=True, text=True, check=True, env={**os.environ, "M1_EVAL_DISABLE_HOOK": "1"},
+        [sys.executable, "-c", off_code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "M1_EVAL_DISABLE_HOOK": "1"},
     )
     assert off.stdout.strip() == "False False"
+
+
+def _assert_one_line_error(result, *needles: str) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("lm_eval: error: ")
+    for needle in needles:
+        assert needle in line
+    return line
+
+
+def test_missing_model_folder_is_one_line(tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    write_local_task(tasks)
+    result = run_lm_eval(
+        [
+            "--model",
+            "m1-vllm",
+            "--model_args",
+            "pretrained=./no-such-model",
+            "--tasks",
+            "m1_e2e_local",
+            "--include_path",
+            str(tasks),
+        ],
+        cwd=tmp_path,
+    )
+    _assert_one_line_error(result, "pretrained=./no-such-model", "local model folder")
+
+
+def test_bad_gen_kwarg_is_one_line_before_generation(tiny_model, tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    write_local_task(tasks)
+    args = [
+        "--model",
+        "m1-vllm",
+        "--model_args",
+        f"pretrained={tiny_model},max_model_len=1024",
+        "--tasks",
+        "m1_e2e_local",
+        "--include_path",
+        str(tasks),
+        "--apply_chat_template",
+        "--gen_kwargs",
+        "max_tokens_thinking=0",
+        "--limit",
+        "2",
+    ]
+    _assert_one_line_error(run_lm_eval(args, cwd=tmp_path), "max_tokens_thinking=0", ">= 1")

@@ -125,3 +125,11 @@ def test_bad_gen_kwargs_fail_before_any_generation(vllm_lm, gen_kwargs, key):
         del vllm_lm.step_engine
     assert key in str(error.value) and "\n" not in str(error.value)
     assert submitted == []
+
+
+def test_markers_the_model_does_not_know_are_rejected(vllm_lm):
+    from m1_models.lm_eval_model import ModelArgsError
+
+    bad = instances(vllm_lm, {"max_tokens_thinking": 20, "thinking_start": "<|begin_of_thought|>"}, 1)
+    with pytest.raises(ModelArgsError, match=r"no <\|begin_of_thought\|> token"):
+        vllm_lm.generate_until(bad, disable_tqdm=True)

@@ -9,8 +9,8 @@ than short ones and the two schedules can be told apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from m1_models.budget_forcing import GenerationStep, StepResult
 

@@ -10,9 +10,27 @@ from pathlib import Path
 logger = logging.getLogger("m1_eval")
 
 EPILOG = """examples:
+  m1-eval doctor                          versions, plugin hook, registered tasks and models, data source
   m1-eval tiny-model                      build (once) and print the folder of the tiny test model
   m1-eval tiny-model --path ./tiny        build it into ./tiny
 """
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from m1_eval.doctor import run_checks
+
+    checks = run_checks()
+    table = Table(title="m1-eval doctor", show_header=True)
+    table.add_column("check")
+    table.add_column("")
+    table.add_column("finding", overflow="fold")
+    for check in checks:
+        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]!![/]", check.value)
+    Console().print(table)
+    return 0 if all(check.ok for check in checks) else 1
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
@@ -31,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbosity", default="INFO", help="logging level (DEBUG shows tracebacks)")
     commands = parser.add_subparsers(dest="command", required=True)
+    doctor = commands.add_parser(
+        "doctor",
+        help="print versions, whether the plugin hook is active, registered tasks/models, the data source",
+        description="Check this installation: versions (lm-eval, vLLM flavour, torch, transformers), whether "
+        "the lm-eval plugin hook is active, which m1 tasks and models lm-eval sees, and where the evaluation "
+        "data would come from. Exit code 1 when something needs fixing.",
+        epilog="example:\n  m1-eval doctor",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    doctor.set_defaults(run=_doctor)
     tiny = commands.add_parser(
         "tiny-model",
         help="build the tiny Qwen2-style test model (cached) and print its folder",

@@ -1,0 +1,160 @@
+"""Reproducible and resumable runs: same seed = same samples; a run killed halfway resumes with --use_cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LM_EVAL, read_jsonl, run_lm_eval
+
+N_GREEDY = 40
+N_SAMPLED = 8
+ORGANS = ["liver", "pancreas", "kidney", "spleen", "heart", "lung", "thyroid", "adrenal gland"]
+
+
+def write_tasks(folder: Path) -> None:
+    data = folder / "questions.jsonl"
+    with data.open("w") as handle:
+        for i in range(N_GREEDY):
+            options = {chr(65 + k): ORGANS[(i + k) % len(ORGANS)] for k in range(4)}
+            question = f"Case {i}: which organ is most likely affected in patient {i}?\n" + "\n".join(
+                f"{k}. {v}" for k, v in options.items()
+            )
+            handle.write(json.dumps({"id": i, "prompt": question, "answer": "A"}) + "\n")
+    base = f"""\
+        dataset_path: json
+        dataset_kwargs:
+          data_files:
+            test: {data}
+        test_split: test
+        output_type: generate_until
+        doc_to_text: "{{{{prompt}}}}\\nReturn your final response within \\\\boxed{{}}."
+        doc_to_target: answer
+        metric_list:
+          - metric: exact_match
+            aggregation: mean
+            higher_is_better: true
+        """
+    (folder / "greedy.yaml").write_text(
+        "task: m1_e2e_greedy\n"
+        + textwrap.dedent(base)
+        + "generation_kwargs:\n  until: []\n  do_sample: false\n  max_tokens_thinking: 120\n  max_tokens_answer: 64\n"
+    )
+    (folder / "sampled.yaml").write_text(
+        "task: m1_e2e_sampled\n"
+        + textwrap.dedent(base)
+        + f"process_docs: !function filters.first_{N_SAMPLED}\n"
+        + "generation_kwargs:\n  until: []\n  temperature: 1.0\n  max_tokens_thinking: 120\n"
+        + "  max_tokens_answer: 64\n  thinking_n_ignore: 1\n"
+    )
+    (folder / "filters.py").write_text(f"def first_{N_SAMPLED}(dataset):\n    return dataset.select(range({N_SAMPLED}))\n")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, tiny_model):
+    folder = tmp_path_factory.mktemp("resume")
+    (folder / "tasks").mkdir()
+    write_tasks(folder / "tasks")
+    return folder
+
+
+def command(tiny_model: Path, tasks: Path, out: str, cache: str | None) -> list[str]:
+    args = [
+        "--model", "m1-vllm",
+        # four at a time, so requests finish in waves and a kill lands halfway; float32 keeps greedy decoding
+        # independent of which requests share a batch
+        "--model_args", f"pretrained={tiny_model},max_model_len=1024,max_num_seqs=4,dtype=float32",
+        "--tasks", "m1_e2e_greedy,m1_e2e_sampled",
+        "--include_path", str(tasks),
+        "--apply_chat_template",
+        "--output_path", out,
+        "--log_samples",
+        "--seed", "7",
+    ]  # fmt: skip
+    return args + (["--use_cache", cache] if cache else [])
+
+
+def samples_of(out: Path) -> dict[str, str]:
+    """Sample files by task, with nothing run-specific left in them."""
+    run_dir = next(out.iterdir())
+    found = {}
+    for path in sorted(run_dir.glob("samples_*.jsonl")):
+        task = path.name[len("samples_") :].rsplit("_", 1)[0]
+        rows = sorted(read_jsonl(path), key=lambda r: r["doc_id"])
+        found[task] = json.dumps(rows, sort_keys=True)
+    return found
+
+
+def results_of(out: Path) -> dict:
+    run_dir = next(out.iterdir())
+    results = json.loads(next(run_dir.glob("results_*.json")).read_text())
+    return results["results"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(workdir, tiny_model):
+    result = run_lm_eval(command(tiny_model, workdir / "tasks", "ref", "ref_cache/c"), cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir / "ref"
+
+
+def test_same_seed_gives_identical_samples(workdir, tiny_model, reference_run):
+    result = run_lm_eval(command(tiny_model, workdir / "tasks", "again", None), cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = samples_of(reference_run), samples_of(workdir / "again")
+    assert set(first) == {"m1_e2e_greedy", "m1_e2e_sampled"}
+    assert first == second  # greedy and seeded sampling alike
+    texts = {row["resps"][0][0] for row in json.loads(first["m1_e2e_sampled"])}
+    assert len(texts) > 1, "sampled generations should differ between documents"
+
+
+def cached_responses(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as connection:
+            return connection.execute("SELECT COUNT(*) FROM unnamed WHERE key NOT LIKE 'm1-record%'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_killed_run_resumes_from_the_cache(workdir, tiny_model, reference_run):
+    args = command(tiny_model, workdir / "tasks", "resumed", "resume_cache/c")
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    process = subprocess.Popen(
+        [LM_EVAL, *args], cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    db = workdir / "resume_cache" / "c_rank0.db"
+    deadline = time.monotonic() + 300
+    total = N_GREEDY + N_SAMPLED
+    while cached_responses(db) < total // 3:
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "the run never cached a third of its requests"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the engine's worker processes too
+    process.wait()
+    done_before = cached_responses(db)
+    assert done_before < total, "killed too late: every request had finished"
+
+    result = run_lm_eval(args, cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if "Cached requests:" in line]
+    cached = sum(int(line.split("Cached requests:")[1].split(",")[0]) for line in lines)
+    remaining = sum(int(line.split("Requests remaining:")[1]) for line in lines)
+    assert cached >= done_before and cached + remaining == total and remaining > 0
+    assert samples_of(workdir / "resumed") == samples_of(reference_run)
+    assert results_of(workdir / "resumed") == results_of(reference_run)
+    # records of the requests generated before the kill come back from the cache
+    run_dir = next((workdir / "resumed").iterdir())
+    for task, n in (("m1_e2e_greedy", N_GREEDY), ("m1_e2e_sampled", N_SAMPLED)):
+        records = read_jsonl(next(run_dir.glob(f"m1_generations_{task}_*.jsonl")))
+        assert sorted(r["doc_id"] for r in records) == list(range(n))

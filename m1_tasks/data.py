@@ -1,0 +1,337 @@
+"""The m1 evaluation data: ``m1_eval_data.json`` of the Hugging Face dataset ``UCSC-VLAA/m1_eval_data``.
+
+The file maps a source name (``MedQA_USLME_test``, ``NEJM``, ...) to a list of records
+``{"question": str, "options": {"A": str, ...}, "answer": str, "answer_idx": "A"}``.
+
+Where it comes from:
+
+* ``$M1_EVAL_DATA=/path/file.json``: that local file (same structure; the md5 check is skipped, logged at INFO);
+* otherwise ``huggingface_hub.hf_hub_download`` into the usual HF cache (works offline once cached), checked
+  against the md5 of the file the paper evaluated on.
+
+Records whose answer text disagrees with ``options[answer_idx]`` (after stripping whitespace) are dropped, as the
+m1 pipeline did (``HumanityLastExam``: 103 -> 102).  Every problem a user can fix raises :class:`M1DataError`
+with one line naming the file, source, record index or field, and the fix.
+
+The parsed file and each source's checked records are cached per path, so a run of ten tasks reads the file once.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from m1_models.errors import M1UserError
+from m1_tasks.prompt import PLAIN, normalize_variant, options_rows
+
+# A child of lm-eval's logger: under the ``lm_eval`` command these lines appear with lm-eval's own (INFO by
+# default), which does not propagate to the root logger.
+logger = logging.getLogger("lm_eval.m1_tasks.data")
+
+DATA_ENV = "M1_EVAL_DATA"
+HF_REPO_ID = "UCSC-VLAA/m1_eval_data"
+HF_FILENAME = "m1_eval_data.json"
+EXPECTED_MD5 = "fe50ce67a958cfa9bc958a51b2502e57"
+
+DEMO_SOURCE = "m1_demo"
+DEMO_FILE = Path(__file__).resolve().parent / "demo_data" / "m1_demo.json"
+
+#: lm-eval task name -> source key in m1_eval_data.json
+TASK_SOURCES: dict[str, str] = {
+    "m1_medmcqa": "MedMCQA_validation",
+    "m1_medqa": "MedQA_USLME_test",
+    "m1_pubmedqa": "PubMedQA_test",
+    "m1_mmlu_pro_med": "MMLU-Pro_Medical_test",
+    "m1_gpqa_med": "GPQA_Medical_test",
+    "m1_lancet": "Lancet",
+    "m1_medbullets_op4": "MedBullets_op4",
+    "m1_medbullets_op5": "MedBullets_op5",
+    "m1_medxpertqa": "MedXpertQA",
+    "m1_nejm": "NEJM",
+    "m1_hle": "HumanityLastExam",
+}
+
+#: records per source after m1's cleaning (the m1 paper's evaluation set)
+EXPECTED_COUNTS: dict[str, int] = {
+    "MedMCQA_validation": 4183,
+    "MedQA_USLME_test": 1273,
+    "PubMedQA_test": 1000,
+    "MMLU-Pro_Medical_test": 1535,
+    "GPQA_Medical_test": 390,
+    "Lancet": 412,
+    "MedBullets_op4": 308,
+    "MedBullets_op5": 308,
+    "MedXpertQA": 1449,
+    "NEJM": 603,
+    "HumanityLastExam": 102,
+}
+
+#: group name -> member tasks (the YAMLs in task_yamls/ list the same)
+GROUPS: dict[str, list[str]] = {
+    "m1_table1": [
+        "m1_medmcqa", "m1_medqa", "m1_pubmedqa", "m1_mmlu_pro_med", "m1_gpqa_med",
+        "m1_lancet", "m1_medbullets_op4", "m1_medbullets_op5", "m1_medxpertqa", "m1_nejm",
+    ],
+    "m1_huatuo": ["m1_medmcqa", "m1_medqa", "m1_pubmedqa", "m1_mmlu_pro_med", "m1_gpqa_med"],
+    "m1_hard": ["m1_lancet", "m1_medbullets_op4", "m1_medbullets_op5", "m1_medxpertqa", "m1_nejm", "m1_hle"],
+}
+
+RECORD_FIELDS = ("question", "options", "answer", "answer_idx")
+
+
+class M1DataError(M1UserError):
+    """The evaluation data cannot be used as it is (missing file or source, bad record, md5 mismatch, offline).
+
+    A ``ValueError`` (through ``M1UserError``): under ``lm_eval`` its one-line message ends the run, exit code 2.
+    """
+
+
+@dataclass(frozen=True)
+class DataFile:
+    path: Path
+    expected_md5: str | None  # None: a local file, not checked
+    origin: str  # for messages: "M1_EVAL_DATA", "Hugging Face dataset ...", "packaged demo data", ...
+
+
+def _one_line(text: Any, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _local_file(path: str | os.PathLike, origin: str) -> DataFile:
+    resolved = Path(path).expanduser()
+    if not resolved.is_file():
+        raise M1DataError(
+            f"{origin}={str(path)!r}: no such file; point {DATA_ENV} at a copy of {HF_FILENAME} "
+            f"(or unset it to download {HF_REPO_ID})"
+        )
+    return DataFile(resolved.resolve(), None, origin)
+
+
+def _download() -> DataFile:
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(repo_id=HF_REPO_ID, filename=HF_FILENAME, repo_type="dataset")
+    except Exception as error:  # offline, no network, gated, ... all have the same fix
+        try:
+            from huggingface_hub import constants
+
+            offline = bool(constants.HF_HUB_OFFLINE)
+        except Exception:
+            offline = False
+        cause = (
+            "offline (HF_HUB_OFFLINE) and not in the Hugging Face cache"
+            if offline
+            else f"{type(error).__name__}: {_one_line(error, 160)}"
+        )
+        raise M1DataError(
+            f"cannot get {HF_FILENAME} of the Hugging Face dataset {HF_REPO_ID} ({cause}); "
+            f"set {DATA_ENV}=/path/to/{HF_FILENAME} to use a local copy, or download it once with network"
+        ) from error
+    return DataFile(Path(path).resolve(), EXPECTED_MD5, f"Hugging Face dataset {HF_REPO_ID}")
+
+
+def resolve_data_file(data: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> DataFile:
+    """Which file to read: ``data`` (``"demo"`` = the packaged demo file, or a path), else ``$M1_EVAL_DATA``,
+    else the Hugging Face download (cached by ``huggingface_hub``)."""
+    environ = os.environ if environ is None else environ
+    if data is not None and str(data) != "":
+        if str(data) == "demo":
+            if not DEMO_FILE.is_file():
+                raise M1DataError(f"the packaged demo data {DEMO_FILE} is missing; reinstall m1-eval")
+            return DataFile(DEMO_FILE, None, "packaged demo data")
+        return _local_file(data, "data file")
+    local = environ.get(DATA_ENV, "").strip()
+    if local:
+        return _local_file(local, DATA_ENV)
+    return _download()
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stat_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_file(path: str, mtime_ns: int, size: int, expected_md5: str | None, origin: str) -> dict[str, list]:
+    """The parsed file (shared between callers: do not mutate).  Cached per path, size and mtime."""
+    file = Path(path)
+    if expected_md5 is None:
+        if origin == DATA_ENV:
+            logger.info("m1 data: reading %s from %s=%s (md5 check skipped for local files)", HF_FILENAME, DATA_ENV,
+                        path)
+    else:
+        actual = _file_md5(file)
+        if actual != expected_md5:
+            raise M1DataError(
+                f"{path} (from the {origin}) has md5 {actual}, expected {expected_md5} (the file the m1 paper "
+                f"evaluated on); delete it from the Hugging Face cache to download it again, or set "
+                f"{DATA_ENV}=/path/to/{HF_FILENAME} to use a local file without the check"
+            )
+        logger.info("m1 data: %s (md5 %s verified)", path, actual)
+    try:
+        with file.open("rb") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise M1DataError(f"{path} (from {origin}) is not readable JSON: {_one_line(error, 160)}") from error
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise M1DataError(
+            f"{path} (from {origin}) must be a JSON object mapping a source name to a list of records, "
+            f"like {HF_FILENAME}"
+        )
+    return data
+
+
+def load_eval_data(data: str | os.PathLike | None = None) -> dict[str, list]:
+    """The whole file as parsed (shared and cached: do not mutate)."""
+    file = resolve_data_file(data)
+    return _parse_file(*_stat_key(file.path), file.expected_md5, file.origin)
+
+
+def _check_record(record: Any, index: int, source: str, path: str) -> dict[str, Any]:
+    where = f"record {index} of source {source!r} in {path}"
+    if not isinstance(record, dict):
+        raise M1DataError(f"{where}: expected an object with fields {', '.join(RECORD_FIELDS)}, "
+                          f"got {type(record).__name__}")
+    for field in RECORD_FIELDS:
+        if field not in record:
+            raise M1DataError(f"{where}: field {field!r} is missing")
+    for field in ("question", "answer", "answer_idx"):
+        if not isinstance(record[field], str):
+            raise M1DataError(f"{where}: field {field!r} must be a string, got {type(record[field]).__name__}")
+    if not record["question"].strip():
+        raise M1DataError(f"{where}: field 'question' is empty")
+    options = record["options"]
+    if not isinstance(options, dict) or not options:
+        raise M1DataError(f"{where}: field 'options' must be a non-empty object of letter -> text, "
+                          f"got {type(options).__name__ if options != {} else 'an empty object'}")
+    for letter, text in options.items():
+        if not letter.strip():
+            raise M1DataError(f"{where}: field 'options' has an empty letter")
+        if not isinstance(text, str):
+            raise M1DataError(f"{where}: field 'options.{letter}' must be a string, got {type(text).__name__}")
+    if record["answer_idx"] not in options:
+        raise M1DataError(
+            f"{where}: field 'answer_idx' is {record['answer_idx']!r}, not one of the option letters "
+            f"{', '.join(options)}"
+        )
+    return {field: record[field] for field in RECORD_FIELDS}
+
+
+@functools.lru_cache(maxsize=64)
+def _source_records(path: str, mtime_ns: int, size: int, expected_md5: str | None, origin: str,
+                    source: str) -> tuple[tuple[dict[str, Any], ...], tuple[int, ...]]:
+    data = _parse_file(path, mtime_ns, size, expected_md5, origin)
+    if source not in data:
+        raise M1DataError(
+            f"source {source!r} is not in {path} (from {origin}; it has: {', '.join(sorted(data)) or 'nothing'}); "
+            f"point {DATA_ENV} at a file of the {HF_FILENAME} structure that includes {source!r}"
+        )
+    kept: list[dict[str, Any]] = []
+    dropped: list[int] = []
+    for index, raw in enumerate(data[source]):
+        record = _check_record(raw, index, source, path)
+        if record["answer"].strip() != record["options"][record["answer_idx"]].strip():
+            dropped.append(index)
+            continue
+        record["index"] = index
+        kept.append(record)
+    if dropped:
+        logger.info(
+            "m1 data: %s: dropped %d record(s) whose answer text differs from options[answer_idx] "
+            "(as the m1 pipeline did): index %s; %d left",
+            source, len(dropped), ", ".join(map(str, dropped)), len(kept),
+        )
+    return tuple(kept), tuple(dropped)
+
+
+def load_source(source: str, data: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The checked records of one source: ``question``, ``options`` (dict), ``answer``, ``answer_idx`` and
+    ``index`` (position in the file's list), mismatching records dropped.  Copies: safe to mutate."""
+    file = resolve_data_file(data)
+    records, _ = _source_records(*_stat_key(file.path), file.expected_md5, file.origin, source)
+    return [{**record, "options": dict(record["options"])} for record in records]
+
+
+def dropped_indices(source: str, data: str | os.PathLike | None = None) -> list[int]:
+    file = resolve_data_file(data)
+    return list(_source_records(*_stat_key(file.path), file.expected_md5, file.origin, source)[1])
+
+
+def clear_cache() -> None:
+    _source_records.cache_clear()
+    _parse_file.cache_clear()
+
+
+def build_dataset(source: str, variant: str = PLAIN, data: str | os.PathLike | None = None):
+    """A ``datasets.DatasetDict`` with one ``test`` split for lm-eval.
+
+    Columns: ``question``, ``options`` (list of ``{"letter", "text"}`` rows in the record's order: a dict per
+    record would give Arrow a different schema for each letter set), ``answer``, ``answer_idx``, ``source``,
+    ``index``, ``prompt_variant``.
+    """
+    import datasets
+
+    variant = normalize_variant(variant, "build_dataset")
+    records = load_source(source, data)
+    features = datasets.Features(
+        {
+            "question": datasets.Value("string"),
+            "options": [{"letter": datasets.Value("string"), "text": datasets.Value("string")}],
+            "answer": datasets.Value("string"),
+            "answer_idx": datasets.Value("string"),
+            "source": datasets.Value("string"),
+            "index": datasets.Value("int64"),
+            "prompt_variant": datasets.Value("string"),
+        }
+    )
+    columns = {
+        "question": [r["question"] for r in records],
+        "options": [options_rows(r["options"]) for r in records],
+        "answer": [r["answer"] for r in records],
+        "answer_idx": [r["answer_idx"] for r in records],
+        "source": [source] * len(records),
+        "index": [r["index"] for r in records],
+        "prompt_variant": [variant] * len(records),
+    }
+    return datasets.DatasetDict({"test": datasets.Dataset.from_dict(columns, features=features)})
+
+
+def describe_data_source(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
+    """Where the benchmark data would come from, without downloading anything (for ``m1-eval doctor``)."""
+    environ = os.environ if environ is None else environ
+    local = environ.get(DATA_ENV, "").strip()
+    if local:
+        path = Path(local).expanduser()
+        if path.is_file():
+            return f"{DATA_ENV}={path} (local file, md5 check skipped)", True
+        return f"{DATA_ENV}={path}: no such file", False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(repo_id=HF_REPO_ID, filename=HF_FILENAME, repo_type="dataset")
+    except Exception:  # an unreadable cache is the same as none
+        cached = None
+    if isinstance(cached, str):
+        return f"Hugging Face cache: {cached} ({HF_REPO_ID}, md5-checked)", True
+    return (
+        f"{HF_REPO_ID} will be downloaded on first use (needs network; offline, set {DATA_ENV}=/path/to/"
+        f"{HF_FILENAME})",
+        True,
+    )

@@ -1,0 +1,5 @@
+import sys
+
+from m1_reports.cli import main
+
+sys.exit(main())

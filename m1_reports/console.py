@@ -1,0 +1,79 @@
+"""Console output of the command: a progress bar while reading, and a summary table (rich)."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from m1_reports.tables import PAPER, Table1, pct
+
+
+class RichProgress:
+    """A :class:`~m1_reports.frames.ProgressSink` drawing a rich progress bar over the bytes of sample files."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._progress: Progress | None = None
+        self._task = None
+
+    def start(self, total_bytes: int) -> None:
+        self._progress = Progress(
+            TextColumn("reading samples"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self._console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("read", total=max(total_bytes, 1))
+
+    def advance(self, n_bytes: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=n_bytes)
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def summary_table(table: Table1) -> Table:
+    """Table 1 for the terminal, transposed to fit: one row per benchmark, one column per run (and the
+    baseline when it is a published row); accuracy (%) with the difference to the baseline in points."""
+    shown = [row for row, source in zip(table.rows, table.sources, strict=True) if source != PAPER]
+    if table.baseline is not None and table.baseline not in shown:
+        shown.append(table.baseline)
+    summary = Table(title="Table 1: accuracy (%)", header_style="bold")
+    summary.add_column("benchmark")
+    for row in shown:
+        header = row + (" (baseline)" if row == table.baseline else "")
+        summary.add_column(header, justify="right", overflow="fold")
+    for column in table.columns:
+        if all(math.isnan(table.value.at[row, column]) for row in shown):
+            continue
+        cells = [table.labels[column]]
+        for row in shown:
+            value = table.value.at[row, column]
+            text = pct(value)
+            if table.best.at[row, column]:
+                text = f"[bold]{text}[/]"
+            if table.delta is not None and row != table.baseline and not math.isnan(value):
+                delta = 100 * table.delta.at[row, column]
+                if not math.isnan(delta):
+                    color = "green" if delta > 0.005 else "red" if delta < -0.005 else "dim"
+                    text += f" [{color}]{delta:+.1f}[/]"
+            cells.append(text)
+        summary.add_row(*cells)
+    return summary

@@ -1,0 +1,204 @@
+"""A report: read runs, build every table, write the folder (atomically)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from m1_reports import html, plots
+from m1_reports.errors import ReportInputError
+from m1_reports.frames import Loaded, LoadOptions, ProgressSink, load
+from m1_reports.reference import Citation, citation, select_references
+from m1_reports.stats import DEFAULT_BOOTSTRAP
+from m1_reports.tables import (
+    Table1,
+    budget_markdown,
+    budget_table,
+    build_table1,
+    default_pairs,
+    leaderboard_frame,
+    leaderboard_rows,
+    paired_markdown,
+    paired_table,
+    scoring_markdown,
+    scoring_table,
+    table1_frame,
+    table1_latex,
+    table1_markdown,
+)
+from m1_reports.writing import atomic_directory, write_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReportOptions:
+    labels: Sequence[str] | None = None
+    baseline: str | None = None
+    references: Sequence[str] | None = None  # None: the default reference rows
+    pairs: Sequence[tuple[str, str]] | None = None  # None: every run against the baseline run (or the first)
+    browser_limit: int = 50
+    html: bool = True
+    plots: bool = True
+    n_boot: int = DEFAULT_BOOTSTRAP
+    seed: int = 0
+    allow_mismatch: bool = False
+    allow_other_versions: bool = False
+    title: str | None = None
+
+
+@dataclass
+class Report:
+    loaded: Loaded
+    table1: Table1
+    paired: pd.DataFrame
+    budget: pd.DataFrame
+    scoring: pd.DataFrame
+    leaderboard: list[dict[str, Any]]
+    citation: Citation
+    options: ReportOptions
+    title: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_report(
+    paths: Iterable[Path | str], options: ReportOptions | None = None, progress: ProgressSink | None = None
+) -> Report:
+    options = options or ReportOptions()
+    if options.browser_limit < 0:
+        raise ReportInputError("--browser-limit must be 0 or more")
+    if options.n_boot < 100:
+        raise ReportInputError("--bootstrap must be at least 100", hint="10000 is the default")
+    references = select_references(options.references)
+    loaded = load(
+        paths,
+        LoadOptions(
+            labels=options.labels,
+            browser_limit=options.browser_limit if options.html else 0,
+            allow_mismatch=options.allow_mismatch,
+            allow_other_versions=options.allow_other_versions,
+        ),
+        progress,
+    )
+    cite = citation()
+    table1 = build_table1(loaded, references, options.baseline, cite)
+    baseline_run = table1.baseline if table1.baseline in loaded.labels else None
+    if options.pairs is not None:
+        pairs = [tuple(pair) for pair in options.pairs]
+    else:
+        pairs = default_pairs(loaded.labels, baseline_run) if len(loaded.labels) > 1 else []
+    paired = paired_table(loaded, pairs, n_boot=options.n_boot, seed=options.seed)  # type: ignore[arg-type]
+    title = options.title or "m1-report: " + ", ".join(loaded.labels)
+    return Report(
+        loaded=loaded,
+        table1=table1,
+        paired=paired,
+        budget=budget_table(loaded),
+        scoring=scoring_table(loaded),
+        leaderboard=leaderboard_rows(loaded),
+        citation=cite,
+        options=options,
+        title=title,
+        warnings=list(loaded.warnings),
+    )
+
+
+def default_name(report: Report) -> str:
+    """A folder name from the run labels: ``m1-7B-23K_budget_4096__HuatuoGPT-o1-8B``."""
+    parts = [re.sub(r"[^A-Za-z0-9.+-]+", "_", label).strip("_") for label in report.loaded.labels]
+    name = "__".join(p for p in parts if p) or "report"
+    return name[:80].rstrip("_.") or "report"
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _json_clean(value: Any) -> Any:
+    if isinstance(value, float) and value != value:  # NaN -> null (valid JSON)
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_clean(v) for v in value]
+    return value
+
+
+def write_report(report: Report, target: Path) -> list[Path]:
+    """Write every output into ``target`` atomically; returns the files written (at their final place)."""
+    options = report.options
+    written: list[str] = []
+    with atomic_directory(target) as folder:
+
+        def put(name: str, text: str) -> None:
+            write_text(folder, name, text)
+            written.append(name)
+
+        table = report.table1
+        put("table1.md", table1_markdown(table))
+        put("table1.csv", _csv(table1_frame(table)))
+        put("table1.tex", table1_latex(table))
+        put("paired.csv", _csv(report.paired))
+        put("paired.md", paired_markdown(report.paired))
+        put("budget_scaling.csv", _csv(report.budget))
+        put("budget_scaling.md", budget_markdown(report.budget))
+        put("scoring.csv", _csv(report.scoring))
+        put("scoring.md", scoring_markdown(report.scoring))
+        put("runs.csv", _csv(report.loaded.runs_frame))
+        put("run_tasks.csv", _csv(report.loaded.run_tasks))
+        put(
+            "leaderboard.json",
+            json.dumps(_json_clean(report.leaderboard), indent=2, ensure_ascii=False, default=_json_default) + "\n",
+        )
+        put("leaderboard.csv", _csv(leaderboard_frame(report.leaderboard)))
+
+        svg: bytes | None = None
+        plot_note = "Plots were switched off (--no-plots)."
+        if options.plots:
+            if plots.plotting_available():
+                for path in plots.save_budget_plots(report.budget, folder):
+                    written.append(path.name)
+                svg = (folder / f"{plots.PLOT_NAME}.svg").read_bytes()
+            else:
+                plot_note = "No plot: matplotlib is not installed (pip install matplotlib)."
+                report.warnings.append("budget_scaling.png/.svg not written: matplotlib is not installed")
+                logger.warning("budget_scaling.png/.svg not written: matplotlib is not installed")
+        if options.html:
+            put(
+                "index.html",
+                html.render_index(
+                    title=report.title,
+                    loaded=report.loaded,
+                    table1=table,
+                    paired=report.paired,
+                    budget=report.budget,
+                    scoring=report.scoring,
+                    citation=report.citation,
+                    svg=svg,
+                    plot_note=plot_note,
+                    n_boot=options.n_boot,
+                    browser=options.browser_limit > 0,
+                    warnings=report.warnings,
+                ),
+            )
+            if options.browser_limit > 0:
+                put(
+                    html.BROWSER_FILE,
+                    html.render_browser(title=report.title, loaded=report.loaded, limit=options.browser_limit),
+                )
+    return [target / name for name in written]

@@ -1,0 +1,727 @@
+"""The report's tables as pandas frames, and their Markdown / CSV / LaTeX forms.
+
+Accuracies are fractions (0..1) in the frames; Table 1 and the Markdown/LaTeX/HTML forms show percentages
+as the paper does.  The leaderboard keeps lm-eval's fractions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from m1_reports.columns import AVG, TABLE1, TABLE1_COLUMNS, benchmark, by_column, is_table1, order_tasks
+from m1_reports.errors import ReportInputError
+from m1_reports.frames import Loaded, group_positions
+from m1_reports.naming import short_model_name
+from m1_reports.reference import Citation, reference_names, reference_table, resolve_name
+from m1_reports.stats import (
+    DEFAULT_BOOTSTRAP,
+    mean_of_proportions,
+    paired_comparison,
+    percentile_interval,
+    stable_seed,
+    wilson_interval,
+)
+
+PAPER_PREFIX = "paper:"
+RUN, PAPER = "run", "paper"
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:.{digits}f}"
+
+
+def signed_pct(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{100 * value:+.{digits}f}"
+
+
+def ci_text(low: float, high: float, digits: int = 1) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return ""
+    return f"[{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
+
+
+def number(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    return f"{float(value):.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A GitHub Markdown table; ``align`` is one character per column: l, r or c."""
+
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    align = align or "l" + "r" * (len(headers) - 1)
+    marks = {"l": ":---", "r": "---:", "c": ":---:"}
+    lines = [
+        "| " + " | ".join(cell(h) for h in headers) + " |",
+        "| " + " | ".join(marks[a] for a in align) + " |",
+    ]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(char, char) for char in str(text))
+
+
+# ------------------------------------------------------------------------------------------------ Table 1
+
+
+@dataclass
+class Table1:
+    """Rows = runs + reference rows; columns = the ten benchmarks, Avg, then any other task."""
+
+    rows: list[str]
+    sources: list[str]  # RUN or PAPER per row
+    columns: list[str]
+    labels: dict[str, str]  # column -> display label
+    value: pd.DataFrame  # fractions
+    low: pd.DataFrame
+    high: pd.DataFrame
+    n: pd.DataFrame
+    best: pd.DataFrame  # bool
+    delta: pd.DataFrame | None  # value - baseline value (fractions)
+    baseline: str | None
+    avg_counts: dict[str, int]  # row -> how many of the ten benchmarks its Avg covers
+    citation: Citation
+    notes: list[str] = field(default_factory=list)
+
+    def is_partial_avg(self, row: str) -> bool:
+        return 0 < self.avg_counts.get(row, 0) < len(TABLE1)
+
+
+def _resolve_baseline(name: str | None, runs: list[str], references: list[str]) -> tuple[str | None, str | None]:
+    """(kind, name) of ``--baseline``: an exact run label, an exact paper row (``paper:NAME`` forces the paper),
+    then a unique prefix of either; case does not matter."""
+    if not name:
+        return None, None
+    if name.lower().startswith(PAPER_PREFIX):
+        return PAPER, resolve_name(name[len(PAPER_PREFIX) :], reference_names())
+    lowered = name.lower()
+    for kind, candidates in ((RUN, runs), (PAPER, reference_names())):
+        exact = [c for c in candidates if c == name] or [c for c in candidates if c.lower() == lowered]
+        if len(exact) == 1:
+            return kind, exact[0]
+    all_names = runs + [n for n in reference_names() if n not in runs]
+    resolved = resolve_name(name, all_names)
+    return (RUN if resolved in runs else PAPER), resolved
+
+
+def build_table1(loaded: Loaded, references: list[str], baseline: str | None, citation: Citation) -> Table1:
+    run_labels = loaded.labels
+    kind, base_name = _resolve_baseline(baseline, run_labels, references)
+    references = list(references)
+    if kind == PAPER and base_name not in references:
+        references.append(base_name)
+    run_tasks = loaded.run_tasks
+    extra_columns: list[str] = []
+    labels = {b.column: b.label for b in TABLE1}
+    labels[AVG] = AVG
+    if len(run_tasks):
+        order = {task: i for i, task in enumerate(order_tasks(run_tasks["task"].unique()))}
+        extras = run_tasks[~run_tasks["column"].isin(TABLE1_COLUMNS)]
+        for r in sorted(extras.itertuples(), key=lambda r: order[r.task]):
+            if r.column not in labels:
+                extra_columns.append(r.column)
+                labels[r.column] = str(r.label)
+    columns = [*TABLE1_COLUMNS, AVG, *extra_columns]
+
+    rows: list[str] = []
+    sources: list[str] = []
+    values: dict[str, dict[str, float]] = {}
+    lows: dict[str, dict[str, float]] = {}
+    highs: dict[str, dict[str, float]] = {}
+    ns: dict[str, dict[str, float]] = {}
+    avg_counts: dict[str, int] = {}
+
+    def add_row(name: str, source: str, cells: dict[str, tuple[float, float | None]], published_avg: float | None):
+        rows.append(name)
+        sources.append(source)
+        row_v, row_l, row_h, row_n = {}, {}, {}, {}
+        for column, (p, n) in cells.items():
+            row_v[column] = p
+            row_n[column] = float(n) if n else math.nan
+            row_l[column], row_h[column] = wilson_interval(p, n)
+        present = [c for c in TABLE1_COLUMNS if c in cells and not math.isnan(cells[c][0])]
+        avg_counts[name] = len(present)
+        if present:
+            mean, low, high = mean_of_proportions([cells[c][0] for c in present], [cells[c][1] for c in present])
+            if published_avg is not None and not math.isnan(published_avg):
+                low, high = low + (published_avg - mean), high + (published_avg - mean)
+                mean = published_avg
+            row_v[AVG], row_l[AVG], row_h[AVG] = mean, low, high
+            row_n[AVG] = sum(cells[c][1] or 0 for c in present) or math.nan
+        values[name], lows[name], highs[name], ns[name] = row_v, row_l, row_h, row_n
+
+    for label in run_labels:
+        part = run_tasks[run_tasks["run"] == label] if len(run_tasks) else run_tasks
+        cells = {
+            str(r.column): (float(r.acc), r.n if r.n is not None and not pd.isna(r.n) else None)
+            for r in part.itertuples()
+        }
+        add_row(label, RUN, cells, None)
+
+    table = reference_table().set_index("model")
+    notes = []
+    for name in references:
+        reference = table.loc[name]
+        cells = {c: (float(reference[c]), by_column(c).size) for c in TABLE1_COLUMNS}
+        display = f"{name} (paper)" if name in run_labels else name
+        if kind == PAPER and name == base_name:
+            base_name = display
+        add_row(display, PAPER, cells, float(reference[AVG]))
+    if any(s == PAPER for s in sources):
+        notes.append(
+            f"Rows marked † are published figures ({citation.source}); their confidence intervals assume the "
+            "full benchmark sizes."
+        )
+
+    frame = lambda data: pd.DataFrame.from_dict(data, orient="index").reindex(index=rows, columns=columns)  # noqa: E731
+    value, low, high, n = frame(values), frame(lows), frame(highs), frame(ns)
+    value = value.astype(float)
+    rounded = (value * 100).round(2)
+    best = rounded.eq(rounded.max(axis=0, skipna=True), axis=1) & rounded.notna()
+    delta = None
+    if base_name is not None:
+        delta = value.sub(value.loc[base_name], axis=1)
+    if any(0 < avg_counts.get(r, 0) < len(TABLE1) for r in rows):
+        notes.append("* Avg over the benchmarks this run evaluated, not all ten.")
+    return Table1(
+        rows=rows,
+        sources=sources,
+        columns=columns,
+        labels=labels,
+        value=value,
+        low=low.astype(float),
+        high=high.astype(float),
+        n=n.astype(float),
+        best=best,
+        delta=delta,
+        baseline=base_name,
+        avg_counts=avg_counts,
+        citation=citation,
+        notes=notes,
+    )
+
+
+def table1_frame(table: Table1) -> pd.DataFrame:
+    """table1.csv: one row per model, for every column its value, CI bounds, n, best flag and delta (percent)."""
+    records = []
+    for row, source in zip(table.rows, table.sources, strict=True):
+        record: dict[str, Any] = {"model": row, "source": source, "baseline": row == table.baseline}
+        for column in table.columns:
+            record[column] = round(100 * table.value.at[row, column], 4)
+            record[f"{column}_ci_low"] = round(100 * table.low.at[row, column], 4)
+            record[f"{column}_ci_high"] = round(100 * table.high.at[row, column], 4)
+            n = table.n.at[row, column]
+            record[f"{column}_n"] = int(n) if not math.isnan(n) else None
+            record[f"{column}_best"] = bool(table.best.at[row, column])
+            if table.delta is not None:
+                record[f"{column}_delta"] = round(100 * table.delta.at[row, column], 4)
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def _delta_text(table: Table1, row: str, column: str) -> str:
+    """The signed difference to the baseline in points, or "" (baseline row, or a value missing on either side)."""
+    if table.delta is None or row == table.baseline:
+        return ""
+    return signed_pct(table.delta.at[row, column])
+
+
+def _row_name(table: Table1, row: str, source: str) -> str:
+    name = row + (" †" if source == PAPER else "")
+    if table.is_partial_avg(row):
+        name += " *"
+    return name
+
+
+def table1_markdown(table: Table1) -> str:
+    headers = ["Model", *(table.labels[c] for c in table.columns)]
+    body = []
+    for row, source in zip(table.rows, table.sources, strict=True):
+        cells = [_row_name(table, row, source)]
+        for column in table.columns:
+            value = table.value.at[row, column]
+            text = pct(value)
+            if table.best.at[row, column]:
+                text = f"**{text}**"
+            delta = _delta_text(table, row, column)
+            if delta:
+                text += f" ({delta})"
+            ci = ci_text(table.low.at[row, column], table.high.at[row, column])
+            if ci:
+                text += f" {ci}"
+            cells.append(text)
+        body.append(cells)
+    lines = [
+        "# Table 1: accuracy (%)",
+        "",
+        "Columns: the ten benchmarks of the m1 paper's Table 1, their unweighted average (Avg), then other tasks. "
+        "Bold: best in column. [low, high]: 95 % confidence interval (Wilson; Avg: normal)."
+        + (f" (±x.xx): difference to the baseline **{table.baseline}** in points." if table.baseline else ""),
+        "",
+        markdown_table(headers, body),
+    ]
+    if table.notes:
+        lines += [*table.notes, ""]
+    if PAPER in table.sources:
+        lines.append(f"Source of the published rows: {table.citation.text} {table.citation.url}")
+    return "\n".join(lines) + "\n"
+
+
+def table1_latex(table: Table1) -> str:
+    spec = "l" + "r" * len(table.columns)
+    lines = [
+        "% m1-report Table 1 (accuracy, %). Needs \\usepackage{booktabs}.",
+        f"% Published rows (\\dag): {table.citation.text}",
+        "\\begin{tabular}{" + spec + "}",
+        "\\toprule",
+        "Model & " + " & ".join(latex_escape(table.labels[c]) for c in table.columns) + " \\\\",
+        "\\midrule",
+    ]
+    previous = None
+    for row, source in zip(table.rows, table.sources, strict=True):
+        if previous == RUN and source == PAPER:
+            lines.append("\\midrule")
+        previous = source
+        cells = [
+            latex_escape(row) + ("$^\\dag$" if source == PAPER else "") + ("$^*$" if table.is_partial_avg(row) else "")
+        ]
+        for column in table.columns:
+            value = table.value.at[row, column]
+            text = pct(value).replace("–", "--")
+            if table.best.at[row, column]:
+                text = f"\\textbf{{{text}}}"
+            delta = _delta_text(table, row, column).replace("-", "$-$")
+            if delta:
+                text += f" {{\\scriptsize ({delta})}}"
+            ci = ci_text(table.low.at[row, column], table.high.at[row, column])
+            if ci:
+                text += f" {{\\scriptsize {ci}}}"
+            cells.append(text)
+        lines.append(" & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------- paired comparisons
+
+
+def default_pairs(labels: list[str], baseline_run: str | None) -> list[tuple[str, str]]:
+    """Every run against the baseline run, or (without one) every later run against the first."""
+    if baseline_run is not None:
+        return [(label, baseline_run) for label in labels if label != baseline_run]
+    return [(label, labels[0]) for label in labels[1:]]
+
+
+def paired_table(
+    loaded: Loaded, pairs: list[tuple[str, str]], *, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0
+) -> pd.DataFrame:
+    """Per pair (a, b) and task: accuracy of a and b on the common documents, a - b with a bootstrap 95 % CI,
+    the discordant counts and the exact McNemar p-value; plus an ``Avg`` row (mean over the Table 1 tasks both
+    runs have, bootstrapped by resampling within each task)."""
+    columns = [
+        "run_a", "run_b", "task", "column", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high",
+        "a_only", "b_only", "both", "neither", "p_mcnemar",
+    ]  # fmt: skip
+    samples = loaded.samples
+    rows = []
+    labels = loaded.labels
+    positions = group_positions(samples)
+    doc_ids = samples["doc_id"].to_numpy()
+    scores = samples["acc"].to_numpy(dtype=float)
+    for a_label, b_label in pairs:
+        for label in (a_label, b_label):
+            if label not in labels:
+                raise ReportInputError(f"--pair names {label!r}, which is not a run", hint=f"runs: {', '.join(labels)}")
+        if a_label == b_label:
+            raise ReportInputError(f"--pair compares {a_label!r} with itself", hint="name two different runs")
+        table1_replicates = []
+        table1_diffs = []
+        table1_n = 0
+        a_tasks = {task for (label, task) in positions if label == a_label}
+        b_tasks = {task for (label, task) in positions if label == b_label}
+        for task in order_tasks(a_tasks & b_tasks):
+            a_scores, b_scores = _paired_scores(positions[(a_label, task)], positions[(b_label, task)], doc_ids, scores)
+            rng = np.random.default_rng(stable_seed(seed, a_label, b_label, task))
+            result, replicates = paired_comparison(a_scores, b_scores, n_boot=n_boot, rng=rng)
+            rows.append(
+                {
+                    "run_a": a_label,
+                    "run_b": b_label,
+                    "task": task,
+                    "column": benchmark(task).column,
+                    "n": result.n,
+                    "acc_a": result.acc_a,
+                    "acc_b": result.acc_b,
+                    "diff": result.diff,
+                    "ci_low": result.ci_low,
+                    "ci_high": result.ci_high,
+                    "a_only": result.a_only,
+                    "b_only": result.b_only,
+                    "both": result.both,
+                    "neither": result.neither,
+                    "p_mcnemar": result.p_value,
+                }
+            )
+            if is_table1(task) and result.n:
+                table1_replicates.append(replicates)
+                table1_diffs.append((result.acc_a, result.acc_b))
+                table1_n += result.n
+        if table1_diffs:
+            acc_a = float(np.mean([d[0] for d in table1_diffs]))
+            acc_b = float(np.mean([d[1] for d in table1_diffs]))
+            low, high = percentile_interval(np.mean(np.vstack(table1_replicates), axis=0))
+            rows.append(
+                {
+                    "run_a": a_label,
+                    "run_b": b_label,
+                    "task": AVG,
+                    "column": AVG,
+                    "n": table1_n,
+                    "acc_a": acc_a,
+                    "acc_b": acc_b,
+                    "diff": acc_a - acc_b,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "a_only": None,
+                    "b_only": None,
+                    "both": None,
+                    "neither": None,
+                    "p_mcnemar": math.nan,
+                }
+            )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _paired_scores(
+    a_pos: np.ndarray, b_pos: np.ndarray, doc_ids: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of two runs on their common documents, aligned by doc id (rows with a missing score dropped)."""
+    if len(a_pos) == len(b_pos) and np.array_equal(doc_ids[a_pos], doc_ids[b_pos]):
+        a, b = scores[a_pos], scores[b_pos]  # same documents in the same order (the common case)
+    else:
+        b_index = {doc_ids[i]: i for i in b_pos}
+        pairs = [(i, b_index[doc_ids[i]]) for i in a_pos if doc_ids[i] in b_index]
+        a = scores[[i for i, _ in pairs]] if pairs else np.empty(0)
+        b = scores[[j for _, j in pairs]] if pairs else np.empty(0)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    return a[keep], b[keep]
+
+
+def paired_markdown(paired: pd.DataFrame) -> str:
+    if paired.empty:
+        return "# Paired comparisons\n\nNo two runs share samples files of a task.\n"
+    parts = [
+        "# Paired comparisons",
+        "",
+        "Same documents, two runs: accuracy (%) of a and b, a − b in points with a 95 % bootstrap interval, "
+        "documents only a / only b got right, and the exact McNemar p-value. Avg: mean over the Table 1 tasks.",
+        "",
+    ]
+    for (a_label, b_label), part in paired.groupby(["run_a", "run_b"], sort=False):
+        parts.append(f"## {a_label} vs {b_label}")
+        parts.append("")
+        body = [
+            [
+                _task_label(r.task),
+                number(r.n, 0),
+                pct(r.acc_a),
+                pct(r.acc_b),
+                signed_pct(r.diff),
+                ci_text(r.ci_low, r.ci_high, 2),
+                number(r.a_only, 0),
+                number(r.b_only, 0),
+                p_text(r.p_mcnemar),
+            ]
+            for r in part.itertuples()
+        ]
+        parts.append(markdown_table(["task", "n", "a", "b", "a − b", "95 % CI", "only a", "only b", "McNemar p"], body))
+    return "\n".join(parts)
+
+
+def _task_label(task: str) -> str:
+    return AVG if task == AVG else benchmark(str(task)).label
+
+
+def p_text(p: float | None) -> str:
+    if p is None or math.isnan(p):
+        return "–"
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+# ---------------------------------------------------------------------------------------- budget and scoring
+
+
+def series_label(model: str, ignore: Any) -> str:
+    return f"{model} (ignore {int(ignore)})" if ignore and not pd.isna(ignore) else model
+
+
+def budget_table(loaded: Loaded) -> pd.DataFrame:
+    """Per run and task (and ``Avg`` per run): budget, accuracy, mean thinking/answer tokens, share of samples
+    that hit the budget, ignore rounds used.  ``budget_x`` is the numeric budget (``auto``: the median of the
+    per-request budgets in the generation records)."""
+    run_tasks = loaded.run_tasks
+    out_columns = [
+        "run", "model", "series", "task", "column", "budget", "budget_x", "ignore", "acc", "n",
+        "thinking_tokens_mean", "answer_tokens_mean", "budget_hit_share", "ignore_rounds_mean", "records",
+    ]  # fmt: skip
+    if run_tasks.empty:
+        return pd.DataFrame(columns=out_columns)
+    runs = {run.label: run for run in loaded.runs}
+    samples = loaded.samples
+    rows = []
+    for label in loaded.labels:
+        run = runs[label]
+        model = short_model_name(run.model_name)
+        part = run_tasks[run_tasks["run"] == label]
+        for r in part.itertuples():
+            rows.append(
+                {
+                    "run": label,
+                    "model": model,
+                    "series": series_label(model, r.ignore),
+                    "task": r.task,
+                    "column": r.column,
+                    "budget": r.budget,
+                    "budget_x": _budget_x(r.budget, r.record_budget_median),
+                    "ignore": r.ignore,
+                    "acc": r.acc,
+                    "n": r.n,
+                    "thinking_tokens_mean": r.thinking_tokens_mean,
+                    "answer_tokens_mean": r.answer_tokens_mean,
+                    "budget_hit_share": r.budget_hit_share,
+                    "ignore_rounds_mean": r.ignore_rounds_mean,
+                    "records": r.records,
+                }
+            )
+        table1 = part[part["table1"]]
+        chosen = table1 if len(table1) else part
+        run_samples = samples[(samples["run"] == label) & samples["task"].isin(list(chosen["task"]))]
+        record_budget = run_samples["budget"].median() if len(run_samples) else math.nan
+        rows.append(
+            {
+                "run": label,
+                "model": model,
+                "series": series_label(model, run.ignore),
+                "task": AVG,
+                "column": AVG,
+                "budget": run.budget,
+                "budget_x": _budget_x(run.budget, record_budget),
+                "ignore": run.ignore,
+                "acc": float(chosen["acc"].mean()) if len(chosen) else math.nan,
+                "n": int(chosen["n"].fillna(0).sum()) if len(chosen) else 0,
+                "thinking_tokens_mean": float(run_samples["thinking_tokens"].mean()) if len(run_samples) else math.nan,
+                "answer_tokens_mean": float(run_samples["answer_tokens"].mean()) if len(run_samples) else math.nan,
+                "budget_hit_share": float(run_samples["budget_hit"].mean()) if len(run_samples) else math.nan,
+                "ignore_rounds_mean": float(run_samples["ignore_rounds"].mean()) if len(run_samples) else math.nan,
+                "records": int(run_samples["thinking_tokens"].count()) if len(run_samples) else 0,
+            }
+        )
+    return pd.DataFrame(rows, columns=out_columns)
+
+
+def _budget_x(budget: Any, record_median: float) -> float:
+    if budget is None or (isinstance(budget, float) and math.isnan(budget)):
+        return math.nan
+    if isinstance(budget, int | float | np.integer):
+        return float(budget)
+    if str(budget).isdigit():
+        return float(budget)
+    return float(record_median) if record_median is not None and not math.isnan(record_median) else math.nan
+
+
+def budget_markdown(budget: pd.DataFrame) -> str:
+    if budget.empty:
+        return "# Thinking budget\n\nNo runs.\n"
+    body = [
+        [
+            r.run,
+            _task_label(r.task),
+            "–" if r.budget is None or (isinstance(r.budget, float) and math.isnan(r.budget)) else r.budget,
+            number(r.ignore, 0),
+            pct(r.acc),
+            number(r.thinking_tokens_mean),
+            pct(r.budget_hit_share, 1),
+            number(r.ignore_rounds_mean, 2),
+        ]
+        for r in budget.itertuples()
+    ]
+    return (
+        "# Thinking budget\n\nPer run and task: budget (max_tokens_thinking), ignore rounds allowed "
+        "(thinking_n_ignore), accuracy (%), mean thinking tokens, share of samples that hit the budget (%), "
+        "mean ignore rounds used. Token columns need the m1 models' generation records.\n\n"
+        + markdown_table(
+            ["run", "task", "budget", "ignore", "acc", "thinking tokens", "hit budget %", "ignore rounds"], body
+        )
+    )
+
+
+def scoring_table(loaded: Loaded) -> pd.DataFrame:
+    """``acc`` next to ``acc_strict`` and ``no_answer`` per run and task (and the per-run mean over tasks)."""
+    columns = ["run", "task", "column", "n", "acc", "acc_strict", "fuzzy_gain", "no_answer"]
+    run_tasks = loaded.run_tasks
+    if run_tasks.empty:
+        return pd.DataFrame(columns=columns)
+    frame = run_tasks[["run", "task", "column", "n", "acc", "acc_strict", "no_answer", "table1"]].copy()
+    frame["fuzzy_gain"] = frame["acc"] - frame["acc_strict"]
+    rows = [frame]
+    for label in loaded.labels:
+        part = frame[(frame["run"] == label) & frame["table1"].astype(bool)]
+        if part.empty:
+            part = frame[frame["run"] == label]
+        rows.append(
+            pd.DataFrame(
+                [
+                    {
+                        "run": label,
+                        "task": AVG,
+                        "column": AVG,
+                        "n": int(part["n"].fillna(0).sum()),
+                        "acc": part["acc"].mean(),
+                        "acc_strict": part["acc_strict"].mean(),
+                        "fuzzy_gain": part["fuzzy_gain"].mean(),
+                        "no_answer": part["no_answer"].mean(),
+                    }
+                ]
+            )
+        )
+    result = pd.concat([r for r in rows if not r.empty], ignore_index=True)
+    order = {label: i for i, label in enumerate(loaded.labels)}
+    result["_run"] = result["run"].map(order)
+    result["_task"] = result["task"].map(lambda t: 1 if t == AVG else 0)
+    result = result.sort_values(["_run", "_task"], kind="stable").drop(columns=["_run", "_task"])
+    return result[columns].reset_index(drop=True)
+
+
+def scoring_markdown(scoring: pd.DataFrame) -> str:
+    body = [
+        [
+            r.run,
+            _task_label(r.task),
+            number(r.n, 0),
+            pct(r.acc),
+            pct(r.acc_strict),
+            signed_pct(r.fuzzy_gain),
+            pct(r.no_answer),
+        ]
+        for r in scoring.itertuples()
+    ]
+    return (
+        "# Scoring: fuzzy fallback\n\nacc (with the fuzzy fallback), acc_strict (exact letter only), their "
+        "difference in points, and the share of samples with no answer (%).\n\n"
+        + markdown_table(["run", "task", "n", "acc", "acc_strict", "fuzzy gain", "no answer"], body)
+    )
+
+
+# ------------------------------------------------------------------------------------------------ leaderboard
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return None if math.isnan(float(value)) else float(value)
+    return value
+
+
+def leaderboard_rows(loaded: Loaded) -> list[dict[str, Any]]:
+    """One row per run, the form a leaderboard submission carries (accuracies as fractions, like lm-eval)."""
+    rows = []
+    run_tasks = loaded.run_tasks
+    for run in loaded.runs:
+        part = run_tasks[run_tasks["run"] == run.label] if len(run_tasks) else run_tasks
+        tasks = {}
+        for r in part.itertuples():
+            tasks[str(r.task)] = {
+                "acc": _clean(r.acc),
+                "acc_stderr": _clean(r.acc_stderr),
+                "acc_strict": _clean(r.acc_strict),
+                "no_answer": _clean(r.no_answer),
+                "n": _clean(r.n),
+            }
+        table1 = list(part.loc[part["table1"].astype(bool), "acc"]) if len(part) else []
+        rows.append(
+            {
+                "run": run.label,
+                "model": run.model_name,
+                "revision": run.revision,
+                "model_source": run.model_source,
+                "model_args": run.model_args,
+                "gen_kwargs": run.gen_kwargs,
+                "max_tokens_thinking": run.budget,
+                "thinking_n_ignore": run.ignore,
+                "limit": run.limit,
+                "n": int(sum(t["n"] or 0 for t in tasks.values())),
+                "avg_table1": (float(np.mean(table1)) if len(table1) == len(TABLE1) and None not in table1 else None),
+                "tasks": tasks,
+                "lm_eval_version": run.lm_eval_version,
+                "date": run.date.isoformat() if run.date else None,
+                "results_file": str(run.path),
+            }
+        )
+    return rows
+
+
+def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    from m1_reports.naming import format_gen_kwargs
+
+    tasks = order_tasks({task for row in rows for task in row["tasks"]})
+    records = []
+    for row in rows:
+        record = {
+            "run": row["run"],
+            "model": row["model"],
+            "revision": row["revision"],
+            "gen_kwargs": format_gen_kwargs(row["gen_kwargs"]),
+            "max_tokens_thinking": row["max_tokens_thinking"],
+            "thinking_n_ignore": row["thinking_n_ignore"],
+            "n": row["n"],
+            "avg_table1": row["avg_table1"],
+        }
+        for task in tasks:
+            values = row["tasks"].get(task, {})
+            record[f"{task}_acc"] = values.get("acc")
+            record[f"{task}_acc_stderr"] = values.get("acc_stderr")
+            record[f"{task}_n"] = values.get("n")
+        record["lm_eval_version"] = row["lm_eval_version"]
+        record["date"] = row["date"]
+        records.append(record)
+    frame = pd.DataFrame(records)
+    for column in [c for c in frame.columns if c == "n" or c.endswith("_n")]:
+        frame[column] = frame[column].astype("Int64")
+    return frame

@@ -10,10 +10,22 @@ from pathlib import Path
 logger = logging.getLogger("m1_eval")
 
 EPILOG = """examples:
+  m1-eval demo                            tiny model + lm_eval m1-vllm on m1_demo + m1-report, a few minutes
+  m1-eval demo --out ./demo --budgets 64,256
   m1-eval doctor                          versions, plugin hook, registered tasks and models, data source
   m1-eval tiny-model                      build (once) and print the folder of the tiny test model
   m1-eval tiny-model --path ./tiny        build it into ./tiny
 """
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from m1_eval.demo import run_demo
+
+    budgets = tuple(int(b) for b in args.budgets.split(",")) if args.budgets else None
+    report = run_demo(Path(args.out), budgets)
+    print(f"report: {report / 'index.html'}")
+    print(f"tables: {report / 'table1.md'}  runs: {Path(args.out).resolve() / 'runs'}")
+    return 0
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -49,6 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbosity", default="INFO", help="logging level (DEBUG shows tracebacks)")
     commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo",
+        help="evaluate the tiny model on the bundled m1_demo task with budget forcing and render a report",
+        description="The whole pipeline on an embedded default, in a few minutes on 2 CPU cores: build the "
+        "tiny model (cached), run the plain `lm_eval --model m1-vllm` command with budget forcing on the "
+        "bundled m1_demo task (30 questions written for m1-eval) once per thinking budget, then render the "
+        "m1-report folder (Table 1 beside the paper's models, budget curve, sample browser) and print where "
+        "it is. lm_eval's own output goes to <out>/runs/lm_eval_budget_<N>.log.",
+        epilog="examples:\n  m1-eval demo\n  m1-eval demo --out /tmp/m1-demo --budgets 64,256",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--out", default="m1-demo", help="output folder (default: ./m1-demo)")
+    demo.add_argument("--budgets", help="comma-separated thinking budgets (default: 32,128,512)")
+    demo.set_defaults(run=_demo)
     doctor = commands.add_parser(
         "doctor",
         help="print versions, whether the plugin hook is active, registered tasks/models, the data source",
@@ -77,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.verbosity.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         if args.verbosity.upper() == "DEBUG":
             raise
         print(f"m1-eval: error: {error}", file=sys.stderr)

@@ -60,3 +60,25 @@ def test_every_m1_task_runs_with_budget_forcing(tiny_model, tmp_path):
     group = results["results"]["m1_table1"]
     mean = sum(results["results"][t]["acc,none"] for t in TABLE1) / len(TABLE1)
     assert group["acc,none"] == pytest.approx(mean)  # the paper's Avg: unweighted mean of the ten
+    check_report_reads_the_run(tmp_path / "out", results, run_dir, tmp_path / "report")
+
+
+def check_report_reads_the_run(out, results, run_dir, report_dir):
+    """m1-report on real m1-vllm output: every number equals lm-eval's results and the m1 records."""
+    import pandas as pd
+
+    from m1_reports.cli import main as report_main
+
+    assert report_main([str(out), "--out", str(report_dir), "--baseline", "HuatuoGPT-o1-8B", "-q"]) == 0
+    run_tasks = pd.read_csv(report_dir / "run_tasks.csv").set_index("task")
+    for task in [*TABLE1, "m1_hle"]:
+        row = run_tasks.loc[task]
+        assert row["acc"] == pytest.approx(results["results"][task]["acc,none"])
+        assert row["acc_strict"] == pytest.approx(results["results"][task]["acc_strict,none"])
+        records = read_jsonl(next(run_dir.glob(f"m1_generations_{task}_*.jsonl")))
+        assert row["thinking_tokens_mean"] == pytest.approx(sum(r["thinking_tokens"] for r in records) / 2)
+        assert row["budget"] == 64
+    table = pd.read_csv(report_dir / "table1.csv").set_index("model")
+    ours = table[table["source"] == "run"].iloc[0]
+    assert ours["Avg"] == pytest.approx(100 * results["results"]["m1_table1"]["acc,none"], abs=0.01)
+    assert "HuatuoGPT-o1-8B" in table.index

@@ -55,7 +55,9 @@ def write_tasks(folder: Path) -> None:
         + "generation_kwargs:\n  until: []\n  temperature: 1.0\n  max_tokens_thinking: 120\n"
         + "  max_tokens_answer: 64\n  thinking_n_ignore: 1\n"
     )
-    (folder / "filters.py").write_text(f"def first_{N_SAMPLED}(dataset):\n    return dataset.select(range({N_SAMPLED}))\n")
+    (folder / "filters.py").write_text(
+        f"def first_{N_SAMPLED}(dataset):\n    return dataset.select(range({N_SAMPLED}))\n"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -185,6 +185,7 @@ def test_continuous_schedule_moves_each_request_on_at_once():
 
     def model(prompt: str) -> str:
         return models[prompt[:2]](prompt)
+
     outputs = {}
     for schedule in ("continuous", "rounds"):
         requests = [

@@ -6,8 +6,8 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
+from tests import conftest
 from tests.conftest import read_jsonl, run_lm_eval
 
 QUESTIONS = [
@@ -19,33 +19,8 @@ QUESTIONS = [
 
 
 def write_local_task(folder):
-    data = folder / "questions.jsonl"
-    with data.open("w") as handle:
-        for i, (question, options, answer) in enumerate(QUESTIONS * 2):
-            prompt = question + "\n" + "\n".join(f"{k}. {v}" for k, v in options.items())
-            handle.write(json.dumps({"id": i, "prompt": prompt, "answer": answer}) + "\n")
-    (folder / "local_task.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            task: m1_e2e_local
-            dataset_path: json
-            dataset_kwargs:
-              data_files:
-                test: {data}
-            test_split: test
-            output_type: generate_until
-            doc_to_text: "{{{{prompt}}}}\\nReturn your final response within \\\\boxed{{}}."
-            doc_to_target: answer
-            generation_kwargs:
-              until: []
-              max_gen_toks: 64
-            metric_list:
-              - metric: exact_match
-                aggregation: mean
-                higher_is_better: true
-            """
-        )
-    )
+    prompts = [q + "\n" + "\n".join(f"{k}. {v}" for k, v in o.items()) for q, o, _ in QUESTIONS * 2]
+    conftest.write_local_task(folder, "m1_e2e_local", prompts, {"until": [], "max_gen_toks": 64})
 
 
 def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, tmp_path):

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from tests.conftest import REPO, SHARED_DATA, read_jsonl, run_lm_eval
+from tests.conftest import PARTIAL, REPO, read_jsonl, run_lm_eval
 
-PARTIAL = SHARED_DATA / "m1_eval_data.partial.json"
 TABLE1 = [
     "m1_medmcqa", "m1_medqa", "m1_pubmedqa", "m1_mmlu_pro_med", "m1_gpqa_med",
     "m1_lancet", "m1_medbullets_op4", "m1_medbullets_op5", "m1_medxpertqa", "m1_nejm",

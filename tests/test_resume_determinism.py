@@ -7,13 +7,12 @@ import os
 import signal
 import sqlite3
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import LM_EVAL, read_jsonl, run_lm_eval
+from tests.conftest import LM_EVAL, read_jsonl, run_lm_eval, write_local_task
 
 N_GREEDY = 40
 N_SAMPLED = 8
@@ -21,42 +20,18 @@ ORGANS = ["liver", "pancreas", "kidney", "spleen", "heart", "lung", "thyroid", "
 
 
 def write_tasks(folder: Path) -> None:
-    data = folder / "questions.jsonl"
-    with data.open("w") as handle:
-        for i in range(N_GREEDY):
-            options = {chr(65 + k): ORGANS[(i + k) % len(ORGANS)] for k in range(4)}
-            question = f"Case {i}: which organ is most likely affected in patient {i}?\n" + "\n".join(
-                f"{k}. {v}" for k, v in options.items()
-            )
-            handle.write(json.dumps({"id": i, "prompt": question, "answer": "A"}) + "\n")
-    base = f"""\
-        dataset_path: json
-        dataset_kwargs:
-          data_files:
-            test: {data}
-        test_split: test
-        output_type: generate_until
-        doc_to_text: "{{{{prompt}}}}\\nReturn your final response within \\\\boxed{{}}."
-        doc_to_target: answer
-        metric_list:
-          - metric: exact_match
-            aggregation: mean
-            higher_is_better: true
-        """
-    (folder / "greedy.yaml").write_text(
-        "task: m1_e2e_greedy\n"
-        + textwrap.dedent(base)
-        + "generation_kwargs:\n  until: []\n  do_sample: false\n  max_tokens_thinking: 120\n  max_tokens_answer: 64\n"
-    )
-    (folder / "sampled.yaml").write_text(
-        "task: m1_e2e_sampled\n"
-        + textwrap.dedent(base)
-        + f"process_docs: !function filters.first_{N_SAMPLED}\n"
-        + "generation_kwargs:\n  until: []\n  temperature: 1.0\n  max_tokens_thinking: 120\n"
-        + "  max_tokens_answer: 64\n  thinking_n_ignore: 1\n"
-    )
-    (folder / "filters.py").write_text(
-        f"def first_{N_SAMPLED}(dataset):\n    return dataset.select(range({N_SAMPLED}))\n"
+    prompts = [
+        f"Case {i}: which organ is most likely affected in patient {i}?\n"
+        + "\n".join(f"{chr(65 + k)}. {ORGANS[(i + k) % len(ORGANS)]}" for k in range(4))
+        for i in range(N_GREEDY)
+    ]
+    budget = {"until": [], "max_tokens_thinking": 120, "max_tokens_answer": 64}
+    write_local_task(folder, "m1_e2e_greedy", prompts, {**budget, "do_sample": False})
+    write_local_task(
+        folder,
+        "m1_e2e_sampled",
+        prompts[:N_SAMPLED],
+        {**budget, "temperature": 1.0, "thinking_n_ignore": 1},
     )
 
 
@@ -71,9 +46,9 @@ def workdir(tmp_path_factory, tiny_model):
 def command(tiny_model: Path, tasks: Path, out: str, cache: str | None) -> list[str]:
     args = [
         "--model", "m1-vllm",
-        # four at a time, so requests finish in waves and a kill lands halfway; float32 keeps greedy decoding
+        # two at a time, so requests finish in waves and a kill lands halfway; float32 keeps greedy decoding
         # independent of which requests share a batch
-        "--model_args", f"pretrained={tiny_model},max_model_len=1024,max_num_seqs=4,dtype=float32",
+        "--model_args", f"pretrained={tiny_model},max_model_len=1024,max_num_seqs=2,dtype=float32",
         "--tasks", "m1_e2e_greedy,m1_e2e_sampled",
         "--include_path", str(tasks),
         "--apply_chat_template",
@@ -141,7 +116,7 @@ def test_killed_run_resumes_from_the_cache(workdir, tiny_model, reference_run):
     while cached_responses(db) < total // 3:
         assert process.poll() is None, process.stderr.read().decode()[-3000:]
         assert time.monotonic() < deadline, "the run never cached a third of its requests"
-        time.sleep(0.2)
+        time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # the engine's worker processes too
     process.wait()
     done_before = cached_responses(db)

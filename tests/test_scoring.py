@@ -267,8 +267,29 @@ def test_match_choice_without_fuzzy_returns_none():
 LETTERS = "ABCDEFGHIJ"
 # Pieces that exercise the rules, mixed with arbitrary unicode text.
 PIECES = st.sampled_from(
-    ["\\boxed{", "\\fbox{", "\\text{", "}", "{", "=", "answer is ", " ", "\n", "(", ")", "*", "A", "B", "J", "a",
-     "## Final Response\n\n", ANSWER_MARKER, "Heparin", ". ", "是"]
+    [
+        "\\boxed{",
+        "\\fbox{",
+        "\\text{",
+        "}",
+        "{",
+        "=",
+        "answer is ",
+        " ",
+        "\n",
+        "(",
+        ")",
+        "*",
+        "A",
+        "B",
+        "J",
+        "a",
+        "## Final Response\n\n",
+        ANSWER_MARKER,
+        "Heparin",
+        ". ",
+        "是",
+    ]
 )
 TEXTS = st.text(max_size=200) | st.lists(PIECES | st.text(max_size=5), max_size=30).map("".join)
 
@@ -279,8 +300,12 @@ def m1_docs(draw):
     letters = LETTERS[:n]
     options = {letter: draw(st.text(max_size=20)) for letter in letters}
     answer_idx = draw(st.sampled_from(letters))
-    return {"question": draw(st.text(max_size=20)), "options": options, "answer": options[answer_idx],
-            "answer_idx": answer_idx}
+    return {
+        "question": draw(st.text(max_size=20)),
+        "options": options,
+        "answer": options[answer_idx],
+        "answer_idx": answer_idx,
+    }
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -304,8 +329,12 @@ def test_never_raises_and_strict_implies_correct(text, doc):
 def test_boxed_answer_letter_is_always_correct(text, letter_index, n):
     letters = LETTERS[:n]
     answer_idx = letters[letter_index % n]
-    doc = {"question": "q", "options": {x: f"option {x}" for x in letters}, "answer": f"option {answer_idx}",
-           "answer_idx": answer_idx}
+    doc = {
+        "question": "q",
+        "options": {x: f"option {x}" for x in letters},
+        "answer": f"option {answer_idx}",
+        "answer_idx": answer_idx,
+    }
     result = score_response(f"{text}{ANSWER_MARKER}\nFinal Answer: \\boxed{{{answer_idx}}}", doc)
     assert result["correct"] is True and result["correct_strict"] is True and result["rule"] == "boxed"
 

@@ -17,11 +17,10 @@ import pytest
 from m1_models.errors import M1UserError
 from m1_tasks import data, prompt, task_utils
 from m1_tasks.data import EXPECTED_COUNTS, M1DataError
+from tests.conftest import PARTIAL, needs_partial
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED_DATA = Path(os.environ.get("M1_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "m1-data")
-PARTIAL = SHARED_DATA / "m1_eval_data.partial.json"
 PARTIAL_SOURCES = [
     "MedMCQA_validation",
     "MedQA_USLME_test",
@@ -36,15 +35,8 @@ PARTIAL_SOURCES = [
 PLAIN_INSTRUCTION = "Return your final response within \\boxed{}."
 COT_INSTRUCTION = "Let's think step by step. Return your final response within \\boxed{}."
 
-needs_partial = pytest.mark.skipif(
-    not PARTIAL.is_file(), reason=f"shared m1 data not found at {PARTIAL} (set M1_SHARED_DATA to its folder)"
-)
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    monkeypatch.delenv(data.DATA_ENV, raising=False)
-    monkeypatch.delenv(prompt.PROMPT_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_m1_env")
 
 
 @contextlib.contextmanager
@@ -105,10 +97,18 @@ def test_prompt_keeps_option_order_and_accepts_every_options_form():
     options = {"B": "second", "A": "first", "D": "fourth"}  # the record's order, not sorted
     expected = "Q\nB. second\nA. first\nD. fourth\n" + PLAIN_INSTRUCTION
     rows = prompt.options_rows(options)
-    assert rows == [{"letter": "B", "text": "second"}, {"letter": "A", "text": "first"},
-                    {"letter": "D", "text": "fourth"}]
-    for form in (options, rows, json.dumps(options), json.dumps(rows), [["B", "second"], ["A", "first"],
-                                                                       ["D", "fourth"]]):
+    assert rows == [
+        {"letter": "B", "text": "second"},
+        {"letter": "A", "text": "first"},
+        {"letter": "D", "text": "fourth"},
+    ]
+    for form in (
+        options,
+        rows,
+        json.dumps(options),
+        json.dumps(rows),
+        [["B", "second"], ["A", "first"], ["D", "fourth"]],
+    ):
         assert prompt.render_prompt("Q", form) == expected
         assert list(prompt.options_dict(form).items()) == list(options.items())
 
@@ -270,8 +270,11 @@ def test_malformed_records_name_their_index_and_field(tmp_path, bad, expected):
 
 @pytest.mark.parametrize(
     ("content", "expected"),
-    [("{not json", "is not readable JSON"), ("[]", "must be a JSON object mapping a source name"),
-     ('{"NEJM": {"a": 1}}', "must be a JSON object mapping a source name")],
+    [
+        ("{not json", "is not readable JSON"),
+        ("[]", "must be a JSON object mapping a source name"),
+        ('{"NEJM": {"a": 1}}', "must be a JSON object mapping a source name"),
+    ],
 )
 def test_unreadable_files_are_data_errors(tmp_path, content, expected):
     path = tmp_path / "bad.json"
@@ -364,8 +367,14 @@ def test_demo_data_is_well_formed():
 
 
 def test_load_dataset_accepts_lm_eval_kwargs_and_selects_the_prompt(monkeypatch):
-    lm_eval_kwargs = {"pretrained": "some/model", "max_model_len": 4096, "version": 1.0,
-                      "config_source": "/x/m1_demo.yaml", "m1_source": "m1_demo", "m1_data": "demo"}
+    lm_eval_kwargs = {
+        "pretrained": "some/model",
+        "max_model_len": 4096,
+        "version": 1.0,
+        "config_source": "/x/m1_demo.yaml",
+        "m1_source": "m1_demo",
+        "m1_data": "demo",
+    }
     plain = task_utils.load_dataset(**lm_eval_kwargs)
     assert list(plain) == ["test"]
     doc = plain["test"][0]

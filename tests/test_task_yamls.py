@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,24 +10,16 @@ import pytest
 from m1_tasks import data, prompt
 from m1_tasks.data import EXPECTED_COUNTS, GROUPS, TASK_SOURCES
 from m1_tasks.paths import task_dir
+from tests.conftest import PARTIAL, needs_partial
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED_DATA = Path(os.environ.get("M1_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "m1-data")
-PARTIAL = SHARED_DATA / "m1_eval_data.partial.json"
 TASKS = list(TASK_SOURCES)
 FIXTURE_SOURCES = {"Lancet", "NEJM"}  # not in the partial file: taken from tests/fixtures
 PLAIN_INSTRUCTION = "\nReturn your final response within \\boxed{}."
 COT_INSTRUCTION = "\nLet's think step by step. Return your final response within \\boxed{}."
 
-needs_partial = pytest.mark.skipif(
-    not PARTIAL.is_file(), reason=f"shared m1 data not found at {PARTIAL} (set M1_SHARED_DATA to its folder)"
-)
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    monkeypatch.delenv(data.DATA_ENV, raising=False)
-    monkeypatch.delenv(prompt.PROMPT_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_m1_env")
 
 
 @pytest.fixture(scope="module")

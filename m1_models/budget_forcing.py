@@ -186,7 +186,7 @@ def parse_gen_kwargs(gen_kwargs: dict[str, Any], sampling_keys: frozenset[str] |
         budget_preset=preset_name,
     )
     if not forcing.forced:
-        ignored = [k for k in FORCING_KEYS if k in gen_kwargs and k != "budget_preset"]
+        ignored = [k for k in FORCING_KEYS if k in gen_kwargs and k not in ("budget_preset", "max_tokens_thinking")]
         if ignored:
             raise GenKwargsError(
                 f"gen_kwarg {ignored[0]} has no effect without max_tokens_thinking; "
@@ -228,7 +228,8 @@ class StepResult:
 
     ``token_ids`` are all generated ids (an engine may include the tokens of a matched stop string);
     ``text`` is the generated text with the stop string and what follows removed; ``finish_reason`` is
-    ``"stop"`` (stop string or EOS) or ``"length"``.
+    ``"length"`` (the step's token limit) or why it ended before (``"stop"``: stop string or EOS; an engine may
+    report its own reasons, e.g. vLLM's ``"repetition"``); anything but ``"length"`` is an early end.
     """
 
     token_ids: tuple[int, ...]
@@ -252,12 +253,10 @@ class GenerationRecord:
     prompt_tokens: int = 0
 
 
-def resolve_budget(
-    forcing: ForcingConfig, prompt_len: int, tokenizer: TokenizerLike, max_model_len: int
-) -> int:
+def resolve_budget(forcing: ForcingConfig, prompt_len: int, tokenizer: TokenizerLike, max_model_len: int) -> int:
     """The exact thinking budget of one request, checked against the context window."""
-    markers = len(tokenizer.encode(forcing.thinking_start)) + len(
-        tokenizer.encode("\n" + max(forcing.thinking_end, forcing.thinking_end_overflow, key=len))
+    markers = len(tokenizer.encode(forcing.thinking_start)) + max(
+        len(tokenizer.encode("\n" + marker)) for marker in (forcing.thinking_end, forcing.thinking_end_overflow)
     )
     room = max_model_len - prompt_len - markers - forcing.max_tokens_answer
     if forcing.max_tokens_thinking == "auto":

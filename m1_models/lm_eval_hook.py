@@ -47,16 +47,23 @@ def _patch_task_manager(module) -> None:
         return
     original_init = manager_cls.__init__
 
-    def __init__(self, *args, include_path=None, **kwargs):
+    def __init__(self, *args, **kwargs):
+        import inspect
+
         from m1_tasks.paths import task_dir
 
+        bound = inspect.signature(original_init).bind(self, *args, **kwargs)
+        include_path = bound.arguments.get("include_path")
         ours = str(task_dir())
-        paths = [] if include_path is None else (
-            list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
+        paths = (
+            []
+            if include_path is None
+            else (list(include_path) if isinstance(include_path, (list, tuple)) else [include_path])
         )
         if ours not in {str(p) for p in paths}:
             paths.insert(0, ours)  # user paths come later, so they can override our tasks
-        original_init(self, *args, include_path=paths, **kwargs)
+        bound.arguments["include_path"] = paths
+        original_init(*bound.args, **bound.kwargs)
 
     setattr(__init__, _PATCHED_ATTR, True)
     __init__.__wrapped__ = original_init  # type: ignore[attr-defined]

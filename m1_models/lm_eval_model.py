@@ -94,7 +94,10 @@ class M1LM(LM):
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         self.chat_template(True)
         return self.tokenizer.hf.apply_chat_template(
-            chat_history, tokenize=False, add_generation_prompt=add_generation_prompt
+            chat_history,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=not add_generation_prompt,  # a task's gen_prefix prefills the assistant turn
         )
 
     # -- lm-eval's request types -----------------------------------------------------------------------------
@@ -124,8 +127,12 @@ class M1LM(LM):
     def _settings(self, context: str, gen_kwargs: dict[str, Any]) -> GenerationSettings:
         settings = parse_gen_kwargs(gen_kwargs, self.sampling_keys)
         if settings.forcing.forced:
-            key = (settings.forcing.thinking_start, settings.forcing.thinking_end,
-                   settings.forcing.thinking_end_overflow, settings.forcing.until_thinking)
+            key = (
+                settings.forcing.thinking_start,
+                settings.forcing.thinking_end,
+                settings.forcing.thinking_end_overflow,
+                settings.forcing.until_thinking,
+            )
             if key not in self._checked_markers:
                 self._check_markers(settings)
                 self._checked_markers.add(key)

@@ -99,13 +99,26 @@ def write_records(path: Path, records: list[dict[str, Any]]) -> Path:
 
 
 def write_records_for_task(tracker: Any, task_name: str, samples: list[dict[str, Any]] = ()) -> Path | None:
+    """Write the task's records beside its samples file, with the samples' document ids.
+
+    The models know a request's position among the evaluated documents (lm-eval's ``Instance.doc_id``); the
+    samples file carries the document's id in the dataset, which differs under ``--samples``.  Samples come in
+    position order, so position ``k`` is the ``k``-th document id of the samples.
+    """
     records = SINK.pop(task_name)
-    have = {(r["doc_id"], r["prompt_hash"]) for r in records}
+    positions = list(dict.fromkeys(sample.get("doc_id") for sample in samples))
+    first_hash = {}
     for sample in samples:
-        key = (sample.get("doc_id"), sample.get("prompt_hash"))
+        first_hash.setdefault(sample.get("doc_id"), sample.get("prompt_hash"))
+    have = {(r["doc_id"], r["prompt_hash"]) for r in records}
+    for position, doc_id in enumerate(positions):  # requests answered from --use_cache never reached the model
+        key = (position, first_hash[doc_id])
         if key not in have and (recovered := SINK.recover(task_name, *key)) is not None:
-            records.append(recovered)
+            records.append(dict(recovered))
             have.add(key)
+    for record in records:
+        if isinstance(record.get("doc_id"), int) and 0 <= record["doc_id"] < len(positions):
+            record["doc_id"] = positions[record["doc_id"]]
     folder = samples_dir(tracker)
     if not records or folder is None:
         return None

@@ -74,9 +74,7 @@ def _run_continuous(
                 engine.submit(index, step)
 
 
-def _run_rounds(
-    requests: Sequence[ForcedRequest], engine: StepEngine, on_done: Callable[[int], None] | None
-) -> None:
+def _run_rounds(requests: Sequence[ForcedRequest], engine: StepEngine, on_done: Callable[[int], None] | None) -> None:
     active = [i for i in range(len(requests)) if not requests[i].done]
     round_number = 0
     while active:

@@ -80,8 +80,7 @@ def _question(rng: random.Random) -> str:
     n_options = rng.choice([3, 4, 4, 5])
     stem = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(8, 30))).capitalize() + "?"
     options = "\n".join(
-        f"{chr(65 + i)}. " + " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4)))
-        for i in range(n_options)
+        f"{chr(65 + i)}. " + " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4))) for i in range(n_options)
     )
     return f"{stem}\n{options}\n{ANSWER_INSTRUCTION}", n_options
 
@@ -100,10 +99,7 @@ def synthetic_conversation(rng: random.Random, median_thinking_words: int) -> st
     question, n_options = _question(rng)
     letter = chr(65 + rng.randrange(n_options))
     n_steps = max(1, _thinking_length(rng, median_thinking_words) // 6)
-    steps = [
-        f"step {k}: " + " ".join(rng.choice(_THINK_WORDS) for _ in range(5)) + "."
-        for k in range(1, n_steps + 1)
-    ]
+    steps = [f"step {k}: " + " ".join(rng.choice(_THINK_WORDS) for _ in range(5)) + "." for k in range(1, n_steps + 1)]
     if rng.random() < 0.3:
         steps.append("Wait, " + " ".join(rng.choice(_THINK_WORDS) for _ in range(5)) + ".")
     thinking = "\n".join(steps)

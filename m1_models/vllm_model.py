@@ -29,6 +29,23 @@ def import_vllm():
     return vllm
 
 
+#: SamplingParams fields the controller sets itself (or that would break its accounting): not gen_kwargs
+CONTROLLED_SAMPLING_FIELDS = frozenset(
+    {
+        "max_tokens",
+        "min_tokens",  # would fail mid-run once a phase's remaining budget is below it
+        "stop",
+        "n",
+        "output_kind",
+        "detokenize",
+        "skip_special_tokens",
+        "spaces_between_special_tokens",
+        "include_stop_str_in_output",
+        "output_text_buffer_length",
+    }
+)
+
+
 class VLLMStepEngine:
     """:class:`~m1_models.scheduling.StepEngine` over ``vllm.LLMEngine`` (add_request / step)."""
 
@@ -63,13 +80,18 @@ class VLLMStepEngine:
             if not output.finished:
                 continue
             completion = output.outputs[0]
+            if completion.finish_reason in ("abort", "error"):
+                raise RuntimeError(
+                    f"the vLLM engine ended a request with finish_reason={completion.finish_reason!r}; "
+                    f"see the engine's log above"
+                )
             done.append(
                 (
                     self._keys.pop(output.request_id),
                     StepResult(
                         token_ids=tuple(completion.token_ids),
                         text=completion.text,
-                        finish_reason="length" if completion.finish_reason == "length" else "stop",
+                        finish_reason=str(completion.finish_reason or "stop"),
                     ),
                 )
             )
@@ -132,7 +154,7 @@ class M1VLLM(M1LM):
         self.sampling_keys = frozenset(
             name
             for name in vllm.SamplingParams.__struct_fields__
-            if not name.startswith("_") and name not in ("max_tokens", "stop", "n", "output_kind", "detokenize")
+            if not name.startswith("_") and name not in CONTROLLED_SAMPLING_FIELDS
         )
 
     def step_engine(self) -> VLLMStepEngine:

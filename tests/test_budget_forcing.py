@@ -235,3 +235,9 @@ def test_budget_larger_than_the_context_window_is_rejected_before_generation():
     settings = parse_gen_kwargs({"max_tokens_thinking": "auto", "max_tokens_answer": 4000}, SAMPLING_KEYS)
     with pytest.raises(GenKwargsError, match="auto leaves no thinking room"):
         ForcedRequest(TOK.encode(PROMPT), settings, TOK, max_model_len=4096)
+
+
+@pytest.mark.parametrize("off", [None, "none", ""])
+def test_budget_can_be_switched_off_explicitly(off):
+    settings = parse_gen_kwargs({"max_tokens_thinking": off, "max_gen_toks": 9}, SAMPLING_KEYS)
+    assert settings.forcing.forced is False and settings.max_gen_toks == 9

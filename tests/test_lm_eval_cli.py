@@ -102,7 +102,7 @@ def test_hook_is_idempotent_lazy_and_can_be_switched_off(tmp_path):
         "print('m1-vllm' in model_registry, 'vllm' in sys.modules)\n"
         "from lm_eval.tasks import TaskManager\n"
         "from m1_tasks.paths import task_dir\n"
-        "manager = TaskManager(include_path='/nonexistent-user-path')\n"
+        "manager = TaskManager(None, '/nonexistent-user-path')  # include_path given by position\n"
         "print([str(p) for p in manager.include_path] == [str(task_dir()), '/nonexistent-user-path'])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)

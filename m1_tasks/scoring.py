@@ -13,8 +13,16 @@ uses the *last* match.
 
 How one response is judged (``score_response``):
 
-1. Only the part after the **last** ``<|im_start|>answer`` marker is scored (the whole text when there is no
-   marker). The m1 scripts score the answer phase, which starts with that marker.
+1. The text from the **last** ``<|im_start|>answer`` marker on is scored, **the marker included** (the whole
+   text when there is no marker). The m1 script scores ``answer_prefix + answer``
+   (``src/eval/inference_keep_think.py``, ``end_thinking``): the marker it appended before the answer
+   (``<|im_start|>answer``, or ``<|im_start|>answer\nFinal Answer:`` when the budget ran out) and the text
+   generated after it. m1-vllm returns ``thinking_start + thinking + marker + answer``, whose part from the
+   last marker is exactly that string (the answer phase stops at ``<|im_start|>``, so no later marker can
+   follow). The marker matters: the equality rules never match it, and the option-text and similarity
+   fallbacks read it (an empty answer gets the option most similar to ``<|im_start|>answer``, not the last
+   option). Unforced runs are scored whole, as m1 scores a run without ``force_think``. (A model that writes
+   the marker itself in an unforced run is scored from its last marker; m1 would read the whole text.)
 2. ``extract_answer``: the last ``\boxed{...}`` is taken (``rfind``; only when there is no ``\boxed`` at all
    is the last ``\fbox`` taken), braces balanced, so nested braces are kept. ``\boxed{...}`` is unwrapped and a
    ``=`` in it keeps only its right side (``lstrip``-ed); then a ``\text{...}`` that is the whole remaining
@@ -29,8 +37,8 @@ How one response is judged (``score_response``):
 Upstream quirks kept on purpose (they move accuracy, so parity needs them):
 
 * **The similarity fallback always picks an option**, even for an empty or unrelated response: with every
-  ratio 0 (e.g. an empty answer) it returns the **last** option (ties go to the later option, ``>=``). So an
-  empty response is counted correct whenever the answer is the last option. ``correct`` (the ``acc`` metric)
+  ratio 0 (an empty unforced response) it returns the **last** option (ties go to the later option, ``>=``);
+  an empty forced answer is the bare marker, and gets the option most similar to it. ``correct`` (the ``acc`` metric)
   keeps this for parity with the paper's numbers; ``correct_strict`` (``acc_strict``) is the same pipeline
   without that fallback (no extractable answer = wrong), and ``no_answer`` flags the responses that needed it.
 * ``\fbox{X}`` is found but not unwrapped (upstream ``remove_boxed`` only strips ``\boxed{``), so
@@ -105,9 +113,10 @@ class ScoreResult:
 
 
 def answer_part(text: str) -> str:
-    """The part after the last ``<|im_start|>answer`` marker, or the whole text without a marker."""
+    """The text from the last ``<|im_start|>answer`` marker on, marker included (m1's ``answer_prefix +
+    answer``), or the whole text without a marker."""
     index = text.rfind(ANSWER_MARKER)
-    return text if index < 0 else text[index + len(ANSWER_MARKER) :]
+    return text if index < 0 else text[index:]
 
 
 def _last_box_span(string: str) -> tuple[int, int] | None:

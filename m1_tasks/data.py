@@ -9,9 +9,13 @@ Where it comes from:
 * otherwise ``huggingface_hub.hf_hub_download`` into the usual HF cache (works offline once cached), checked
   against the md5 of the file the paper evaluated on.
 
-Records whose answer text disagrees with ``options[answer_idx]`` (after stripping whitespace) are dropped, as the
-m1 pipeline did (``HumanityLastExam``: 103 -> 102).  Every problem a user can fix raises :class:`M1DataError`
-with one line naming the file, source, record index or field, and the fix.
+Every record is kept, as m1's evaluation script scores every record of its data file (how that file was
+collected is where m1 filtered).  Records whose answer text disagrees with ``options[answer_idx]`` (after
+stripping whitespace; one ``HumanityLastExam`` record of the official file) are reported: at INFO for the
+md5-checked official file, with a WARNING naming the task and indices for a local file, which keeps them unless
+the task metadata asks ``drop_mismatched`` (``--metadata '{"drop_mismatched": true}'``).  A source whose record
+count differs from the paper's is logged as a WARNING with both numbers.  Every problem a user can fix raises
+:class:`M1DataError` with one line naming the file, source, record index or field, and the fix.
 
 The parsed file and each source's checked records are cached per path, so a run of ten tasks reads the file once.
 """
@@ -58,7 +62,7 @@ TASK_SOURCES: dict[str, str] = {
     "m1_hle": "HumanityLastExam",
 }
 
-#: records per source after m1's cleaning (the m1 paper's evaluation set)
+#: records per source in the official file, all of which m1's evaluation script scores (the paper's counts)
 EXPECTED_COUNTS: dict[str, int] = {
     "MedMCQA_validation": 4183,
     "MedQA_USLME_test": 1273,
@@ -70,7 +74,7 @@ EXPECTED_COUNTS: dict[str, int] = {
     "MedBullets_op5": 308,
     "MedXpertQA": 1449,
     "NEJM": 603,
-    "HumanityLastExam": 102,
+    "HumanityLastExam": 103,  # not in Table 1; the official file's count (one answer/option mismatch kept)
 }
 
 #: group name -> member tasks (the YAMLs in task_yamls/ list the same)
@@ -234,42 +238,72 @@ def _check_record(record: Any, index: int, source: str, path: str) -> dict[str, 
     return {field: record[field] for field in RECORD_FIELDS}
 
 
+#: task metadata key (``--metadata '{"drop_mismatched": true}'``) that drops a local file's mismatched records
+DROP_MISMATCHED_KEY = "drop_mismatched"
+
+
+def task_of(source: str) -> str:
+    """The lm-eval task name of a source key (the source itself when no task reads it)."""
+    return next((task for task, key in TASK_SOURCES.items() if key == source), source)
+
+
 @functools.lru_cache(maxsize=64)
 def _source_records(path: str, mtime_ns: int, size: int, expected_md5: str | None, origin: str,
-                    source: str) -> tuple[tuple[dict[str, Any], ...], tuple[int, ...]]:
+                    source: str, drop_mismatched: bool = False) -> tuple[tuple[dict[str, Any], ...], tuple[int, ...]]:
+    """(records kept, indices of records whose answer text differs from ``options[answer_idx]``)."""
     data = _parse_file(path, mtime_ns, size, expected_md5, origin)
     if source not in data:
         raise M1DataError(
             f"source {source!r} is not in {path} (from {origin}; it has: {', '.join(sorted(data)) or 'nothing'}); "
             f"point {DATA_ENV} at a file of the {HF_FILENAME} structure that includes {source!r}"
         )
+    official = expected_md5 is not None
+    drop = drop_mismatched and not official
     kept: list[dict[str, Any]] = []
-    dropped: list[int] = []
+    mismatched: list[int] = []
     for index, raw in enumerate(data[source]):
         record = _check_record(raw, index, source, path)
         if record["answer"].strip() != record["options"][record["answer_idx"]].strip():
-            dropped.append(index)
-            continue
+            mismatched.append(index)
+            if drop:
+                continue
         record["index"] = index
         kept.append(record)
-    if dropped:
-        logger.info(
-            "m1 data: %s: dropped %d record(s) whose answer text differs from options[answer_idx] "
-            "(as the m1 pipeline did): index %s; %d left",
-            source, len(dropped), ", ".join(map(str, dropped)), len(kept),
-        )
-    return tuple(kept), tuple(dropped)
+    if mismatched:
+        indices = ", ".join(map(str, mismatched))
+        if official:
+            logger.info("m1 data: %s (task %s): %d record(s) whose answer text differs from options[answer_idx] "
+                        "kept, as m1's evaluation scores every record of the official file: index %s",
+                        source, task_of(source), len(mismatched), indices)
+        elif drop:
+            logger.warning("m1 data: %s (task %s): dropped %d record(s) whose answer text differs from "
+                           "options[answer_idx] (%s): index %s; %d left", source, task_of(source), len(mismatched),
+                           DROP_MISMATCHED_KEY, indices, len(kept))
+        else:
+            logger.warning("m1 data: %s (task %s): %d record(s) whose answer text differs from options[answer_idx] "
+                           "in %s: index %s; kept and scored against answer_idx (to drop them: --metadata "
+                           "'{\"%s\": true}')", source, task_of(source), len(mismatched), path, indices,
+                           DROP_MISMATCHED_KEY)
+    expected = EXPECTED_COUNTS.get(source)
+    if expected is not None and len(kept) != expected:
+        logger.warning("m1 data: %s (task %s): %d documents, the paper evaluated %d (from %s)",
+                       source, task_of(source), len(kept), expected, origin)
+    return tuple(kept), tuple(mismatched)
 
 
-def load_source(source: str, data: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+def load_source(
+    source: str, data: str | os.PathLike | None = None, *, drop_mismatched: bool = False
+) -> list[dict[str, Any]]:
     """The checked records of one source: ``question``, ``options`` (dict), ``answer``, ``answer_idx`` and
-    ``index`` (position in the file's list), mismatching records dropped.  Copies: safe to mutate."""
+    ``index`` (position in the file's list); all of them, or for a local file with ``drop_mismatched`` those whose
+    answer text equals ``options[answer_idx]``.  Copies: safe to mutate."""
     file = resolve_data_file(data)
-    records, _ = _source_records(*_stat_key(file.path), file.expected_md5, file.origin, source)
+    records, _ = _source_records(*_stat_key(file.path), file.expected_md5, file.origin, source, drop_mismatched)
     return [{**record, "options": dict(record["options"])} for record in records]
 
 
-def dropped_indices(source: str, data: str | os.PathLike | None = None) -> list[int]:
+def mismatched_indices(source: str, data: str | os.PathLike | None = None) -> list[int]:
+    """Indices of the records whose answer text differs from ``options[answer_idx]`` (kept unless dropped)."""
     file = resolve_data_file(data)
     return list(_source_records(*_stat_key(file.path), file.expected_md5, file.origin, source)[1])
 
@@ -279,7 +313,9 @@ def clear_cache() -> None:
     _parse_file.cache_clear()
 
 
-def build_dataset(source: str, variant: str = PLAIN, data: str | os.PathLike | None = None):
+def build_dataset(
+    source: str, variant: str = PLAIN, data: str | os.PathLike | None = None, *, drop_mismatched: bool = False
+):
     """A ``datasets.DatasetDict`` with one ``test`` split for lm-eval.
 
     Columns: ``question``, ``options`` (list of ``{"letter", "text"}`` rows in the record's order: a dict per
@@ -289,7 +325,7 @@ def build_dataset(source: str, variant: str = PLAIN, data: str | os.PathLike | N
     import datasets
 
     variant = normalize_variant(variant, "build_dataset")
-    records = load_source(source, data)
+    records = load_source(source, data, drop_mismatched=drop_mismatched)
     features = datasets.Features(
         {
             "question": datasets.Value("string"),

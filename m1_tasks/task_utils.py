@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from m1_tasks.data import build_dataset
+from m1_tasks.data import DROP_MISMATCHED_KEY, build_dataset
 from m1_tasks.prompt import PROMPT_METADATA_KEY, options_dict, render_prompt, resolve_variant
 
 logger = logging.getLogger("lm_eval.m1_tasks.task_utils")
@@ -22,7 +22,8 @@ def load_dataset(**kwargs: Any):
     lm-eval calls it with the task's ``metadata`` (the YAML's, plus ``--metadata`` and all ``--model_args``)
     and its ``dataset_kwargs``.  Ours are ``m1_source`` (the source key), optionally ``m1_data`` (``demo`` for
     the packaged demo file) and ``m1_prompt`` (a variant fixed by the task, e.g. the ``*_cot`` tasks); the
-    metadata key ``prompt`` selects the variant of the other tasks; everything else is ignored.
+    metadata key ``prompt`` selects the variant of the other tasks, ``drop_mismatched`` drops a local file's
+    records whose answer text differs from its option; everything else is ignored.
     """
     source = kwargs.get("m1_source")
     if not source:
@@ -34,7 +35,8 @@ def load_dataset(**kwargs: Any):
     elif origin == "task" and kwargs.get(PROMPT_METADATA_KEY) not in (None, ""):
         logger.info("m1 tasks: %s keeps its own %r prompt; metadata prompt=%r does not apply to it",
                     source, variant, kwargs.get(PROMPT_METADATA_KEY))
-    return build_dataset(source, variant=variant, data=kwargs.get("m1_data"))
+    drop = str(kwargs.get(DROP_MISMATCHED_KEY, "")).strip().lower() in ("1", "true", "yes")
+    return build_dataset(source, variant=variant, data=kwargs.get("m1_data"), drop_mismatched=drop)
 
 
 def doc_to_text(doc: dict[str, Any]) -> str:

@@ -141,8 +141,9 @@ def test_unknown_prompt_variant_is_a_one_line_user_error(task, meta, env, named)
 def test_every_record_of_the_partial_file_loads_and_renders(source):
     records = data.load_source(source, PARTIAL)
     assert len(records) == EXPECTED_COUNTS[source]
+    mismatched = set(data.mismatched_indices(source, PARTIAL))
     for rec in records:
-        assert rec["answer"].strip() == rec["options"][rec["answer_idx"]].strip()
+        assert (rec["answer"].strip() == rec["options"][rec["answer_idx"]].strip()) is (rec["index"] not in mismatched)
         text = prompt.render_prompt(rec["question"], rec["options"])
         assert text == expected_prompt(rec["question"], rec["options"])
         assert text.startswith(rec["question"] + "\n")
@@ -156,19 +157,28 @@ def test_every_record_of_the_partial_file_loads_and_renders(source):
 
 
 @needs_partial
-def test_humanity_last_exam_drops_the_mismatching_record_as_m1_did():
+def test_humanity_last_exam_keeps_every_record_as_m1_scores_them():
     raw = json.loads(PARTIAL.read_text())["HumanityLastExam"]
     assert len(raw) == 103
     data.clear_cache()
     with captured_logs() as logs:
         records = data.load_source("HumanityLastExam", PARTIAL)
-    assert len(records) == 102
-    dropped = data.dropped_indices("HumanityLastExam", PARTIAL)
-    assert len(dropped) == 1
-    bad = raw[dropped[0]]
+    assert len(records) == 103 == EXPECTED_COUNTS["HumanityLastExam"]
+    mismatched = data.mismatched_indices("HumanityLastExam", PARTIAL)
+    assert len(mismatched) == 1
+    bad = raw[mismatched[0]]
     assert bad["answer"].strip() != bad["options"][bad["answer_idx"]].strip()
-    assert dropped[0] not in {r["index"] for r in records}
-    assert any("HumanityLastExam" in r.getMessage() and "dropped 1 record" in r.getMessage() for r in logs)
+    assert mismatched[0] in {r["index"] for r in records}  # kept, scored against answer_idx
+    # a local file: a WARNING naming the task and the index, and how to drop it
+    warned = [r.getMessage() for r in logs if r.levelname == "WARNING"]
+    assert any("m1_hle" in m and f"index {mismatched[0]}" in m and "drop_mismatched" in m for m in warned), warned
+    # asked to drop: 102
+    data.clear_cache()
+    with captured_logs() as logs:
+        assert len(data.load_source("HumanityLastExam", PARTIAL, drop_mismatched=True)) == 102
+    warned = [r.getMessage() for r in logs if r.levelname == "WARNING"]
+    assert any("dropped 1 record" in m for m in warned)
+    assert any("102 documents, the paper evaluated 103" in m for m in warned)
 
 
 @needs_partial
@@ -188,16 +198,19 @@ def test_partial_file_is_parsed_once_per_path():
 # ----------------------------------------------------------------------------------- fixtures: Lancet / NEJM
 
 
-def test_lancet_and_nejm_fixture_records_load_and_mismatch_is_dropped(tmp_path):
+def test_lancet_and_nejm_fixture_records_load_and_mismatch_is_kept_with_a_warning(tmp_path):
     path = tmp_path / "data.json"
     path.write_bytes((FIXTURES / "lancet_nejm.json").read_bytes())
     with captured_logs() as logs:
         lancet = data.load_source("Lancet", path)
         nejm = data.load_source("NEJM", path)
-    assert [r["index"] for r in lancet] == [0, 1, 3]  # record 2's answer is not its option's text
-    assert data.dropped_indices("Lancet", path) == [2]
+    assert [r["index"] for r in lancet] == [0, 1, 2, 3]  # record 2's answer is not its option's text: kept
+    assert data.mismatched_indices("Lancet", path) == [2]
     assert [r["index"] for r in nejm] == [0, 1, 2]
-    assert any("Lancet: dropped 1 record" in r.getMessage() and "index 2" in r.getMessage() for r in logs)
+    assert any(r.levelname == "WARNING" and "m1_lancet" in r.getMessage() and "index 2" in r.getMessage()
+               for r in logs)
+    assert [r["index"] for r in data.load_source("Lancet", path, drop_mismatched=True)] == [0, 1, 3]
+    lancet = [r for r in lancet if r["index"] != 2]
     # whitespace differences are not mismatches, and the text is kept as the file has it
     padded = lancet[2]
     assert padded["answer"] == " TSH receptor stimulating antibody "
@@ -339,8 +352,13 @@ def test_downloaded_file_with_the_right_md5_loads(tmp_path, monkeypatch):
     _fake_download(monkeypatch, path)
     monkeypatch.setattr(data, "EXPECTED_MD5", hashlib.md5(path.read_bytes()).hexdigest())
     with captured_logs() as logs:
-        assert len(data.load_source("Lancet")) == 3
-    assert any("verified" in r.getMessage() for r in logs)
+        # the official file is the paper's evaluation set: every record is scored, even when asked to drop
+        assert [r["index"] for r in data.load_source("Lancet", drop_mismatched=True)] == [0, 1, 2, 3]
+    messages = [(r.levelname, r.getMessage()) for r in logs]
+    assert any("verified" in m for _, m in messages)
+    assert any(level == "INFO" and "kept" in m and "index 2" in m for level, m in messages), messages
+    # the fixture's 4 Lancet records are not the paper's 412: a WARNING with both numbers
+    assert any(level == "WARNING" and "4 documents, the paper evaluated 412" in m for level, m in messages)
 
 
 # ---------------------------------------------------------------------------------------------- demo data
@@ -360,7 +378,7 @@ def test_demo_data_is_well_formed():
         assert len(set(rec["options"].values())) == len(rec["options"])
     assert len({r["answer_idx"] for r in records}) >= 4  # not all the same letter
     assert len(data.load_source("m1_demo", "demo")) == len(records)
-    assert data.dropped_indices("m1_demo", "demo") == []
+    assert data.mismatched_indices("m1_demo", "demo") == []
 
 
 # ----------------------------------------------------------------------------------- the YAMLs' functions

@@ -42,11 +42,71 @@ FORCING_KEYS = (
     "thinking_end",
     "thinking_end_overflow",
     "until_thinking",
+    "until_thinking_2",  # the s1 fork's second thinking stop string, appended to until_thinking
     "max_tokens_answer",
     "budget_preset",
 )
 #: lm-eval's own generation keys, understood by every backend
 LM_EVAL_KEYS = ("until", "max_gen_toks", "do_sample")
+
+#: keys of the s1 fork (eval/lm-evaluation-harness/lm_eval/models/vllm_causallms.py) that m1-eval does not take,
+#: with the reason; any other ``<name>_thinking`` key is one of the fork's per-phase sampling overrides
+S1_UNSUPPORTED_KEYS: dict[str, str] = {
+    "rejection_sample": (
+        "the s1 fork's rejection sampling (re-draw the whole thinking until it ends within max_tokens_thinking) "
+        "is not supported; drop it, budget forcing ends the thinking at the budget instead"
+    ),
+    "min_tokens_thinking": (
+        "the controller sets the thinking phase's min_tokens itself (budget_preset=s1: 1 when thinking_n_ignore "
+        "is given, as the s1 fork does); drop it"
+    ),
+}
+
+#: s1's overflow marker is its thinking_end plus this (vllm_causallms.py: ``thinking_end + "\nFinal Answer:"``)
+S1_OVERFLOW_SUFFIX = "\nFinal Answer:"
+
+
+@dataclass(frozen=True)
+class PresetRules:
+    """How a preset's reference implementation behaves, beyond its default strings.
+
+    The s1 values follow the s1 fork's ``_model_generate`` (eval/lm-evaluation-harness/lm_eval/models/
+    vllm_causallms.py in github.com/simplescaling/s1, commit 77272c6).
+    """
+
+    #: "\n" before ``thinking_end`` when the thinking stopped by itself (``thinking_end_overflow`` gets one
+    #: whenever the thinking does not already end in "\n"); s1 adds it only on overflow
+    newline_before_end: bool = True
+    #: the thinking phase also stops at the task's ``until`` (s1 extends until_thinking with lm-eval's stop list)
+    thinking_stops_at_until: bool = False
+    #: the answer phase stops at the task's ``until`` (and EOS) rather than at ``until_thinking``
+    answer_stops_at_until: bool = False
+    #: min_tokens of every thinking step when ``thinking_n_ignore`` is given (s1: 1, so a round cannot end at
+    #: once); single-token stop strings then also go to the engine as stop token ids, which vLLM holds back
+    #: during min_tokens (a stop string completed within them would otherwise go unnoticed)
+    ignore_min_tokens: int = 0
+    #: ``auto`` = max_gen_toks - longest prompt of the batch - len(thinking_start) - len(thinking_end_overflow)
+    #: - ``auto_margin`` (s1) instead of the context window left after the prompt, markers and max_tokens_answer
+    auto_from_max_gen_toks: bool = False
+    auto_margin: int = 0
+    #: the answer gets min(max_tokens_answer, what the context window leaves) and a budget only has to leave
+    #: one answer token (s1 asks vLLM for max_gen_toks, which stops at the window); otherwise the budget must
+    #: leave room for all of max_tokens_answer
+    answer_takes_rest_of_window: bool = False
+
+
+PRESET_RULES: dict[str, PresetRules] = {
+    "m1": PresetRules(),
+    "s1": PresetRules(
+        newline_before_end=False,
+        thinking_stops_at_until=True,
+        answer_stops_at_until=True,
+        ignore_min_tokens=1,
+        auto_from_max_gen_toks=True,
+        auto_margin=100,  # s1: "Leave 100 tokens for answer"
+        answer_takes_rest_of_window=True,
+    ),
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # the m1 repository's evaluation (SGLang script) defaults
@@ -62,10 +122,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the s1 lm-eval fork's defaults; the answer is capped by max_gen_toks
     "s1": {
         "thinking_n_ignore": 0,
-        "thinking_n_ignore_str": "Wait",
+        "thinking_n_ignore_str": "",  # s1 appends nothing unless thinking_n_ignore_str is given
         "thinking_start": "<|im_start|>think",
         "thinking_end": "<|im_start|>answer",
-        "thinking_end_overflow": "<|im_start|>answer\nFinal Answer:",
+        "thinking_end_overflow": None,  # thinking_end + S1_OVERFLOW_SUFFIX
         "until_thinking": ("<|im_start|>",),
         "max_tokens_answer": None,
     },
@@ -87,6 +147,8 @@ class ForcingConfig:
     until_thinking: tuple[str, ...]
     max_tokens_answer: int
     budget_preset: str
+    rules: PresetRules = field(default_factory=PresetRules)
+    thinking_min_tokens: int = 0  # min_tokens of each thinking step (the preset's, when thinking_n_ignore is given)
 
     @property
     def forced(self) -> bool:
@@ -131,6 +193,14 @@ def parse_gen_kwargs(gen_kwargs: dict[str, Any], sampling_keys: frozenset[str] |
     """
     kwargs = dict(gen_kwargs)
     unknown = sorted(k for k in kwargs if k not in FORCING_KEYS and k not in LM_EVAL_KEYS and k not in sampling_keys)
+    for key in unknown:
+        if key in S1_UNSUPPORTED_KEYS:
+            raise GenKwargsError(f"gen_kwarg {key}: {S1_UNSUPPORTED_KEYS[key]}")
+        if key.endswith("_thinking"):
+            raise GenKwargsError(
+                f"gen_kwarg {key}: per-phase sampling (the s1 fork's <parameter>_thinking keys) is not supported; "
+                f"pass {key.removesuffix('_thinking')} instead, it applies to the thinking and the answer"
+            )
     if unknown:
         raise GenKwargsError(
             f"unknown gen_kwarg {unknown[0]!r}; use one of the budget-forcing keys "
@@ -141,6 +211,7 @@ def parse_gen_kwargs(gen_kwargs: dict[str, Any], sampling_keys: frozenset[str] |
     if preset_name not in PRESETS:
         raise GenKwargsError(f"gen_kwarg budget_preset={preset_name!r} is unknown; use one of {sorted(PRESETS)}")
     preset = PRESETS[preset_name]
+    rules = PRESET_RULES[preset_name]
 
     until = _as_strings(kwargs.pop("until", None))
     max_gen_toks = _as_int(
@@ -174,16 +245,21 @@ def parse_gen_kwargs(gen_kwargs: dict[str, Any], sampling_keys: frozenset[str] |
         if answer_cap is None
         else _as_int("max_tokens_answer", answer_cap, minimum=1, fix="pass max_tokens_answer>=1")
     )
+    thinking_end = str(setting("thinking_end"))
+    overflow = setting("thinking_end_overflow")
     forcing = ForcingConfig(
         max_tokens_thinking=budget,
         thinking_n_ignore=n_ignore,
         thinking_n_ignore_str=str(setting("thinking_n_ignore_str")),
         thinking_start=str(setting("thinking_start")),
-        thinking_end=str(setting("thinking_end")),
-        thinking_end_overflow=str(setting("thinking_end_overflow")),
-        until_thinking=_as_strings(setting("until_thinking")),
+        thinking_end=thinking_end,
+        thinking_end_overflow=thinking_end + S1_OVERFLOW_SUFFIX if overflow is None else str(overflow),
+        until_thinking=_as_strings(setting("until_thinking")) + _as_strings(kwargs.pop("until_thinking_2", None)),
         max_tokens_answer=max_tokens_answer,
         budget_preset=preset_name,
+        rules=rules,
+        # s1 sets min_tokens whenever thinking_n_ignore is passed, even =0 (``thinking_n_ignore is not None``)
+        thinking_min_tokens=rules.ignore_min_tokens if "thinking_n_ignore" in gen_kwargs else 0,
     )
     if not forcing.forced:
         ignored = [k for k in FORCING_KEYS if k in gen_kwargs and k not in ("budget_preset", "max_tokens_thinking")]
@@ -220,6 +296,8 @@ class GenerationStep:
     stop: tuple[str, ...]
     phase: Phase
     sampling: dict[str, Any] = field(default_factory=dict)  # engine sampling parameters (temperature, seed...)
+    min_tokens: int = 0  # generate at least this many tokens before EOS / a stop may end the step (0: no minimum)
+    stop_token_ids: tuple[int, ...] = ()  # the single-token stop strings as ids, held back during min_tokens
 
 
 @dataclass(frozen=True)
@@ -253,17 +331,57 @@ class GenerationRecord:
     prompt_tokens: int = 0
 
 
-def resolve_budget(forcing: ForcingConfig, prompt_len: int, tokenizer: TokenizerLike, max_model_len: int) -> int:
-    """The exact thinking budget of one request, checked against the context window."""
-    markers = len(tokenizer.encode(forcing.thinking_start)) + max(
+def resolve_budget(
+    forcing: ForcingConfig,
+    prompt_len: int,
+    tokenizer: TokenizerLike,
+    max_model_len: int,
+    *,
+    max_gen_toks: int | None = None,
+    longest_prompt: int | None = None,
+) -> int:
+    """The exact thinking budget of one request, checked against the context window.
+
+    ``max_gen_toks`` (lm-eval's) and ``longest_prompt`` (the longest prompt generated together with this one;
+    this prompt when not given) are what the s1 preset's ``auto`` is computed from.
+    """
+    rules = forcing.rules
+    start = len(tokenizer.encode(forcing.thinking_start))
+    markers = start + max(
         len(tokenizer.encode("\n" + marker)) for marker in (forcing.thinking_end, forcing.thinking_end_overflow)
     )
-    room = max_model_len - prompt_len - markers - forcing.max_tokens_answer
+    answer_reserve = 1 if rules.answer_takes_rest_of_window else forcing.max_tokens_answer
+    reserve_text = "1 answer token" if rules.answer_takes_rest_of_window else f"max_tokens_answer={answer_reserve}"
+    room = max_model_len - prompt_len - markers - answer_reserve
+    if forcing.max_tokens_thinking == "auto" and rules.auto_from_max_gen_toks:
+        # s1 fork, vllm_causallms.py _model_generate: max_tokens - max(len(prompt) over the batch)
+        # - len(thinking_start ids) - len(thinking_end + "\nFinal Answer:" ids) - 100
+        if max_gen_toks is None:
+            raise ValueError(f"budget_preset={forcing.budget_preset} computes auto from max_gen_toks: pass it")
+        longest = max(prompt_len, longest_prompt or 0)
+        auto_markers = start + len(tokenizer.encode(forcing.thinking_end_overflow))
+        budget = max_gen_toks - longest - auto_markers - rules.auto_margin
+        formula = (
+            f"max_gen_toks={max_gen_toks} - longest prompt ({longest} tokens) - markers ({auto_markers}) "
+            f"- {rules.auto_margin} = {budget}"
+        )
+        if budget < 1:
+            raise GenKwargsError(
+                f"max_tokens_thinking=auto (budget_preset={forcing.budget_preset}) leaves no thinking room: "
+                f"{formula}; raise max_gen_toks (the s1 commands pass max_gen_toks=32768)"
+            )
+        if budget > room:
+            raise GenKwargsError(
+                f"max_tokens_thinking=auto (budget_preset={forcing.budget_preset}: {formula}) does not fit the "
+                f"context window: prompt ({prompt_len} tokens) + markers + {budget} + {reserve_text} exceed "
+                f"max_model_len={max_model_len}; lower max_gen_toks to at most max_model_len or raise max_model_len"
+            )
+        return budget
     if forcing.max_tokens_thinking == "auto":
         if room < 1:
             raise GenKwargsError(
                 f"max_tokens_thinking=auto leaves no thinking room: the prompt ({prompt_len} tokens) + markers "
-                f"+ max_tokens_answer={forcing.max_tokens_answer} fill the context window of {max_model_len}; "
+                f"+ {reserve_text} fill the context window of {max_model_len}; "
                 f"lower max_tokens_answer or raise max_model_len"
             )
         return room
@@ -271,7 +389,7 @@ def resolve_budget(forcing: ForcingConfig, prompt_len: int, tokenizer: Tokenizer
     if forcing.max_tokens_thinking > room:
         raise GenKwargsError(
             f"max_tokens_thinking={forcing.max_tokens_thinking} does not fit the context window: "
-            f"prompt ({prompt_len} tokens) + markers + max_tokens_answer={forcing.max_tokens_answer} leave "
+            f"prompt ({prompt_len} tokens) + markers + {reserve_text} leave "
             f"{max(room, 0)} of max_model_len={max_model_len}; lower max_tokens_thinking (or use auto) or "
             f"raise max_model_len"
         )
@@ -305,7 +423,10 @@ class ForcedRequest:
         settings: GenerationSettings,
         tokenizer: TokenizerLike,
         max_model_len: int,
+        longest_prompt: int | None = None,
     ) -> None:
+        """``longest_prompt``: the longest prompt of the requests generated together (the s1 preset's ``auto``
+        budget is computed from it, as the s1 fork does per batch); this request's prompt when not given."""
         self.settings = settings
         self.forcing = settings.forcing
         self.tokenizer = tokenizer
@@ -318,7 +439,14 @@ class ForcedRequest:
         self._overflow = False
         self._max_model_len = max_model_len
         if self.forcing.forced:
-            self.budget = resolve_budget(self.forcing, len(prompt_ids), tokenizer, max_model_len)
+            self.budget = resolve_budget(
+                self.forcing,
+                len(prompt_ids),
+                tokenizer,
+                max_model_len,
+                max_gen_toks=settings.max_gen_toks,
+                longest_prompt=longest_prompt,
+            )
             self.record.budget = self.budget
             self.ids += tokenizer.encode(self.forcing.thinking_start)
             self.phase = Phase.THINKING
@@ -345,15 +473,36 @@ class ForcedRequest:
         sampling = self.settings.sampling
         if self.phase is Phase.PLAIN:
             return GenerationStep(tuple(self.ids), self._plain_max, self.settings.until, Phase.PLAIN, sampling)
+        rules = self.forcing.rules
         if self.phase is Phase.THINKING:
+            stop = self.forcing.until_thinking + (self.settings.until if rules.thinking_stops_at_until else ())
+            max_tokens = self.budget - self.used
+            min_tokens = min(self.forcing.thinking_min_tokens, max_tokens)
             return GenerationStep(
-                tuple(self.ids), self.budget - self.used, self.forcing.until_thinking, Phase.THINKING, sampling
+                tuple(self.ids),
+                max_tokens,
+                stop,
+                Phase.THINKING,
+                sampling,
+                min_tokens=min_tokens,
+                stop_token_ids=self._single_token_ids(stop) if min_tokens else (),
             )
         if self.phase is Phase.ANSWER:
-            return GenerationStep(
-                tuple(self.ids), self.forcing.max_tokens_answer, self.forcing.until_thinking, Phase.ANSWER, sampling
-            )
+            # the answer gets what the window leaves when that is less than its cap (s1: vLLM stops there)
+            max_tokens = min(self.forcing.max_tokens_answer, self._max_model_len - len(self.ids))
+            stop = self.settings.until if rules.answer_stops_at_until else self.forcing.until_thinking
+            return GenerationStep(tuple(self.ids), max_tokens, stop, Phase.ANSWER, sampling)
         return None
+
+    def _single_token_ids(self, stops: Sequence[str]) -> tuple[int, ...]:
+        """The ids of the stop strings that are one token: an engine holds these back during min_tokens (as the
+        s1 fork passes its stops as stop_token_ids with min_tokens); longer stop strings stay strings only."""
+        ids: list[int] = []
+        for stop in stops:
+            encoded = self.tokenizer.encode(stop)
+            if len(encoded) == 1 and encoded[0] not in ids:
+                ids.append(encoded[0])
+        return tuple(ids)
 
     def feed(self, result: StepResult) -> None:
         self.record.finish_reasons.append(result.finish_reason)
@@ -392,7 +541,8 @@ class ForcedRequest:
     def _start_answer(self) -> None:
         thinking_text = self.tokenizer.decode(self._thinking_ids)
         marker = self.forcing.thinking_end_overflow if self._overflow else self.forcing.thinking_end
-        appended = ("" if thinking_text.endswith("\n") else "\n") + marker
+        newline = self._overflow or self.forcing.rules.newline_before_end  # s1: only when the budget ran out
+        appended = ("\n" if newline and not thinking_text.endswith("\n") else "") + marker
         self.ids += self.tokenizer.encode(appended)
         self.record.thinking_tokens = self.used
         self.record.budget_hit = self._overflow

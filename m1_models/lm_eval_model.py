@@ -152,11 +152,20 @@ class M1LM(LM):
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         if not requests:
             return []
-        states: list[ForcedRequest] = []
+        prepared: list[tuple[list[int], GenerationSettings, str]] = []
+        longest: dict[str, int] = {}  # longest prompt per gen_kwargs group (the s1 preset's auto budget uses it)
         for request in requests:  # validate everything before the first token is generated
             context, gen_kwargs = request.args
             settings = self._settings(context, dict(gen_kwargs or {}))
-            states.append(ForcedRequest(self._encode_prompt(context), settings, self.tokenizer, self.max_model_len))
+            prompt_ids = self._encode_prompt(context)
+            # the s1 fork computes auto per batch, and lm-eval batches (--batch_size auto) per identical gen_kwargs
+            group = repr(sorted(dict(gen_kwargs or {}).items()))
+            longest[group] = max(longest.get(group, 0), len(prompt_ids))
+            prepared.append((prompt_ids, settings, group))
+        states = [
+            ForcedRequest(prompt_ids, settings, self.tokenizer, self.max_model_len, longest_prompt=longest[group])
+            for prompt_ids, settings, group in prepared
+        ]
         forced = sum(state.forcing.forced for state in states)
         logger.info(
             "m1-eval: generating %d requests (%d with budget forcing, schedule=%s)",

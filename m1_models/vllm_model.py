@@ -62,8 +62,13 @@ class VLLMStepEngine:
         self._ids = itertools.count()
 
     def submit(self, key: int, step: GenerationStep) -> None:
+        sampling = dict(step.sampling)
+        if step.min_tokens > 0:  # budget_preset=s1's ignore rounds: vLLM then holds back EOS and stop_token_ids
+            sampling["min_tokens"] = min(step.min_tokens, step.max_tokens)
+        if step.stop_token_ids:
+            sampling["stop_token_ids"] = [*(sampling.get("stop_token_ids") or ()), *step.stop_token_ids]
         params = self._params(
-            **step.sampling,
+            **sampling,
             max_tokens=step.max_tokens,
             stop=list(step.stop) or None,
             skip_special_tokens=False,  # special-token stop strings only match on the text they appear in

@@ -4,7 +4,8 @@ The "model" is a function from the text so far to the text it would write next. 
 step's token limit and stop strings the way vLLM does: the returned text stops before the stop string, while the
 returned token ids run through the end of the stop string.  ``EOS`` in the script ends a generation.  Each
 ``poll`` advances every in-flight request by ``tokens_per_poll`` tokens, so long generations take more polls
-than short ones and the two schedules can be told apart.
+than short ones and the two schedules can be told apart.  A step's ``min_tokens`` is checked as vLLM checks
+it (at most ``max_tokens``) and recorded with the step, not simulated.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class ScriptedEngine:
 
     def submit(self, key: int, step: GenerationStep) -> None:
         assert all(f.key != key for f in self.in_flight), "two steps in flight for one request"
+        # vLLM's SamplingParams rejects these; the script does not model min_tokens beyond that (steps record it)
+        assert step.max_tokens >= 1, f"max_tokens={step.max_tokens}"
+        assert 0 <= step.min_tokens <= step.max_tokens, f"min_tokens={step.min_tokens} > max_tokens={step.max_tokens}"
         self.submitted.append((self.clock, key, step))
         prompt = CharTokenizer().decode(step.prompt_ids)
         result = self.generate(self.model(prompt), step)

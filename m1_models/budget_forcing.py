@@ -93,6 +93,9 @@ class PresetRules:
     #: one answer token (s1 asks vLLM for max_gen_toks, which stops at the window); otherwise the budget must
     #: leave room for all of max_tokens_answer
     answer_takes_rest_of_window: bool = False
+    #: a thinking round that ended in " " (not "\n") gets " " + ``thinking_n_ignore_str`` (m1's keep_think in
+    #: src/eval/inference_keep_think.py prepends the space in exactly that case); s1 appends the string as is
+    space_before_ignore_str: bool = True
 
 
 PRESET_RULES: dict[str, PresetRules] = {
@@ -105,6 +108,7 @@ PRESET_RULES: dict[str, PresetRules] = {
         auto_from_max_gen_toks=True,
         auto_margin=100,  # s1: "Leave 100 tokens for answer"
         answer_takes_rest_of_window=True,
+        space_before_ignore_str=False,
     ),
 }
 
@@ -529,7 +533,12 @@ class ForcedRequest:
         self.ids += ids
         stopped_early = finish_reason != "length"
         if stopped_early and self.record.ignore_rounds < self.forcing.thinking_n_ignore and self.used < self.budget:
-            wait_ids = self.tokenizer.encode(self.forcing.thinking_n_ignore_str)
+            wait = self.forcing.thinking_n_ignore_str
+            if self.forcing.rules.space_before_ignore_str:
+                so_far = self.tokenizer.decode(self._thinking_ids)
+                if so_far.endswith(" ") and not so_far.endswith("\n"):
+                    wait = " " + wait
+            wait_ids = self.tokenizer.encode(wait)
             if self.used + len(wait_ids) < self.budget:
                 self._thinking_ids += wait_ids
                 self.ids += wait_ids

@@ -547,3 +547,18 @@ def test_s1_keys_m1_eval_does_not_take_are_rejected_with_the_reason(command, rea
     with pytest.raises(GenKwargsError, match=reason) as error:
         parse_gen_kwargs({**simple_parse_args_string(command), **S1}, SAMPLING_KEYS)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("preset", "expected"), [("m1", "tt  Wait"), ("s1", "tt Wait")])
+def test_m1_prepends_a_space_to_the_ignore_string_after_a_space(preset, expected):
+    """m1's keep_think: a round whose text ends in " " (not "\\n") gets " Wait"; s1 appends the string as is."""
+    def ends_with_a_space(prompt: str) -> str:
+        return ("x" if "Wait" in prompt else "tt ") + "<|im_start|>answer\n"
+
+    request, _ = forced(
+        {"max_tokens_thinking": 100, "thinking_n_ignore": 1, "thinking_n_ignore_str": "Wait", "budget_preset": preset},
+        ends_with_a_space,
+    )
+    assert thinking_of(request).startswith(expected)
+    request, _ = forced({"max_tokens_thinking": 100, "thinking_n_ignore": 1}, thinker([5, 6]))
+    assert "tttttWait" in thinking_of(request)  # no space without one before

@@ -175,4 +175,26 @@ def test_bad_gen_kwarg_is_one_line_before_generation(tiny_model, tmp_path):
         "--limit",
         "2",
     ]
-    _assert_one_line_error(run_lm_eval(args, cwd=tmp_path), "max_tokens_thinking=0", ">= 1")
+    result = run_lm_eval(args, cwd=tmp_path)
+    _assert_one_line_error(result, "max_tokens_thinking=0", ">= 1")
+    _assert_engine_never_started(result)
+
+
+def _assert_engine_never_started(result) -> None:
+    """vLLM logs these at engine start and weight loading; a user error must come before both."""
+    for engine_line in ("Initializing a V1 LLM engine", "Starting to load model"):
+        assert engine_line not in result.stderr, result.stderr[-2000:]
+
+
+def test_bad_model_arg_is_one_line_before_the_engine_starts(tiny_model, tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    write_local_task(tasks)
+    args = ["--model", "m1-vllm", "--tasks", "m1_e2e_local", "--include_path", str(tasks), "--limit", "1"]
+    result = run_lm_eval([*args, "--model_args", f"pretrained={tiny_model},max_model_len=1024,tensor_paralel_size=2"],
+                         cwd=tmp_path)
+    _assert_one_line_error(result, "'tensor_paralel_size'", "vllm.EngineArgs")
+    _assert_engine_never_started(result)
+    result = run_lm_eval([*args, "--model_args", f"pretrained={tiny_model},max_model_len=99999"], cwd=tmp_path)
+    _assert_one_line_error(result, "max_model_len", "99999")
+    _assert_engine_never_started(result)

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from m1_reports.console import RichProgress, summary_table
+    from m1_reports.console import RichProgress, protocol_summary, summary_table
     from m1_reports.report import ReportOptions, build_report, default_name, write_report
 
     console = Console(stderr=True)
@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.quiet:
         out = Console()
+        out.print(protocol_summary(report.protocol))
         out.print(summary_table(report.table1))
         out.print(f"wrote {len(files)} files to {target}/", highlight=False)
     return 0

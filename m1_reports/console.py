@@ -1,4 +1,4 @@
-"""Console output of the command: a progress bar while reading, and a summary table (rich)."""
+"""Console output of the command: a progress bar while reading, the protocol header and a summary table (rich)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,13 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from m1_reports.counts import COUNT_MARK
+from m1_reports.protocol import FIELDS, INFO, ProtocolHeader
 from m1_reports.tables import PAPER, Table1, pct
 
 
@@ -74,6 +79,40 @@ def summary_table(table: Table1) -> Table:
                 if not math.isnan(delta):
                     color = "green" if delta > 0.005 else "red" if delta < -0.005 else "dim"
                     text += f" [{color}]{delta:+.1f}[/]"
+            if table.count_note(row, column):
+                text += f" [yellow]{COUNT_MARK}[/]"
             cells.append(text)
         summary.add_row(*cells)
     return summary
+
+
+def protocol_summary(header: ProtocolHeader) -> Group:
+    """The protocol header for the terminal, transposed to fit (one row per field, one column per run; what
+    differs from the paper in yellow with ⚠), then the flags, the differences between runs, the budget-forcing
+    note, the document counts and the published rows' notes."""
+    rows = header.rows()
+    table = Table(title="Protocol (⚠ differs from the paper's)", header_style="bold")
+    table.add_column("")
+    for row in rows:
+        table.add_column(escape(row["run"]), overflow="fold")
+    for key, label in FIELDS:
+        cells = [label]
+        for row in rows:
+            text = escape(row["cells"][key])
+            cells.append(f"[yellow]⚠ {text}[/]" if key in row["flagged"] else text)
+        table.add_row(*cells)
+    parts: list[object] = [table, Text(f"The paper's: {header.paper.text}.", style="dim")]
+    for row in rows:
+        for flag in row["flags"]:
+            style = "dim" if flag.level == INFO else "yellow"
+            parts.append(Text(f"  {row['run']}: {flag.message}", style=style))
+    if header.differences:
+        parts.append(Text("  the runs differ in: " + ", ".join(d.label for d in header.differences)))
+    if header.forcing_note:
+        parts.append(Text(header.forcing_note, style="dim"))
+    for row in rows:
+        if row["counts"]:
+            parts.append(Text(f"  {COUNT_MARK} {row['run']}: {'; '.join(row['counts'])}", style="yellow"))
+    for names, note in header.grouped_reference_notes():
+        parts.append(Text(f"  {', '.join(names)} (published): {note}", style="dim"))
+    return Group(*parts)

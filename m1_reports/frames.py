@@ -36,6 +36,8 @@ from m1_reports.reading import (
     read_results,
     read_samples,
 )
+from m1_reports.rescoring import not_an_m1_task, rescore
+from m1_reports.suite import is_m1_task
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +211,7 @@ def load(
         if progress is not None:
             progress.finish()
     _raise_all(problems)
+    attach_verdicts(browser, runs)
 
     samples = _samples_frame(columns, runs)
     del columns
@@ -234,6 +237,16 @@ def load(
         sample_files=summaries,
         warnings=warnings,
     )
+
+
+def attach_verdicts(browser: list[BrowserSample], runs: list[RunInfo]) -> None:
+    """The m1 scorer's extraction and rule for every sample the browser shows (only those are re-scored)."""
+    for sample in browser:
+        result = runs[sample.run].tasks.get(sample.task)
+        if is_m1_task(sample.task, result):
+            sample.verdict = rescore(sample.scored_text, sample.doc)
+        else:
+            sample.verdict = not_an_m1_task(sample.task)
 
 
 # ------------------------------------------------------------------------------------------------ frames

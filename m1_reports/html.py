@@ -19,8 +19,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from m1_reports.columns import AVG, benchmark, order_tasks
 from m1_reports.frames import Loaded
+from m1_reports.protocol import FIELDS, INFO, ProtocolHeader
 from m1_reports.reading import BrowserSample
+from m1_tasks.scoring import ANSWER_MARKER
 from m1_reports.reference import Citation
+from m1_reports.rescoring import NOT_RESCORED, RULE_TEXT
+from m1_reports.suite import scores_with_marker, version_number
 from m1_reports.tables import PAPER, Table1, ci_text, number, p_text, pct, signed_pct
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -57,6 +61,8 @@ def _table1_view(table: Table1) -> dict[str, Any]:
                 delta = signed_pct(delta_value)
                 sign = _sign(delta_value)
             n = table.n.at[row, column]
+            count = table.count_note(row, column)
+            title = f"n = {int(n)}" if not math.isnan(n) else ""
             cells.append(
                 {
                     "value": pct(value),
@@ -64,7 +70,8 @@ def _table1_view(table: Table1) -> dict[str, Any]:
                     "ci": ci_text(table.low.at[row, column], table.high.at[row, column]),
                     "delta": delta,
                     "sign": sign,
-                    "title": f"n = {int(n)}" if not math.isnan(n) else "",
+                    "title": f"{title}; {count}" if title and count else title or count,
+                    "count": count,
                 }
             )
         rows.append(
@@ -73,6 +80,7 @@ def _table1_view(table: Table1) -> dict[str, Any]:
                 "source": "paper" if source == PAPER else "run",
                 "baseline": row == table.baseline,
                 "partial": table.is_partial_avg(row),
+                "notes": " ".join(table.row_notes(row)),
                 "cells": cells,
             }
         )
@@ -81,6 +89,36 @@ def _table1_view(table: Table1) -> dict[str, Any]:
         "rows": rows,
         "notes": table.notes,
         "has_paper": PAPER in table.sources,
+    }
+
+
+def _protocol_view(header: ProtocolHeader | None) -> dict[str, Any] | None:
+    if header is None:
+        return None
+    rows = []
+    for row in header.rows():
+        rows.append(
+            {
+                "run": row["run"],
+                "model_type": row["model_type"] or "–",
+                "cells": [
+                    {"text": row["cells"][key], "flagged": key in row["flagged"], "noted": key in row["noted"]}
+                    for key, _ in FIELDS
+                ],
+                "flags": [{"text": f.message, "info": f.level == INFO} for f in row["flags"]],
+                "counts": row["counts"],
+            }
+        )
+    return {
+        "paper": header.paper.text,
+        "fields": [label for _, label in FIELDS],
+        "rows": rows,
+        "differences": [
+            {"label": d.label, "runs": list(d.values.items())} for d in header.differences
+        ],
+        "forcing_note": header.forcing_note,
+        "has_counts": bool(header.counts),
+        "reference_notes": [(", ".join(names), note) for names, note in header.grouped_reference_notes()],
     }
 
 
@@ -163,6 +201,7 @@ def render_index(
     n_boot: int,
     browser: bool,
     warnings: Sequence[str] = (),
+    protocol: ProtocolHeader | None = None,
 ) -> str:
     plot_uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii") if svg else ""
     return (
@@ -183,12 +222,48 @@ def render_index(
             n_boot=n_boot,
             browser_file=BROWSER_FILE if browser else "",
             warnings=list(warnings),
+            protocol=_protocol_view(protocol),
         )
     )
 
 
 def _anchor(task: str) -> str:
     return "task-" + re.sub(r"[^A-Za-z0-9_-]+", "-", task)
+
+
+def _verdict_view(sample: BrowserSample, version: Any = None) -> dict[str, str]:
+    """The m1 scorer's extraction and rule for a shown sample, and whether it disagrees with the samples file
+    (``version``: the run's task version, which names the scorer that wrote the file's score)."""
+    verdict = sample.verdict
+    if verdict is None or not verdict.scored:
+        reason = verdict.reason if verdict is not None else "not re-scored"
+        return {"extracted": "–", "rule": NOT_RESCORED, "rule_text": reason, "raw_extracted": "", "disagrees": ""}
+    raw = verdict.raw_extracted.strip()
+    shown_raw = raw if raw and raw != verdict.extracted and len(raw) <= 120 else ""
+    disagrees = ""
+    file_correct = sample.acc >= 1.0
+    if verdict.correct != file_correct:
+        why = (
+            f"the run was scored by an older m1-eval scorer (task version {version}); re-score or re-run"
+            if not scores_with_marker(version_number(version))
+            else "the file was scored by another scorer than this m1-eval's"
+        )
+        disagrees = (
+            f"This m1-eval's scorer judges it {'correct' if verdict.correct else 'wrong'}, the samples file "
+            f"{'correct' if file_correct else 'wrong'}: {why}."
+        )
+    return {
+        "extracted": verdict.extracted or "–",
+        "rule": verdict.rule,
+        "rule_text": RULE_TEXT.get(verdict.rule, verdict.rule),
+        "raw_extracted": shown_raw,
+        "disagrees": disagrees,
+    }
+
+
+def _task_version(loaded: Loaded, sample: BrowserSample) -> Any:
+    result = loaded.runs[sample.run].tasks.get(sample.task)
+    return result.version if result is not None else None
 
 
 def render_browser(*, title: str, loaded: Loaded, limit: int) -> str:
@@ -217,7 +292,7 @@ def render_browser(*, title: str, loaded: Loaded, limit: int) -> str:
                         "kind_text": "no answer" if unanswered else "wrong",
                         "doc_id": str(s.doc_id),
                         "target": s.target,
-                        "extracted": s.extracted or "–",
+                        **_verdict_view(s, _task_version(loaded, s)),
                         "where": f"{s.path.name}:{s.line}",
                         "prompt": s.prompt,
                         "thinking": s.thinking or "(none)",
@@ -228,4 +303,8 @@ def render_browser(*, title: str, loaded: Loaded, limit: int) -> str:
             flagged, size = totals.get((label, task), (len(items), len(items)))
             runs.append({"run": label, "entries": items, "shown": len(items), "total": flagged, "samples": size})
         tasks.append({"anchor": _anchor(task), "label": benchmark(task).label, "runs": runs})
-    return environment().get_template("samples.html.j2").render(title=title, tasks=tasks, limit=limit)
+    return (
+        environment()
+        .get_template("samples.html.j2")
+        .render(title=title, tasks=tasks, limit=limit, rules=list(RULE_TEXT.items()), marker=ANSWER_MARKER)
+    )

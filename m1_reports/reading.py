@@ -2,7 +2,10 @@
 
 Every problem is a :class:`~m1_reports.errors.ReportInputError` naming the file and line.  Sample and
 record files are streamed line by line: each line is parsed once with :func:`json.loads` and only the
-fields a report needs are kept (the long texts only for the few samples the sample browser shows).
+fields a report needs are kept (the long texts and the doc only for the few samples the sample browser shows).
+
+The module is longer than most in the package because the three kinds of files share one streaming reader,
+one error style and the checks between them; splitting it would spread that contract over several files.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from m1_models.budget_forcing import PRESETS
 from m1_reports.errors import ReportInputError, located
 from m1_reports.naming import BUDGET_KEY, IGNORE_KEY, budget_of, ignore_of, parse_gen_kwargs
+from m1_reports.rescoring import Rescored
+from m1_tasks.scoring import ANSWER_MARKER
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +35,10 @@ SUPPORTED_LM_EVAL_VERSIONS = ("0.4.13",)
 RESULTS_PREFIX = "results_"
 SAMPLES_PREFIX = "samples_"
 GENERATIONS_PREFIX = "m1_generations_"
-ANSWER_MARKER = "<|im_start|>answer"
-THINK_MARKER = "<|im_start|>think"
+# The budget-forcing presets' thinking starts (longest first), stripped from the thinking shown in the browser.
+THINK_STARTS = tuple(
+    sorted({str(p["thinking_start"]) for p in PRESETS.values() if p.get("thinking_start")}, key=len, reverse=True)
+)
 PROGRESS_EVERY = 512  # lines between progress callbacks
 
 Progress = Callable[[int], None]  # called with the number of bytes read since the last call
@@ -129,6 +137,9 @@ class TaskResult:
     values: dict[str, float]  # metric name -> value, e.g. acc, acc_stderr, acc_strict, no_answer
     n: int | None
     gen_kwargs: dict[str, Any]
+    n_original: int | None = None  # n-samples "original": documents the task had before --limit
+    version: Any = None  # the results file's versions[task] (the task YAML's metadata.version)
+    config: dict[str, Any] = field(default_factory=dict)  # configs[task]: the task config as evaluated
 
     def value(self, name: str) -> float:
         value = self.values.get(name)
@@ -154,6 +165,10 @@ class RunInfo:
     groups: dict[str, list[str]]
     raw_config: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    chat_template: str | None = None  # null when --apply_chat_template was not given
+    chat_template_sha: str | None = None
+    system_instruction: str | None = None
+    fewshot_as_multiturn: bool | None = None
 
     @property
     def path(self) -> Path:
@@ -242,10 +257,13 @@ def _task_result(
     filt = "none" if "none" in by_filter else (sorted(by_filter)[0] if by_filter else None)
     values = by_filter.get(filt, {}) if filt is not None else {}
     metric = "acc" if "acc" in values else next((m for m in values if not m.endswith("_stderr")), None)
+    counts = (data.get("n-samples") or {}).get(task) or {}
+    if not isinstance(counts, Mapping):
+        counts = {}
     n = entry.get("sample_len")
     if not isinstance(n, int):
-        counts = (data.get("n-samples") or {}).get(task) or {}
-        n = counts.get("effective") if isinstance(counts, Mapping) else None
+        n = counts.get("effective")
+    original = counts.get("original")
     config = (data.get("configs") or {}).get(task) or {}
     task_kwargs = config.get("generation_kwargs") if isinstance(config, Mapping) else None
     gen_kwargs = dict(task_kwargs) if isinstance(task_kwargs, Mapping) else dict(run_gen_kwargs)
@@ -257,6 +275,9 @@ def _task_result(
         values=values,
         n=n if isinstance(n, int) else None,
         gen_kwargs=gen_kwargs,
+        n_original=original if isinstance(original, int) and not isinstance(original, bool) else None,
+        version=(data.get("versions") or {}).get(task),
+        config=dict(config) if isinstance(config, Mapping) else {},
     )
 
 
@@ -329,7 +350,16 @@ def read_results(files: RunFiles, *, allow_other_versions: bool = False) -> RunI
         tasks=tasks,
         groups={str(k): list(v) for k, v in group_subtasks.items() if isinstance(v, list)},
         raw_config=dict(config),
+        chat_template=_optional_text(data.get("chat_template")),
+        chat_template_sha=_optional_text(data.get("chat_template_sha")),
+        system_instruction=_optional_text(data.get("system_instruction")),
+        fewshot_as_multiturn=data.get("fewshot_as_multiturn") if isinstance(data.get("fewshot_as_multiturn"), bool)
+        else None,
     )
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 # ---------------------------------------------------------------------------------------------- JSON lines
@@ -427,6 +457,7 @@ class GenerationTable:
     path: Path
     index: dict[tuple[Any, str], int]
     values: np.ndarray
+    schedule: str | None = None  # the first record's schedule (one model instance writes a file)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -445,8 +476,11 @@ def read_generations(path: Path, progress: Progress | None = None) -> Generation
     """The numeric fields of an ``m1_generations_*.jsonl`` file, keyed by (doc_id, prompt_hash)."""
     index: dict[tuple[Any, str], int] = {}
     raw: list[tuple[Any, ...]] = []
+    schedule: str | None = None
     for lineno, row in iter_jsonl(path, progress):
         get = row.get
+        if not raw and schedule is None and get("schedule") is not None:
+            schedule = str(get("schedule"))
         doc_id = get("doc_id")
         if doc_id is None:
             raise ReportInputError("generation record without doc_id", path=path, line=lineno)
@@ -468,7 +502,7 @@ def read_generations(path: Path, progress: Progress | None = None) -> Generation
                 get("forced"),
             )
         )
-    return GenerationTable(path, index, _record_values(raw))
+    return GenerationTable(path, index, _record_values(raw), schedule)
 
 
 # -------------------------------------------------------------------------------------------- sample files
@@ -494,34 +528,21 @@ def prompt_of(row: Mapping[str, Any]) -> str:
     return ""
 
 
-def split_response(text: str) -> tuple[str, str]:
-    """(thinking, answer): split on the last ``<|im_start|>answer``; no marker means no thinking."""
+def display_parts(text: str) -> tuple[str, str]:
+    """(thinking, answer) of a response, for display only: split on the scorer's ``ANSWER_MARKER`` (the last
+    one), the thinking start and the newlines after the markers left out; no marker means no thinking.
+
+    What is *scored* is the scorer's business (:mod:`m1_reports.rescoring` asks it); this only lays out text.
+    """
     index = text.rfind(ANSWER_MARKER)
     if index < 0:
         return "", text
     thinking = text[:index]
-    if thinking.startswith(THINK_MARKER):
-        thinking = thinking[len(THINK_MARKER) :].lstrip("\n")
-    return thinking, text[index + len(ANSWER_MARKER) :].lstrip("\n")
-
-
-_LETTER_PATTERNS = (
-    re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*\(?([A-Z])\)?"),
-    re.compile(r"answer is[:\s]*\(?\**([A-Z])\b"),
-    re.compile(r"Answer[:\s]+\(?\**([A-Z])\b"),
-)
-
-
-def extract_letter(answer: str, filtered: str) -> str:
-    """The option letter: the task's filtered response when it is one, else the report's own heuristic."""
-    short = filtered.strip()
-    if 0 < len(short) <= 3 and short.strip("()*.").isalpha():
-        return short.strip("()*.")
-    for pattern in _LETTER_PATTERNS:
-        found = pattern.findall(answer)
-        if found:
-            return found[-1]
-    return ""
+    for start in THINK_STARTS:
+        if thinking.startswith(start):
+            thinking = thinking[len(start) :]
+            break
+    return thinking.lstrip("\n"), text[index + len(ANSWER_MARKER) :].lstrip("\n")
 
 
 @dataclass
@@ -534,13 +555,15 @@ class BrowserSample:
     path: Path
     line: int
     target: str
-    extracted: str
     prompt: str
-    thinking: str
+    thinking: str  # display_parts of the raw response (resps)
     answer: str
+    scored_text: str  # what lm-eval scored: filtered_resps (else resps)
+    doc: Any  # the samples file's doc, for the scorer
     acc: float
     acc_strict: float
     no_answer: float
+    verdict: Rescored | None = None  # the m1 scorer's extraction and rule (m1_reports.rescoring)
 
     @property
     def unanswered(self) -> bool:
@@ -589,12 +612,16 @@ class SampleColumns:
 @dataclass
 class SampleFileSummary:
     path: Path
+    run: int
+    task: str
     rows: int
     wrong: int
     unanswered: int
     matched_records: int
     records: int
     browser_kept: int
+    prompt_variant: str | None = None  # the first doc's prompt_variant (m1 tasks record it in every doc)
+    schedule: str | None = None  # the generation records' schedule
 
 
 def read_samples(
@@ -626,6 +653,7 @@ def read_samples(
     index_get = records.index.get if records is not None and len(records) else None
     offset = columns.add_records(records) if index_get is not None else 0
     number = _score
+    prompt_variant: str | None = None
     for lineno, row in iter_jsonl(path, progress):
         if filter_name is not None and row.get("filter", filter_name) != filter_name:
             continue
@@ -642,6 +670,10 @@ def read_samples(
                 line=lineno,
                 hint="the file holds more than one run's samples; keep one run per date suffix",
             )
+        if not first_line:
+            doc = row.get("doc")
+            if isinstance(doc, Mapping) and doc.get("prompt_variant"):
+                prompt_variant = str(doc["prompt_variant"])
         first_line[doc_id] = lineno
         acc = row.get(metric)
         if type(acc) is not float:
@@ -671,8 +703,9 @@ def read_samples(
         wrong += is_wrong
         unanswered += is_unanswered
         if browser is not None and (is_wrong or is_unanswered) and kept < browser_limit:
+            response = _first_text(row.get("resps"))
             filtered = row.get("filtered_resps")
-            thinking, answer = split_response(_first_text(row.get("resps")))
+            thinking, answer = display_parts(response)
             browser.append(
                 BrowserSample(
                     run=run,
@@ -681,10 +714,11 @@ def read_samples(
                     path=path,
                     line=lineno,
                     target=str(row.get("target", "")),
-                    extracted=extract_letter(answer, _first_text(filtered)),
                     prompt=prompt_of(row),
                     thinking=thinking,
                     answer=answer,
+                    scored_text=_first_text(filtered) if filtered is not None else response,
+                    doc=row.get("doc"),
                     acc=acc,
                     acc_strict=strict,
                     no_answer=no_answer,
@@ -695,10 +729,14 @@ def read_samples(
     columns.task.extend(array("i", [task_code]) * rows)
     return SampleFileSummary(
         path=path,
+        run=run,
+        task=task,
         rows=rows,
         wrong=wrong,
         unanswered=unanswered,
         matched_records=matched,
         records=len(records) if records is not None else 0,
         browser_kept=kept,
+        prompt_variant=prompt_variant,
+        schedule=records.schedule if records is not None else None,
     )

@@ -1,4 +1,5 @@
-"""The published rows: the m1 paper's Table 1 (and Table 2 ablation), shipped as package data with the citation."""
+"""The published rows: the m1 paper's Table 1 (and Table 2 ablation), shipped as package data with the citation,
+the paper's evaluation protocol and the protocol notes of particular published rows (``data/paper_protocol.json``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import pandas as pd
 
@@ -17,6 +19,7 @@ from m1_reports.errors import ReportInputError
 
 DATA_FILE = "paper_table1.csv"
 META_FILE = "paper_table1.meta.json"
+PROTOCOL_FILE = "paper_protocol.json"
 DEFAULT_REFERENCES = ("HuatuoGPT-o1-*", "UltraMedical-*", "m1-*")
 GROUP_ALIASES = {"table1": "table1", "table2": "table2_data_ablation_7B_budget2048"}
 
@@ -76,6 +79,57 @@ def reference_table() -> pd.DataFrame:
 
 def reference_names() -> list[str]:
     return list(_table()["model"])
+
+
+@dataclass(frozen=True)
+class PaperProtocol:
+    """How the paper evaluated (what m1-eval's runs are compared against)."""
+
+    temperature: float  # 0: greedy
+    seed: int
+    max_gen_toks: int  # new tokens of the baselines (no budget forcing)
+    max_tokens_answer: int  # answer tokens after the thinking (forced runs)
+    chat_template: bool
+    prompt: str
+    scorer: str
+    text: str  # the protocol in one sentence
+    source: str
+    forcing_note: str  # why forced runs differ from the paper's on purpose
+
+
+@cache
+def _protocol_data() -> dict[str, Any]:
+    return json.loads(_data(PROTOCOL_FILE).read_text(encoding="utf-8"))
+
+
+def paper_protocol() -> PaperProtocol:
+    data = _protocol_data()
+    protocol = data["protocol"]
+    return PaperProtocol(
+        temperature=float(protocol["temperature"]),
+        seed=int(protocol["seed"]),
+        max_gen_toks=int(protocol["max_gen_toks"]),
+        max_tokens_answer=int(protocol["max_tokens_answer"]),
+        chat_template=bool(protocol["chat_template"]),
+        prompt=str(protocol["prompt"]),
+        scorer=str(protocol["scorer"]),
+        text=str(data["protocol_text"]),
+        source=str(data["source"]),
+        forcing_note=str(data["forcing_note"]),
+    )
+
+
+def reference_notes(name: str) -> list[str]:
+    """The protocol notes of a published row (e.g. HuatuoGPT-o1's own evaluation sampled; the paper re-ran it
+    greedy), matched by name pattern or by the row's table."""
+    table = _table()
+    groups = dict(zip(table["model"], table["group"], strict=True))
+    notes = []
+    for entry in _protocol_data().get("row_notes", []):
+        pattern, group = entry.get("match"), entry.get("group")
+        if (pattern and fnmatch.fnmatchcase(name, pattern)) or (group and groups.get(name) == group):
+            notes.append(str(entry["note"]))
+    return notes
 
 
 def select_references(patterns: Sequence[str] | None) -> list[str]:

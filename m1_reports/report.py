@@ -13,8 +13,11 @@ from typing import Any
 import pandas as pd
 
 from m1_reports import html, plots
+from m1_reports.counts import CountNote, count_notes, log_count_notes
 from m1_reports.errors import ReportInputError
 from m1_reports.frames import Loaded, LoadOptions, ProgressSink, load
+from m1_reports.protocol import ProtocolHeader, compare
+from m1_reports.protocol_text import protocol_frame, protocol_markdown
 from m1_reports.reference import Citation, citation, select_references
 from m1_reports.stats import DEFAULT_BOOTSTRAP
 from m1_reports.tables import (
@@ -65,6 +68,8 @@ class Report:
     citation: Citation
     options: ReportOptions
     title: str
+    protocol: ProtocolHeader
+    counts: list[CountNote] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -88,7 +93,16 @@ def build_report(
         progress,
     )
     cite = citation()
-    table1 = build_table1(loaded, references, options.baseline, cite)
+    run_tasks = loaded.run_tasks
+    columns = (
+        {(str(r.run), str(r.task)): str(r.column) for r in run_tasks[["run", "task", "column"]].itertuples()}
+        if len(run_tasks)
+        else {}
+    )
+    counts = count_notes(loaded.runs, columns)
+    log_count_notes(counts)
+    table1 = build_table1(loaded, references, options.baseline, cite, counts)
+    header = compare(loaded, counts, table1.reference_names)
     baseline_run = table1.baseline if table1.baseline in loaded.labels else None
     if options.pairs is not None:
         pairs = [tuple(pair) for pair in options.pairs]
@@ -106,6 +120,8 @@ def build_report(
         citation=cite,
         options=options,
         title=title,
+        protocol=header,
+        counts=counts,
         warnings=list(loaded.warnings),
     )
 
@@ -150,7 +166,9 @@ def write_report(report: Report, target: Path) -> list[Path]:
             written.append(name)
 
         table = report.table1
-        put("table1.md", table1_markdown(table))
+        put("table1.md", protocol_markdown(report.protocol) + "\n" + table1_markdown(table))
+        put("protocol.md", protocol_markdown(report.protocol))
+        put("protocol.csv", _csv(protocol_frame(report.protocol)))
         put("table1.csv", _csv(table1_frame(table)))
         put("table1.tex", table1_latex(table))
         put("paired.csv", _csv(report.paired))
@@ -194,6 +212,7 @@ def write_report(report: Report, target: Path) -> list[Path]:
                     n_boot=options.n_boot,
                     browser=options.browser_limit > 0,
                     warnings=report.warnings,
+                    protocol=report.protocol,
                 ),
             )
             if options.browser_limit > 0:

@@ -2,6 +2,9 @@
 
 Accuracies are fractions (0..1) in the frames; Table 1 and the Markdown/LaTeX/HTML forms show percentages
 as the paper does.  The leaderboard keeps lm-eval's fractions.
+
+One module for all of them (longer than the others): the tables share their formatting helpers and each
+table's frame sits next to its text forms, so that a change to a table is a change to one place.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from m1_reports.columns import AVG, TABLE1, TABLE1_COLUMNS, benchmark, by_column, is_table1, order_tasks
+from m1_reports.counts import COUNT_MARK, CountNote
 from m1_reports.errors import ReportInputError
 from m1_reports.frames import Loaded, group_positions
 from m1_reports.naming import short_model_name
-from m1_reports.reference import Citation, reference_names, reference_table, resolve_name
+from m1_reports.reference import Citation, reference_names, reference_notes, reference_table, resolve_name
 from m1_reports.stats import (
     DEFAULT_BOOTSTRAP,
     mean_of_proportions,
@@ -116,9 +120,34 @@ class Table1:
     avg_counts: dict[str, int]  # row -> how many of the ten benchmarks its Avg covers
     citation: Citation
     notes: list[str] = field(default_factory=list)
+    counts: dict[tuple[str, str], CountNote] = field(default_factory=dict)  # (row, column) -> count note
+    references: dict[str, str] = field(default_factory=dict)  # published row as shown -> its name in the paper
+
+    @property
+    def reference_names(self) -> list[str]:
+        return list(self.references.values())
+
+    def row_notes(self, row: str) -> list[str]:
+        """A published row's own protocol notes (``data/paper_protocol.json``); none for runs."""
+        name = self.references.get(row)
+        return reference_notes(name) if name is not None else []
 
     def is_partial_avg(self, row: str) -> bool:
         return 0 < self.avg_counts.get(row, 0) < len(TABLE1)
+
+    def count_note(self, row: str, column: str) -> str:
+        """Why the cell is marked ``‡`` (its documents differ from the paper's), or ""."""
+        note = self.counts.get((row, column))
+        if note is not None:
+            return note.text
+        if column == AVG:
+            short = [n.label for (r, c), n in self.counts.items() if r == row and c in TABLE1_COLUMNS]
+            if short:
+                return "over benchmarks with other documents than the paper's: " + ", ".join(short)
+        return ""
+
+    def count_mark(self, row: str, column: str) -> str:
+        return f" {COUNT_MARK}" if self.count_note(row, column) else ""
 
 
 def _resolve_baseline(name: str | None, runs: list[str], references: list[str]) -> tuple[str | None, str | None]:
@@ -138,7 +167,13 @@ def _resolve_baseline(name: str | None, runs: list[str], references: list[str]) 
     return (RUN if resolved in runs else PAPER), resolved
 
 
-def build_table1(loaded: Loaded, references: list[str], baseline: str | None, citation: Citation) -> Table1:
+def build_table1(
+    loaded: Loaded,
+    references: list[str],
+    baseline: str | None,
+    citation: Citation,
+    count_notes: Sequence[CountNote] = (),
+) -> Table1:
     run_labels = loaded.labels
     kind, base_name = _resolve_baseline(baseline, run_labels, references)
     references = list(references)
@@ -194,10 +229,12 @@ def build_table1(loaded: Loaded, references: list[str], baseline: str | None, ci
 
     table = reference_table().set_index("model")
     notes = []
+    shown_references: dict[str, str] = {}
     for name in references:
         reference = table.loc[name]
         cells = {c: (float(reference[c]), by_column(c).size) for c in TABLE1_COLUMNS}
         display = f"{name} (paper)" if name in run_labels else name
+        shown_references[display] = name
         if kind == PAPER and name == base_name:
             base_name = display
         add_row(display, PAPER, cells, float(reference[AVG]))
@@ -217,6 +254,16 @@ def build_table1(loaded: Loaded, references: list[str], baseline: str | None, ci
         delta = value.sub(value.loc[base_name], axis=1)
     if any(0 < avg_counts.get(r, 0) < len(TABLE1) for r in rows):
         notes.append("* Avg over the benchmarks this run evaluated, not all ten.")
+    counts = {(note.run, note.column): note for note in count_notes if note.run in run_labels}
+    if counts:
+        per_run: dict[str, list[str]] = {}
+        for note in counts.values():
+            per_run.setdefault(note.run, []).append(note.line)
+        notes.append(
+            f"{COUNT_MARK} Scored on other documents than the paper's: "
+            + "; ".join(f"{run}: {', '.join(lines)}" for run, lines in per_run.items())
+            + "."
+        )
     return Table1(
         rows=rows,
         sources=sources,
@@ -232,6 +279,8 @@ def build_table1(loaded: Loaded, references: list[str], baseline: str | None, ci
         avg_counts=avg_counts,
         citation=citation,
         notes=notes,
+        counts=counts,
+        references=shown_references,
     )
 
 
@@ -246,6 +295,9 @@ def table1_frame(table: Table1) -> pd.DataFrame:
             record[f"{column}_ci_high"] = round(100 * table.high.at[row, column], 4)
             n = table.n.at[row, column]
             record[f"{column}_n"] = int(n) if not math.isnan(n) else None
+            note = table.counts.get((row, column))
+            record[f"{column}_n_paper"] = note.paper if note is not None else None
+            record[f"{column}_count_note"] = table.count_note(row, column) or None
             record[f"{column}_best"] = bool(table.best.at[row, column])
             if table.delta is not None:
                 record[f"{column}_delta"] = round(100 * table.delta.at[row, column], 4)
@@ -283,7 +335,7 @@ def table1_markdown(table: Table1) -> str:
             ci = ci_text(table.low.at[row, column], table.high.at[row, column])
             if ci:
                 text += f" {ci}"
-            cells.append(text)
+            cells.append(text + table.count_mark(row, column))
         body.append(cells)
     lines = [
         "# Table 1: accuracy (%)",
@@ -296,6 +348,11 @@ def table1_markdown(table: Table1) -> str:
     ]
     if table.notes:
         lines += [*table.notes, ""]
+    row_notes = [(row, table.row_notes(row)) for row in table.rows if table.row_notes(row)]
+    if row_notes:
+        lines += ["Protocol notes of published rows:", ""]
+        lines += [f"- {row}: {' '.join(notes)}" for row, notes in row_notes]
+        lines.append("")
     if PAPER in table.sources:
         lines.append(f"Source of the published rows: {table.citation.text} {table.citation.url}")
     return "\n".join(lines) + "\n"
@@ -330,9 +387,16 @@ def table1_latex(table: Table1) -> str:
             ci = ci_text(table.low.at[row, column], table.high.at[row, column])
             if ci:
                 text += f" {{\\scriptsize {ci}}}"
+            if table.count_note(row, column):
+                text += "\\textsuperscript{\\ddag}"
             cells.append(text)
         lines.append(" & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", ""]
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    count_lines = [n for n in table.notes if n.startswith(COUNT_MARK)]
+    if count_lines:
+        note = latex_escape(count_lines[0][len(COUNT_MARK) :].strip())
+        lines += ["", "\\par\\footnotesize\\textsuperscript{\\ddag} " + note]
+    lines.append("")
     return "\n".join(lines)
 
 

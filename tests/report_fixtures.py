@@ -3,7 +3,9 @@
 ``write_run`` writes ``<out>/<model sanitized>/results_<date>.json``, ``samples_<task>_<date>.jsonl`` and
 (optionally) ``m1_generations_<task>_<date>.jsonl`` in the layout and with the keys lm-eval 0.4.13's
 ``EvaluationTracker`` and the m1 models write, from per-document truths; ``RunTruth`` holds the numbers every
-table must show.
+table must show.  The docs have the m1 tasks' columns (``question``, ``options`` as ``{letter, text}`` rows,
+``answer``, ``answer_idx``, ``source``, ``index``, ``prompt_variant``); the task configs carry what the m1 YAMLs
+set (``dataset_kwargs.m1_source``, ``generation_kwargs`` with ``do_sample: false``, ``metadata.version``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,21 @@ TABLE1_SIZES = {
     "m1_nejm": 603,
 }
 LETTERS = "ABCDE"
+SOURCES = {
+    "m1_medmcqa": "MedMCQA_validation",
+    "m1_medqa": "MedQA_USLME_test",
+    "m1_pubmedqa": "PubMedQA_test",
+    "m1_mmlu_pro_med": "MMLU-Pro_Medical_test",
+    "m1_gpqa_med": "GPQA_Medical_test",
+    "m1_lancet": "Lancet",
+    "m1_medbullets_op4": "MedBullets_op4",
+    "m1_medbullets_op5": "MedBullets_op5",
+    "m1_medxpertqa": "MedXpertQA",
+    "m1_nejm": "NEJM",
+    "m1_hle": "HumanityLastExam",
+    "m1_demo": "m1_demo",
+}
+CHAT_TEMPLATE = "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor %}"
 LOREM = (
     "The patient presents with symptoms that suggest several differential diagnoses; considering the history, "
     "laboratory values and imaging, the most likely mechanism involves the pathway described in option "
@@ -123,10 +140,24 @@ def write_run(
     model_source: str = "m1-vllm",
     prompt_extra: str = "",
     group: bool = True,
+    task_version: Any = 2.0,
+    chat_template: str | None = CHAT_TEMPLATE,
+    limit: int | float | None = None,
+    original: dict[str, int] | None = None,
+    model_args: Any = None,
+    config_extra: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    responses: dict[tuple[str, int], str] | None = None,
+    docs: dict[tuple[str, int], dict[str, Any]] | None = None,
 ) -> RunTruth:
     """Write one run; ``gen_kwargs`` as in ``config.gen_kwargs`` (dict, "k=v" string, or None).
 
     ``text_size`` is the length of the thinking text of every response, or a function of the doc id.
+    ``task_version`` is the m1 tasks' ``metadata.version`` (``versions`` in the results file); ``chat_template``
+    None is a run without ``--apply_chat_template``; ``limit`` is ``--limit`` (``n-samples.original`` is then
+    ``original[task]``, else the paper's size); ``model_args`` replaces ``{"pretrained": model, "revision": "main"}``;
+    ``config_extra`` updates ``config`` (seeds...); ``metadata`` goes into every task config's ``metadata``
+    (``--metadata``); ``responses`` / ``docs`` replace the response text / update the doc of (task, doc_id).
     """
     sanitized = re.sub(r"[\"<>:/|\\?*\[\]]+", "__", model)
     folder = out / sanitized
@@ -141,8 +172,27 @@ def write_run(
     results: dict[str, Any] = {}
     configs: dict[str, Any] = {}
     for task, truth in tasks.items():
-        generation_kwargs = {"until": [], "max_gen_toks": 2048, **parsed}
-        configs[task] = {"task": task, "generation_kwargs": generation_kwargs, "num_fewshot": 0}
+        generation_kwargs = {"until": [], "max_gen_toks": 2048, "do_sample": False, **parsed}
+        base = task.removesuffix("_cot")
+        dataset_kwargs: dict[str, Any] = {"m1_source": SOURCES[base]} if base in SOURCES else {}
+        if task.endswith("_cot") and dataset_kwargs:
+            dataset_kwargs["m1_prompt"] = "cot"
+        variant = "cot" if task.endswith("_cot") or (metadata or {}).get("prompt") == "cot" else "plain"
+        configs[task] = {
+            "task": task,
+            "dataset_path": "UCSC-VLAA/m1_eval_data",
+            "dataset_kwargs": dataset_kwargs,
+            "test_split": "test",
+            "output_type": "generate_until",
+            "generation_kwargs": generation_kwargs,
+            "num_fewshot": 0,
+            "metric_list": [
+                {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+                {"metric": "acc_strict", "aggregation": "mean", "higher_is_better": True},
+                {"metric": "no_answer", "aggregation": "mean", "higher_is_better": False},
+            ],
+            "metadata": {"version": task_version, **(metadata or {})},
+        }
         results[task] = {
             "name": task,
             "alias": task,
@@ -169,12 +219,19 @@ def write_run(
                     letter = LETTERS[(doc_id + 1) % 4]
                 doc = {
                     "question": f"Question {doc_id} of {task}: which option is right? <script>alert({doc_id})</script>",
-                    "options": {k: f"option {k} for {doc_id}" for k in "ABCD"},
+                    "options": [{"letter": k, "text": f"option {k} for {doc_id}"} for k in "ABCD"],
+                    "answer": f"option {target} for {doc_id}",
                     "answer_idx": target,
+                    "source": dataset_kwargs.get("m1_source", task),
+                    "index": doc_id,
+                    "prompt_variant": variant,
                 }
+                doc.update((docs or {}).get((task, doc_id), {}))
                 prompt = f"<|im_start|>user\n{doc['question']}{prompt_extra}\n<|im_end|>\n<|im_start|>assistant\n"
                 size = text_size(doc_id) if callable(text_size) else text_size
                 response, thinking, answer = _response(letter or "", doc_id, size, forced, not truth.no_answer[i])
+                if responses and (task, doc_id) in responses:
+                    response = responses[(task, doc_id)]
                 row = {
                     "doc_id": doc_id,
                     "doc": doc,
@@ -226,18 +283,20 @@ def write_run(
         **({"groups": groups} if groups else {}),
         "group_subtasks": group_subtasks,
         "configs": configs,
-        "versions": {t: 1.0 for t in tasks},
+        "versions": {t: task_version for t in tasks},
         "n-shot": {t: 0 for t in tasks},
         "higher_is_better": {t: {"acc": True, "acc_strict": True, "no_answer": False} for t in tasks},
-        "n-samples": {t: {"original": truth.n, "effective": truth.n} for t, truth in tasks.items()},
+        "n-samples": {
+            t: {"original": _original(t, truth.n, limit, original), "effective": truth.n} for t, truth in tasks.items()
+        },
         "config": {
             "model": model_source,
-            "model_args": {"pretrained": model, "revision": "main"},
+            "model_args": {"pretrained": model, "revision": "main"} if model_args is None else model_args,
             "batch_size": 1,
             "batch_sizes": [],
             "device": None,
             "use_cache": None,
-            "limit": None,
+            "limit": limit,
             "bootstrap_iters": 100000,
             "gen_kwargs": gen_kwargs,
             "random_seed": 0,
@@ -258,13 +317,22 @@ def write_run(
         "system_instruction": None,
         "system_instruction_sha": None,
         "fewshot_as_multiturn": False,
-        "chat_template": None,
-        "chat_template_sha": None,
+        "chat_template": chat_template,
+        "chat_template_sha": sha(chat_template) if chat_template else None,
         "total_evaluation_time_seconds": "12.5",
     }
+    data["config"].update(config_extra or {})
     results_path = folder / f"results_{date_id}.json"
     results_path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
     return RunTruth(folder, results_path, model, date_id, gen_kwargs, tasks)
+
+
+def _original(task: str, n: int, limit: Any, original: dict[str, int] | None) -> int:
+    if original and task in original:
+        return original[task]
+    if limit is not None:
+        return TABLE1_SIZES.get(task.removesuffix("_cot"), n)
+    return n
 
 
 def small_table1(

@@ -1,0 +1,482 @@
+"""Each run's evaluation protocol, read from its files, compared with the paper's and with the other runs.
+
+A run's :class:`Protocol` comes from its results file (``config.gen_kwargs``, ``config.model_args``, the lm-eval
+seeds, each task's ``configs[task].generation_kwargs`` -- the YAML's ``until``/``max_gen_toks``/``do_sample``
+merged with ``--gen_kwargs`` --, ``chat_template``/``chat_template_sha``, the task config's prompt variant and the
+``versions`` entry that names the scorer), from the first doc of its samples files (the ``prompt_variant`` the m1
+tasks record) and from its m1 generation records (the schedule).  Settings that can differ between tasks are kept
+per task (:class:`TaskSettings`).
+
+:func:`compare` flags what differs from :func:`~m1_reports.reference.paper_protocol` (greedy, seed 42, 2048 new
+tokens for the baselines, 1024 answer tokens, chat template, plain prompt, m1's scorer) and what differs between
+the compared runs.  Rendering is the renderers' job (:mod:`m1_reports.html`, :mod:`m1_reports.tables`,
+:mod:`m1_reports.console`); they read :meth:`ProtocolHeader.rows` and the flags.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from m1_models.budget_forcing import DEFAULT_MAX_GEN_TOKS, PRESETS
+from m1_reports.columns import benchmark, order_tasks
+from m1_reports.counts import CountNote
+from m1_reports.frames import Loaded
+from m1_reports.naming import budget_of, ignore_of, parse_gen_kwargs, short_model_name
+from m1_reports.reading import RunInfo, TaskResult
+from m1_reports.reference import PaperProtocol, paper_protocol, reference_notes
+from m1_reports.suite import is_m1_task, scores_with_marker, version_number
+from m1_tasks.prompt import COT, PLAIN, PROMPT_METADATA_KEY
+
+logger = logging.getLogger(__name__)
+
+M1_MODEL = "m1-vllm"
+WARN, INFO = "warn", "info"
+
+# The header's columns: Protocol.display() keys, in order, with their labels.
+FIELDS: tuple[tuple[str, str], ...] = (
+    ("budget", "thinking budget"),
+    ("ignore", "ignore rounds"),
+    ("temperature", "temperature"),
+    ("seed", "seed"),
+    ("max_tokens", "max tokens"),
+    ("chat_template", "chat template"),
+    ("prompt", "prompt"),
+    ("scorer", "scorer"),
+)
+FIELD_LABELS = dict(FIELDS)
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """The generation and scoring settings one task of a run was evaluated with."""
+
+    task: str
+    forced: bool  # budget forcing (max_tokens_thinking given)
+    budget: int | str | None
+    ignore: int | None
+    preset: str | None
+    temperature: float | None  # None: neither a temperature nor do_sample=false (the engine's default sampling)
+    top_p: float | None
+    seed: int | None  # a seed gen_kwarg
+    max_gen_toks: int
+    max_tokens_answer: int | None  # forced runs: the answer-phase cap
+    m1: bool  # an m1 task (scored by the m1 scorer)
+    prompt: str | None  # plain / cot (m1 tasks)
+    prompt_origin: str  # task config, --metadata, samples, default
+    version: float | None  # versions[task] as a number
+    raw_version: Any = None
+    metrics: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature is not None and self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One run's protocol."""
+
+    run: str
+    model: str
+    model_type: str | None  # lm-eval's --model (m1-vllm, hf, vllm, ...)
+    tasks: dict[str, TaskSettings]
+    seed: int | None  # the sampling seed: a seed gen_kwarg, else model_args seed, else the model's default
+    seed_origin: str
+    lm_eval_seeds: dict[str, Any]  # config.random_seed / numpy_seed / torch_seed / fewshot_seed
+    chat_template: bool  # --apply_chat_template given (results file: chat_template is not null)
+    chat_template_sha: str | None
+    system_instruction: bool
+    schedule: str | None  # m1-vllm's schedule (model_args, else the generation records)
+    limit: Any
+
+    @property
+    def forced(self) -> bool:
+        return any(t.forced for t in self.tasks.values())
+
+    def display(self) -> dict[str, str]:
+        """The header's cells: one text per :data:`FIELDS` key (per-task differences spelled out)."""
+        return {
+            "budget": self._per_task(lambda t: str(t.budget) if t.forced else "none (no forcing)"),
+            "ignore": self._per_task(lambda t: str(t.ignore if t.ignore is not None else 0) if t.forced else "–"),
+            "temperature": self._per_task(_temperature_text),
+            "seed": self._seed_text(),
+            "max_tokens": self._per_task(_max_tokens_text),
+            "chat_template": (
+                f"on (sha {self.chat_template_sha[:8]})" if self.chat_template and self.chat_template_sha
+                else "on" if self.chat_template else "off (no --apply_chat_template)"
+            ),  # fmt: skip
+            "prompt": self._per_task(_prompt_text),
+            "scorer": self._per_task(_scorer_text),
+        }
+
+    def _seed_text(self) -> str:
+        return f"{self.seed} ({self.seed_origin})" if self.seed is not None else f"unknown ({self.seed_origin})"
+
+    def lm_eval_seeds_text(self) -> str:
+        """lm-eval's own seeds (``--seed``): python random / numpy / torch / few-shot."""
+        return "/".join(str(self.lm_eval_seeds.get(k)) for k in ("random_seed", "numpy_seed", "torch_seed",
+                                                                  "fewshot_seed") if k in self.lm_eval_seeds)  # fmt: skip
+
+    def _per_task(self, text: Any) -> str:
+        return summarize({task: text(settings) for task, settings in self.tasks.items()})
+
+
+def summarize(values: Mapping[str, str]) -> str:
+    """One value, or ``a (MedQA, GPQA); b (PubMedQA)`` when tasks differ."""
+    distinct = list(dict.fromkeys(values.values()))
+    if len(distinct) <= 1:
+        return distinct[0] if distinct else "–"
+    parts = []
+    for value in distinct:
+        tasks = [benchmark(t).label for t in order_tasks([t for t, v in values.items() if v == value])]
+        parts.append(f"{value} ({', '.join(tasks)})")
+    return "; ".join(parts)
+
+
+def _temperature_text(t: TaskSettings) -> str:
+    top_p = f", top_p {t.top_p:g}" if t.top_p is not None and t.top_p != 1 else ""
+    if t.temperature is None:
+        return "engine default (sampled)" + top_p
+    if t.greedy:
+        return "0 (greedy)"
+    return f"{t.temperature:g} (sampled{top_p})"
+
+
+def _max_tokens_text(t: TaskSettings) -> str:
+    if t.forced:
+        return f"thinking {t.budget} + answer {t.max_tokens_answer}"
+    return f"{t.max_gen_toks} new tokens"
+
+
+def _prompt_text(t: TaskSettings) -> str:
+    if not t.m1 or t.prompt is None:
+        return "the task's own"
+    return ("+CoT" if t.prompt == COT else t.prompt) + (f" ({t.prompt_origin})" if t.prompt_origin else "")
+
+
+def _scorer_text(t: TaskSettings) -> str:
+    if not t.m1:
+        return "the task's own (" + (", ".join(t.metrics) or "its metrics") + ")"
+    version = f"v{t.raw_version}" if t.raw_version is not None else "version unknown"
+    if scores_with_marker(t.version):
+        return f"m1 {version} (answer marker included, m1's rule)"
+    return f"m1 {version} (answer marker cut off: older m1-eval scorer)"
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _integer(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
+
+
+def task_settings(task: str, result: TaskResult, samples_variant: str | None) -> TaskSettings:
+    """A task's settings from its evaluated config (``configs[task].generation_kwargs`` already holds the
+    command line's gen_kwargs merged in by lm-eval)."""
+    kwargs = dict(result.gen_kwargs)
+    budget = budget_of(kwargs)
+    forced = budget is not None
+    preset = str(kwargs.get("budget_preset", "m1")) if forced else None
+    preset_values = PRESETS.get(preset or "m1", PRESETS["m1"])
+    max_gen_toks = _integer(kwargs.get("max_gen_toks")) or DEFAULT_MAX_GEN_TOKS
+    answer_cap = kwargs.get("max_tokens_answer", preset_values.get("max_tokens_answer"))
+    max_tokens_answer = (_integer(answer_cap) or max_gen_toks) if forced else None
+
+    temperature = _number(kwargs.get("temperature"))
+    if temperature is None and "do_sample" in kwargs and not _truthy(kwargs["do_sample"]):
+        temperature = 0.0  # do_sample=false without a temperature: greedy (lm-eval's models and m1-vllm)
+
+    m1 = is_m1_task(task, result)
+    prompt, origin = _prompt_variant(result, samples_variant) if m1 else (None, "")
+    metrics = tuple(
+        str(m.get("metric")) for m in result.config.get("metric_list") or [] if isinstance(m, Mapping)
+    ) or ((result.metric,) if result.metric else ())
+    return TaskSettings(
+        task=task,
+        forced=forced,
+        budget=budget,
+        ignore=ignore_of(kwargs) if forced else None,
+        preset=preset,
+        temperature=temperature,
+        top_p=_number(kwargs.get("top_p")),
+        seed=_integer(kwargs.get("seed")),
+        max_gen_toks=max_gen_toks,
+        max_tokens_answer=max_tokens_answer,
+        m1=m1,
+        prompt=prompt,
+        prompt_origin=origin,
+        version=version_number(result.version),
+        raw_version=result.version,
+        metrics=metrics,
+    )
+
+
+def _variant(value: Any) -> str | None:
+    text = str(value).strip().lower() if value not in (None, "") else ""
+    return {"cot": COT, "plain": PLAIN, "default": PLAIN, "none": PLAIN}.get(text) if text else None
+
+
+def _prompt_variant(result: TaskResult, samples_variant: str | None) -> tuple[str, str]:
+    """The prompt variant: the docs' own record (samples), else the task config (``dataset_kwargs.m1_prompt``
+    of the ``*_cot`` tasks), else ``metadata.prompt`` (``--metadata``), else plain."""
+    config = result.config
+    kwargs = config.get("dataset_kwargs") if isinstance(config.get("dataset_kwargs"), Mapping) else {}
+    metadata = config.get("metadata") if isinstance(config.get("metadata"), Mapping) else {}
+    from_task, from_metadata = _variant(kwargs.get("m1_prompt")), _variant(metadata.get(PROMPT_METADATA_KEY))
+    configured = (from_task, "task config") if from_task else (from_metadata, "--metadata") if from_metadata else None
+    from_samples = _variant(samples_variant)
+    if from_samples is not None:
+        if configured is not None and configured[0] == from_samples:
+            return configured  # type: ignore[return-value]
+        return from_samples, "samples" if from_samples != PLAIN else ""
+    if configured is not None:
+        return configured  # type: ignore[return-value]
+    return PLAIN, ""
+
+
+@cache
+def _m1_model_defaults() -> dict[str, Any]:
+    """m1-vllm's constructor defaults (seed, schedule), read from the model class itself."""
+    try:
+        from m1_models.lm_eval_model import M1LM
+
+        parameters = inspect.signature(M1LM.__init__).parameters
+        return {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+    except Exception:  # noqa: BLE001 - without the model package the default is just unknown
+        logger.debug("m1-report: m1-vllm's defaults unavailable", exc_info=True)
+        return {}
+
+
+def run_protocol(run: RunInfo, variants: Mapping[str, str | None], schedules: Sequence[str]) -> Protocol:
+    """``variants``: task -> the samples' prompt_variant; ``schedules``: the generation records' schedules."""
+    config = run.raw_config
+    model_args = config.get("model_args")
+    try:
+        model_args = parse_gen_kwargs(model_args) if isinstance(model_args, str | Mapping) else {}
+    except TypeError:
+        model_args = {}
+    model_type = str(config.get("model")) if config.get("model") else run.model_source
+    tasks = {task: task_settings(task, run.tasks[task], variants.get(task)) for task in order_tasks(run.tasks)}
+
+    gen_seeds = {t.seed for t in tasks.values() if t.seed is not None}
+    if len(gen_seeds) == 1:
+        seed, origin = gen_seeds.pop(), "seed gen_kwarg"
+    elif _integer(model_args.get("seed")) is not None:
+        seed, origin = _integer(model_args.get("seed")), "model_args"
+    elif model_type == M1_MODEL and "seed" in _m1_model_defaults():
+        seed, origin = int(_m1_model_defaults()["seed"]), f"{M1_MODEL} default"
+    else:
+        seed, origin = _integer(config.get("torch_seed")), "lm-eval --seed (torch)"
+    schedule = model_args.get("schedule") or (schedules[0] if len(set(schedules)) == 1 else None)
+    if schedule is None and model_type == M1_MODEL:
+        schedule = _m1_model_defaults().get("schedule")
+    return Protocol(
+        run=run.label,
+        model=short_model_name(run.model_name),
+        model_type=model_type,
+        tasks=tasks,
+        seed=seed,
+        seed_origin=origin,
+        lm_eval_seeds={k: config[k] for k in ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed") if k in config},
+        chat_template=run.chat_template is not None,
+        chat_template_sha=run.chat_template_sha,
+        system_instruction=bool(run.system_instruction),
+        schedule=str(schedule) if schedule else None,
+        limit=run.limit,
+    )
+
+
+# --------------------------------------------------------------------------------------------- comparing
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A difference of one run from the paper's protocol."""
+
+    run: str
+    field: str  # a FIELDS key
+    message: str
+    level: str = WARN  # WARN: moves accuracy or comparability; INFO: worth knowing
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A protocol field on which the compared runs differ."""
+
+    field: str
+    values: dict[str, str]  # run -> display text
+
+    @property
+    def label(self) -> str:
+        return FIELD_LABELS.get(self.field, self.field)
+
+
+def _tasks_of(settings: list[TaskSettings], all_tasks: int) -> str:
+    if len(settings) == all_tasks:
+        return ""
+    return " (" + ", ".join(benchmark(t.task).label for t in settings) + ")"
+
+
+def paper_flags(protocol: Protocol, paper: PaperProtocol) -> list[Flag]:
+    """What differs from the paper's protocol, one flag per field."""
+    flags: list[Flag] = []
+    tasks = list(protocol.tasks.values())
+    n = len(tasks)
+    run = protocol.run
+
+    def flag(field_name: str, message: str, level: str = WARN) -> None:
+        flags.append(Flag(run, field_name, message, level))
+
+    sampled = [t for t in tasks if not t.greedy]
+    if sampled:
+        shown = summarize({t.task: _temperature_text(t) for t in sampled})
+        flag("temperature", f"temperature {shown}{_tasks_of(sampled, n)}; the paper decodes greedily")
+    if protocol.seed is not None and protocol.seed != paper.seed:
+        if sampled:
+            flag("seed", f"seed {protocol.seed} ({protocol.seed_origin}); the paper's {paper.seed}")
+        else:
+            flag("seed", f"seed {protocol.seed} ({protocol.seed_origin}); the paper's {paper.seed} "
+                 "(no effect under greedy decoding)", INFO)  # fmt: skip
+    elif protocol.seed is None and sampled:
+        flag("seed", f"sampling seed unknown ({protocol.seed_origin}); the paper's {paper.seed}")
+    unforced = [t for t in tasks if not t.forced and t.max_gen_toks != paper.max_gen_toks]
+    if unforced:
+        values = sorted({t.max_gen_toks for t in unforced})
+        flag("max_tokens", f"max_gen_toks {', '.join(map(str, values))}{_tasks_of(unforced, n)}; the paper's "
+             f"baselines {paper.max_gen_toks} new tokens")  # fmt: skip
+    answers = [t for t in tasks if t.forced and t.max_tokens_answer != paper.max_tokens_answer]
+    if answers:
+        values = sorted({str(t.max_tokens_answer) for t in answers})
+        flag("max_tokens", f"{', '.join(values)} answer tokens{_tasks_of(answers, n)}; the paper's "
+             f"{paper.max_tokens_answer}")  # fmt: skip
+    if paper.chat_template and not protocol.chat_template:
+        flag("chat_template", "no chat template (lm_eval ran without --apply_chat_template); the paper applies the "
+             "model's chat template")  # fmt: skip
+    cot = [t for t in tasks if t.m1 and t.prompt == COT]
+    if cot:
+        flag("prompt", f"the +CoT prompt{_tasks_of(cot, n)} (\"Let's think step by step.\"): the paper's +CoT "
+             "baseline rows, not its plain prompt", INFO)  # fmt: skip
+    old = [t for t in tasks if t.m1 and not scores_with_marker(t.version)]
+    if old:
+        versions = sorted({str(t.raw_version) for t in old})
+        flag("scorer", f"scored by an older m1-eval scorer (task version {', '.join(versions)}: the answer marker "
+             f"cut off){_tasks_of(old, n)}; re-score or re-run")  # fmt: skip
+    return flags
+
+
+def run_differences(protocols: Sequence[Protocol]) -> list[Difference]:
+    """The header fields whose text differs between the runs (nothing with a single run)."""
+    if len(protocols) < 2:
+        return []
+    shown = {p.run: p.display() for p in protocols}
+    differences = []
+    for key, _ in FIELDS:
+        values = {run: cells[key] for run, cells in shown.items()}
+        if len(set(values.values())) > 1:
+            differences.append(Difference(key, values))
+    return differences
+
+
+@dataclass
+class ProtocolHeader:
+    """Everything the report's header states: each run's protocol, its flags, the differences between runs,
+    the document counts that differ from the paper's, and the published rows' own protocol notes."""
+
+    protocols: list[Protocol]
+    flags: list[Flag]
+    differences: list[Difference]
+    paper: PaperProtocol
+    counts: list[CountNote] = field(default_factory=list)
+    reference_notes: dict[str, list[str]] = field(default_factory=dict)  # published row -> notes
+
+    @property
+    def forcing_note(self) -> str:
+        """Said once when any run is budget-forced."""
+        return self.paper.forcing_note if any(p.forced for p in self.protocols) else ""
+
+    def grouped_reference_notes(self) -> list[tuple[list[str], str]]:
+        """(published rows, note): rows sharing a note listed together, in the table's order."""
+        grouped: dict[str, list[str]] = {}
+        for name, notes in self.reference_notes.items():
+            for note in notes:
+                grouped.setdefault(note, []).append(name)
+        return [(names, note) for note, names in grouped.items()]
+
+    def flags_of(self, run: str) -> list[Flag]:
+        return [f for f in self.flags if f.run == run]
+
+    def counts_of(self, run: str) -> list[CountNote]:
+        return [c for c in self.counts if c.run == run]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per run: ``run``, ``model``, ``cells`` (FIELDS key -> text), ``flagged`` (keys that differ
+        from the paper), ``flags``, ``counts`` (count note lines)."""
+        rows = []
+        for protocol in self.protocols:
+            flags = self.flags_of(protocol.run)
+            rows.append(
+                {
+                    "run": protocol.run,
+                    "model": protocol.model,
+                    "model_type": protocol.model_type or "",
+                    "cells": protocol.display(),
+                    "flagged": {f.field for f in flags if f.level == WARN},
+                    "noted": {f.field for f in flags},
+                    "flags": flags,
+                    "counts": [c.line for c in self.counts_of(protocol.run)],
+                    "lm_eval_seeds": protocol.lm_eval_seeds_text(),
+                }
+            )
+        return rows
+
+
+def compare(
+    loaded: Loaded, counts: Sequence[CountNote] = (), references: Sequence[str] = ()
+) -> ProtocolHeader:
+    """The header of a report: every run's :class:`Protocol`, compared with the paper's and with each other."""
+    paper = paper_protocol()
+    variants: dict[int, dict[str, str | None]] = {}
+    schedules: dict[int, list[str]] = {}
+    for summary in loaded.sample_files:
+        variants.setdefault(summary.run, {})[summary.task] = summary.prompt_variant
+        if summary.schedule:
+            schedules.setdefault(summary.run, []).append(summary.schedule)
+    protocols = [
+        run_protocol(run, variants.get(index, {}), schedules.get(index, [])) for index, run in enumerate(loaded.runs)
+    ]
+    flags = [flag for protocol in protocols for flag in paper_flags(protocol, paper)]
+    for flag in flags:
+        if flag.field == "scorer":
+            logger.warning("%s: %s", flag.run, flag.message)
+    notes = {name: reference_notes(name) for name in references}
+    return ProtocolHeader(
+        protocols=protocols,
+        flags=flags,
+        differences=run_differences(protocols),
+        paper=paper,
+        counts=list(counts),
+        reference_notes={name: text for name, text in notes.items() if text},
+    )

@@ -1,0 +1,57 @@
+"""What the report takes from the m1 task suite itself (``m1_tasks``): which tasks are m1 tasks, their source
+keys, the paper's document counts, and the scorer version of a run.
+
+Nothing here is copied: the counts are :data:`m1_tasks.data.EXPECTED_COUNTS`, the task -> source map is
+:data:`m1_tasks.data.TASK_SOURCES` (a ``*_cot`` task reads its base task's source).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from m1_reports.columns import base_task
+from m1_reports.reading import TaskResult
+from m1_tasks.data import DEMO_SOURCE, EXPECTED_COUNTS, TASK_SOURCES
+
+# Task version from which the m1 tasks score m1's ``answer_prefix + answer`` (the answer marker included).
+MARKER_SCORER_VERSION = 2.0
+
+
+def source_of(task: str, result: TaskResult | None = None) -> str | None:
+    """The task's source key in ``m1_eval_data.json`` (``dataset_kwargs.m1_source`` of its config, else the
+    suite's own map); None for a task that is not an m1 task."""
+    if result is not None:
+        kwargs = result.config.get("dataset_kwargs")
+        if isinstance(kwargs, Mapping) and kwargs.get("m1_source"):
+            return str(kwargs["m1_source"])
+    if task == "m1_demo" or base_task(task) == "m1_demo":
+        return DEMO_SOURCE
+    return TASK_SOURCES.get(base_task(task))
+
+
+def is_m1_task(task: str, result: TaskResult | None = None) -> bool:
+    return source_of(task, result) is not None
+
+
+def paper_count(task: str, result: TaskResult | None = None) -> int | None:
+    """The number of documents the paper evaluated for this task (None: not a paper benchmark)."""
+    source = source_of(task, result)
+    return EXPECTED_COUNTS.get(source) if source is not None else None
+
+
+def version_number(value: Any) -> float | None:
+    """``versions[task]`` as a number (lm-eval writes the YAML's ``metadata.version``: 2.0, "2.0", "Yaml"...)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def scores_with_marker(version: float | None) -> bool:
+    """Whether a run of this task version was scored with the answer marker included (m1's exact rule)."""
+    return version is not None and version >= MARKER_SCORER_VERSION

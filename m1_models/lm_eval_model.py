@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from m1_models.budget_forcing import ForcedRequest, GenerationSettings, GenKwargsError, parse_gen_kwargs
 from m1_models.errors import M1UserError
-from m1_models.records import SINK
+from m1_models.records import SINK, RecordSink, request_hash
 from m1_models.scheduling import SCHEDULES, StepEngine, run
 
 logger = logging.getLogger(__name__)
@@ -74,9 +74,12 @@ class M1LM(LM):
     def step_engine(self) -> StepEngine:
         raise NotImplementedError
 
+    #: where finished requests' records go (lm-eval runs: the process-wide sink the start-up hook writes out)
+    record_sink: RecordSink = SINK
+
     def set_cache_hook(self, cache_hook) -> None:
         super().set_cache_hook(cache_hook)
-        SINK.attach_store(getattr(cache_hook, "dbdict", None))
+        self.record_sink.attach_store(getattr(cache_hook, "dbdict", None))
 
     # -- lm-eval's chat template interface -------------------------------------------------------------------
     @property
@@ -189,11 +192,12 @@ class M1LM(LM):
             request, state = requests[index], states[index]
             text = state.output_text()
             self.cache_hook.add_partial("generate_until", request.args, text)
-            SINK.add(
+            self.record_sink.add(
                 {
                     "task": request.task_name,
                     "doc_id": request.doc_id,
                     "prompt_hash": hash_string(request.args[0]),
+                    "request_hash": request_hash(*request.args),
                     "model": self.model_name,
                     "schedule": self.schedule,
                     **_record_fields(state),

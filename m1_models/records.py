@@ -11,6 +11,7 @@ Standard library only: the start-up hook imports this module inside lm-eval's pr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -25,9 +26,15 @@ logger = logging.getLogger(__name__)
 RECORD_FILE_PREFIX = "m1_generations_"
 
 
-def record_key(task: str, doc_id: Any, prompt_hash: str) -> str:
+def request_hash(context: str, gen_kwargs: Any) -> str:
+    """Identity of one request: its prompt AND its gen_kwargs (two budgets of one prompt are two requests)."""
+    canonical = json.dumps([context, gen_kwargs], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def record_key(task: str, request: str) -> str:
     """Key of a record in lm-eval's ``--use_cache`` database (beside lm-eval's own response entries)."""
-    return f"m1-record\x00{task}\x00{doc_id}\x00{prompt_hash}"
+    return f"m1-record\x00{task}\x00{request}"
 
 
 class RecordSink:
@@ -49,14 +56,14 @@ class RecordSink:
         with self._lock:
             self._by_task[str(record["task"])].append(record)
             if self._store is not None:
-                self._store[record_key(record["task"], record["doc_id"], record["prompt_hash"])] = record
+                self._store[record_key(record["task"], record["request_hash"])] = record
 
-    def recover(self, task: str, doc_id: Any, prompt_hash: str) -> dict[str, Any] | None:
+    def recover(self, task: str, request: str) -> dict[str, Any] | None:
         """A record kept in the cache database by an earlier (interrupted) run, if any."""
         if self._store is None:
             return None
         try:
-            return self._store.get(record_key(task, doc_id, prompt_hash))
+            return self._store.get(record_key(task, request))
         except Exception:  # a cache we cannot read only costs the record, never the evaluation
             logger.debug("m1-eval: cache lookup failed", exc_info=True)
             return None
@@ -107,15 +114,17 @@ def write_records_for_task(tracker: Any, task_name: str, samples: list[dict[str,
     """
     records = SINK.pop(task_name)
     positions = list(dict.fromkeys(sample.get("doc_id") for sample in samples))
-    first_hash = {}
+    first_request: dict[Any, str] = {}
     for sample in samples:
-        first_hash.setdefault(sample.get("doc_id"), sample.get("prompt_hash"))
-    have = {(r["doc_id"], r["prompt_hash"]) for r in records}
+        arguments = sample.get("arguments") or ()
+        if arguments and sample.get("doc_id") not in first_request:
+            first_request[sample.get("doc_id")] = request_hash(*_context_and_kwargs(arguments[0]))
+    have = {r.get("request_hash") for r in records}
     for position, doc_id in enumerate(positions):  # requests answered from --use_cache never reached the model
-        key = (position, first_hash[doc_id])
-        if key not in have and (recovered := SINK.recover(task_name, *key)) is not None:
-            records.append(dict(recovered))
-            have.add(key)
+        request = first_request.get(doc_id)
+        if request is not None and request not in have and (recovered := SINK.recover(task_name, request)):
+            records.append({**recovered, "doc_id": position})
+            have.add(request)
     for record in records:
         if isinstance(record.get("doc_id"), int) and 0 <= record["doc_id"] < len(positions):
             record["doc_id"] = positions[record["doc_id"]]
@@ -125,3 +134,11 @@ def write_records_for_task(tracker: Any, task_name: str, samples: list[dict[str,
     path = write_records(folder / f"{RECORD_FILE_PREFIX}{task_name}_{tracker.date_id}.jsonl", records)
     logger.info("m1-eval: wrote %d generation records to %s", len(records), path)
     return path
+
+
+def _context_and_kwargs(args: Any) -> tuple[str, Any]:
+    """A generate_until request's ``(context, gen_kwargs)`` as lm-eval keeps it in a sample's ``arguments``."""
+    if isinstance(args, dict):  # the JSON form: {"arg_0": context, "arg_1": gen_kwargs}
+        return args.get("arg_0", ""), args.get("arg_1")
+    context, gen_kwargs = (list(args) + [None, None])[:2]
+    return context, gen_kwargs

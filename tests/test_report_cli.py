@@ -135,3 +135,10 @@ def test_real_lm_eval_output(tmp_path):
     board = json.loads((tmp_path / "rep" / "leaderboard.json").read_text())[0]
     assert board["lm_eval_version"] == "0.4.13" and board["gen_kwargs"]["max_tokens_thinking"] == 64
     assert "<script>x" not in (tmp_path / "rep" / "samples.html").read_text()
+    # the protocol header, from lm-eval's own field names: gen_kwargs, chat_template (null without
+    # --apply_chat_template), versions ("Yaml": not an m1 task), the lm-eval seeds
+    protocol = pd.read_csv(tmp_path / "rep" / "protocol.csv").iloc[0]
+    assert str(protocol["budget"]) == "64" and str(protocol["ignore"]) == "1"
+    assert protocol["chat_template"].startswith("off") and "chat_template" in protocol["differs_from_paper"]
+    assert protocol["scorer"] == "the task's own (exact_match)" and protocol["prompt"] == "the task's own"
+    assert protocol["lm_eval_seeds"] == "0/1234/1234/1234" and pd.isna(protocol["count_notes"])

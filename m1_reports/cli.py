@@ -20,8 +20,10 @@ file is one run.  Writes one folder (atomically): table1.md/.csv/.tex and a self
 (Table 1 beside HuatuoGPT-o1 / UltraMedical / m1 rows of the paper, best per column, deltas against
 --baseline, 95 % confidence intervals), paired.csv/.md (paired bootstrap and exact McNemar per task),
 budget_scaling.png/.svg/.csv (accuracy against thinking budget, tokens, budget hits, ignore rounds),
-scoring.csv/.md (acc next to acc_strict and no_answer), samples.html (wrong and unanswered samples),
-leaderboard.json/.csv (one row per run), runs.csv and run_tasks.csv."""
+scoring.csv/.md (acc next to acc_strict and no_answer), samples.html (wrong and unanswered samples,
+with the m1 scorer's extraction and rule), protocol.md/.csv (each run's protocol, flagged against the
+paper's and between runs; also at the top of index.html and table1.md), leaderboard.json/.csv (one row
+per run), runs.csv and run_tasks.csv.  Cells scored on other documents than the paper's are marked ‡."""
 
 EPILOG = """\
 examples:

@@ -11,6 +11,9 @@ per task (:class:`TaskSettings`).
 tokens for the baselines, 1024 answer tokens, chat template, plain prompt, m1's scorer) and what differs between
 the compared runs.  Rendering is the renderers' job (:mod:`m1_reports.html`, :mod:`m1_reports.tables`,
 :mod:`m1_reports.console`); they read :meth:`ProtocolHeader.rows` and the flags.
+
+The module is a little longer than the package's others: each field is read, shown and compared here, side by
+side, so that a new field or a change of the paper's protocol is a change to one place.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ class Protocol:
     seed: int | None  # the sampling seed: a seed gen_kwarg, else model_args seed, else the model's default
     seed_origin: str
     lm_eval_seeds: dict[str, Any]  # config.random_seed / numpy_seed / torch_seed / fewshot_seed
-    chat_template: bool  # --apply_chat_template given (results file: chat_template is not null)
+    chat_template: bool | None  # --apply_chat_template given (chat_template not null); None: not recorded
     chat_template_sha: str | None
     system_instruction: bool
     schedule: str | None  # m1-vllm's schedule (model_args, else the generation records)
@@ -108,7 +111,8 @@ class Protocol:
             "seed": self._seed_text(),
             "max_tokens": self._per_task(_max_tokens_text),
             "chat_template": (
-                f"on (sha {self.chat_template_sha[:8]})" if self.chat_template and self.chat_template_sha
+                "unknown (not in the results file)" if self.chat_template is None
+                else f"on (sha {self.chat_template_sha[:8]})" if self.chat_template and self.chat_template_sha
                 else "on" if self.chat_template else "off (no --apply_chat_template)"
             ),  # fmt: skip
             "prompt": self._per_task(_prompt_text),
@@ -301,7 +305,7 @@ def run_protocol(run: RunInfo, variants: Mapping[str, str | None], schedules: Se
         seed=seed,
         seed_origin=origin,
         lm_eval_seeds={k: config[k] for k in ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed") if k in config},
-        chat_template=run.chat_template is not None,
+        chat_template=run.chat_template is not None if run.chat_template_recorded else None,
         chat_template_sha=run.chat_template_sha,
         system_instruction=bool(run.system_instruction),
         schedule=str(schedule) if schedule else None,
@@ -372,7 +376,7 @@ def paper_flags(protocol: Protocol, paper: PaperProtocol) -> list[Flag]:
         values = sorted({str(t.max_tokens_answer) for t in answers})
         flag("max_tokens", f"{', '.join(values)} answer tokens{_tasks_of(answers, n)}; the paper's "
              f"{paper.max_tokens_answer}")  # fmt: skip
-    if paper.chat_template and not protocol.chat_template:
+    if paper.chat_template and protocol.chat_template is False:
         flag("chat_template", "no chat template (lm_eval ran without --apply_chat_template); the paper applies the "
              "model's chat template")  # fmt: skip
     cot = [t for t in tasks if t.m1 and t.prompt == COT]

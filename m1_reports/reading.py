@@ -166,6 +166,7 @@ class RunInfo:
     raw_config: dict[str, Any] = field(default_factory=dict)
     label: str = ""
     chat_template: str | None = None  # null when --apply_chat_template was not given
+    chat_template_recorded: bool = True  # the results file has the chat_template key (lm-eval >= 0.4.3)
     chat_template_sha: str | None = None
     system_instruction: str | None = None
     fewshot_as_multiturn: bool | None = None
@@ -351,6 +352,7 @@ def read_results(files: RunFiles, *, allow_other_versions: bool = False) -> RunI
         groups={str(k): list(v) for k, v in group_subtasks.items() if isinstance(v, list)},
         raw_config=dict(config),
         chat_template=_optional_text(data.get("chat_template")),
+        chat_template_recorded="chat_template" in data,
         chat_template_sha=_optional_text(data.get("chat_template_sha")),
         system_instruction=_optional_text(data.get("system_instruction")),
         fewshot_as_multiturn=data.get("fewshot_as_multiturn") if isinstance(data.get("fewshot_as_multiturn"), bool)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from html import unescape
 
@@ -126,6 +127,17 @@ def test_chat_template_off(tmp_path):
     assert report.protocol.protocols[0].display()["chat_template"] == "off (no --apply_chat_template)"
     assert flags(report)["chat_template"].level == WARN
     assert "no chat template" in unescape((target / "index.html").read_text())
+
+
+def test_chat_template_not_recorded(tmp_path):
+    """Results without the chat_template key (older lm-eval, --allow-other-versions): unknown, not "off"."""
+    run = write_run(tmp_path / "a", two_tasks(), chat_template=None)
+    data = json.loads(run.results.read_text())
+    del data["chat_template"], data["chat_template_sha"]
+    run.results.write_text(json.dumps(data))
+    report, _ = build(tmp_path, tmp_path / "a")
+    assert report.protocol.protocols[0].display()["chat_template"] == "unknown (not in the results file)"
+    assert "chat_template" not in flags(report)
 
 
 def test_cot_prompts(tmp_path):

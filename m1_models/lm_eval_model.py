@@ -76,6 +76,8 @@ class M1LM(LM):
 
     #: where finished requests' records go (lm-eval runs: the process-wide sink the start-up hook writes out)
     record_sink: RecordSink = SINK
+    #: show the "m1 generate" progress bar (a sweep draws its own)
+    progress_bar: bool = True
 
     def set_cache_hook(self, cache_hook) -> None:
         super().set_cache_hook(cache_hook)
@@ -186,7 +188,7 @@ class M1LM(LM):
             forced,
             self.schedule,
         )
-        progress = tqdm(total=len(states), desc="m1 generate", disable=disable_tqdm or self.rank != 0)
+        progress = tqdm(total=len(states), desc="m1 generate", disable=disable_tqdm or not self.progress_bar or self.rank != 0)
 
         def finished(index: int) -> None:
             request, state = requests[index], states[index]

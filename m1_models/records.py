@@ -116,9 +116,9 @@ def write_records_for_task(tracker: Any, task_name: str, samples: list[dict[str,
     positions = list(dict.fromkeys(sample.get("doc_id") for sample in samples))
     first_request: dict[Any, str] = {}
     for sample in samples:
-        arguments = sample.get("arguments") or ()
-        if arguments and sample.get("doc_id") not in first_request:
-            first_request[sample.get("doc_id")] = request_hash(*_context_and_kwargs(arguments[0]))
+        args = _first_request_args(sample.get("arguments"))
+        if args is not None and sample.get("doc_id") not in first_request:
+            first_request[sample.get("doc_id")] = request_hash(*args)
     have = {r.get("request_hash") for r in records}
     for position, doc_id in enumerate(positions):  # requests answered from --use_cache never reached the model
         request = first_request.get(doc_id)
@@ -136,9 +136,13 @@ def write_records_for_task(tracker: Any, task_name: str, samples: list[dict[str,
     return path
 
 
-def _context_and_kwargs(args: Any) -> tuple[str, Any]:
-    """A generate_until request's ``(context, gen_kwargs)`` as lm-eval keeps it in a sample's ``arguments``."""
-    if isinstance(args, dict):  # the JSON form: {"arg_0": context, "arg_1": gen_kwargs}
-        return args.get("arg_0", ""), args.get("arg_1")
-    context, gen_kwargs = (list(args) + [None, None])[:2]
+def _first_request_args(arguments: Any) -> tuple[str, Any] | None:
+    """``(context, gen_kwargs)`` of a sample's first request: lm-eval keeps ``[req.args, ...]`` in memory and
+    rewrites it to ``{"gen_args_0": {"arg_0": context, "arg_1": gen_kwargs}}`` when it saves the samples."""
+    if isinstance(arguments, dict):
+        first = arguments.get("gen_args_0")
+        return (first.get("arg_0", ""), first.get("arg_1")) if isinstance(first, dict) else None
+    if not arguments:
+        return None
+    context, gen_kwargs = (list(arguments[0]) + [None, None])[:2]
     return context, gen_kwargs

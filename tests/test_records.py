@@ -31,7 +31,8 @@ def test_records_take_the_samples_document_ids_and_come_back_from_the_cache(tmp_
         samples = [
             {"doc_id": 7, "prompt_hash": "h7", "filter": "a", "arguments": [args7]},
             {"doc_id": 7, "prompt_hash": "h7", "filter": "b", "arguments": [args7]},  # one row per (doc, filter)
-            {"doc_id": 3, "prompt_hash": "h3", "filter": "a", "arguments": [args3]},
+            {"doc_id": 3, "prompt_hash": "h3", "filter": "a",  # as lm-eval's tracker rewrites it when saving
+             "arguments": {"gen_args_0": {"arg_0": args3[0], "arg_1": args3[1]}}},
         ]
         path = write_records_for_task(tracker(tmp_path), "t", samples)
         assert path == tmp_path / "model" / "m1_generations_t_2026-01-01T00-00-00.jsonl"
@@ -40,7 +41,7 @@ def test_records_take_the_samples_document_ids_and_come_back_from_the_cache(tmp_
         again = write_records_for_task(tracker(tmp_path / "resumed"), "t", samples)
         assert [(r["doc_id"], r["thinking_tokens"]) for r in read_jsonl(again)] == [(3, 6), (7, 5)]
         # the same prompts at another budget are other requests: no record of the first budget is reused
-        other = [{**s, "arguments": [(s["arguments"][0][0], {"max_tokens_thinking": 128})]} for s in samples]
+        other = [{**s, "arguments": [(f"prompt {s['doc_id']}", {"max_tokens_thinking": 128})]} for s in samples]
         assert write_records_for_task(tracker(tmp_path / "other"), "t", other) is None
     finally:
         SINK.attach_store(None)

@@ -1,4 +1,9 @@
-"""The ``m1-eval`` command: project utilities around lm-eval (the evaluation itself is ``lm_eval``)."""
+"""The ``m1-eval`` command: project utilities around lm-eval (the evaluation itself is ``lm_eval``).
+
+Where a command takes what an ``lm_eval`` flag takes, lm-eval's names work too: ``-o``/``--output_path`` for the
+output folder (our ``--out`` and ``--path`` stay as aliases) and ``-v``/``--verbosity`` (before or after the
+command name).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,48 @@ import logging
 import sys
 from pathlib import Path
 
-logger = logging.getLogger("m1_eval")
+from m1_eval.errors import M1UserError
 
 EPILOG = """examples:
   m1-eval demo                            tiny model + lm_eval m1-vllm on m1_demo + m1-report, a few minutes
-  m1-eval demo --out ./demo --budgets 64,256
+  m1-eval demo -o ./demo --budgets 64,256
   m1-eval doctor                          versions, plugin hook, registered tasks and models, data source
   m1-eval tiny-model                      build (once) and print the folder of the tiny test model
-  m1-eval tiny-model --path ./tiny        build it into ./tiny
+  m1-eval tiny-model -o ./tiny            build it into ./tiny
 """
+
+VERBOSITY_FLAGS = ("-v", "--verbosity")  # lm_eval's names
+VERBOSITY_HELP = "logging level: DEBUG, INFO (default), WARNING, ERROR; DEBUG shows tracebacks"
+
+
+def _budgets(raw: str | None) -> tuple[int, ...] | None:
+    if not raw:
+        return None
+    try:
+        budgets = tuple(int(b) for b in raw.split(","))
+    except ValueError:
+        raise M1UserError(f"--budgets {raw!r}: pass comma-separated whole numbers of tokens, e.g. --budgets 64,256")
+    if min(budgets) < 1:
+        raise M1UserError(f"--budgets {raw!r}: every thinking budget must be at least 1 token")
+    return budgets
+
+
+def _output_folder(raw: str, flag: str, *, parent_only: bool = False) -> Path:
+    """The folder a command writes into, created now (or its parent, when the command renames a finished build
+    into place) so that an unusable path is a one-line error up front."""
+    folder = Path(raw).expanduser()
+    try:
+        (folder.parent if parent_only else folder).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise M1UserError(f"{flag} {raw}: cannot create the folder ({error.strerror}); choose another {flag}") from None
+    return folder
 
 
 def _demo(args: argparse.Namespace) -> int:
     from m1_eval.demo import run_demo
 
-    budgets = tuple(int(b) for b in args.budgets.split(",")) if args.budgets else None
-    report = run_demo(Path(args.out), budgets)
+    budgets = _budgets(args.budgets)
+    report = run_demo(_output_folder(args.out, "-o/--output_path"), budgets)
     print(f"report: {report / 'index.html'}")
     print(f"tables: {report / 'table1.md'}  runs: {Path(args.out).resolve() / 'runs'}")
     return 0
@@ -46,10 +77,18 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
-    from m1_models.tiny_model import ensure_tiny_model
+    from m1_eval.tiny_model import ensure_tiny_model
 
-    print(ensure_tiny_model(Path(args.path) if args.path else None))
+    folder = _output_folder(args.path, "-o/--output_path", parent_only=True) if args.path else None
+    print(ensure_tiny_model(folder))
     return 0
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``-v``/``--verbosity`` on the main parser and, without a default of their own, on every command."""
+    parser.add_argument(
+        *VERBOSITY_FLAGS, dest="verbosity", default=default if default else argparse.SUPPRESS, help=VERBOSITY_HELP
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--verbosity", default="INFO", help="logging level (DEBUG shows tracebacks)")
+    _add_verbosity(parser, "INFO")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
@@ -69,11 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         "bundled m1_demo task (30 questions written for m1-eval) once per thinking budget, then render the "
         "m1-report folder (Table 1 beside the paper's models, budget curve, sample browser) and print where "
         "it is. lm_eval's own output goes to <out>/runs/lm_eval_budget_<N>.log.",
-        epilog="examples:\n  m1-eval demo\n  m1-eval demo --out /tmp/m1-demo --budgets 64,256",
+        epilog="examples:\n  m1-eval demo\n  m1-eval demo -o /tmp/m1-demo --budgets 64,256",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("--out", default="m1-demo", help="output folder (default: ./m1-demo)")
+    demo.add_argument(
+        "-o", "--output_path", "--out", dest="out", metavar="DIR", default="m1-demo", help="output folder (default: ./m1-demo)"
+    )
     demo.add_argument("--budgets", help="comma-separated thinking budgets (default: 32,128,512)")
+    _add_verbosity(demo, None)
     demo.set_defaults(run=_demo)
     doctor = commands.add_parser(
         "doctor",
@@ -84,16 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  m1-eval doctor",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_verbosity(doctor, None)
     doctor.set_defaults(run=_doctor)
     tiny = commands.add_parser(
         "tiny-model",
         help="build the tiny Qwen2-style test model (cached) and print its folder",
         description="Build the tiny Qwen2-architecture chat model used by the tests and the demo (about a "
         "minute on 2 CPU cores, cached under $M1_EVAL_CACHE or ~/.cache/m1-eval) and print its folder.",
-        epilog="example:\n  m1-eval tiny-model --path ./tiny",
+        epilog="example:\n  m1-eval tiny-model -o ./tiny",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    tiny.add_argument("--path", help="build into this folder instead of the cache")
+    tiny.add_argument(
+        "-o", "--output_path", "--path", dest="path", metavar="DIR", help="build into this folder instead of the cache"
+    )
+    _add_verbosity(tiny, None)
     tiny.set_defaults(run=_tiny_model)
     return parser
 
@@ -103,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.verbosity.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
-    except (ValueError, OSError, RuntimeError) as error:
+    except M1UserError as error:
         if args.verbosity.upper() == "DEBUG":
             raise
         print(f"m1-eval: error: {error}", file=sys.stderr)

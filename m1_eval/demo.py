@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import subprocess
@@ -16,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from m1_eval.errors import CommandError
 
 _PERCENT = re.compile(r"m1 generate:\s+(\d+)%")
 
@@ -69,7 +68,7 @@ def run_lm_eval(args: list[str], log_path: Path, on_percent=None) -> None:
     if code != 0:
         error_lines = [line for line in tail if line.startswith("lm_eval: error:")]
         detail = error_lines[-1].strip() if error_lines else f"see {log_path}"
-        raise RuntimeError(f"lm_eval exited with code {code}: {detail}")
+        raise CommandError(f"lm_eval exited with code {code}: {detail}")
 
 
 def run_demo(out: Path, budgets: tuple[int, ...] | None = None, console=None) -> Path:
@@ -77,7 +76,7 @@ def run_demo(out: Path, budgets: tuple[int, ...] | None = None, console=None) ->
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from m1_models.tiny_model import ensure_tiny_model
+    from m1_eval.tiny_model import ensure_tiny_model
 
     console = console or Console(stderr=True)
     out = out.resolve()
@@ -111,4 +110,4 @@ def render_report(plan: DemoPlan) -> None:
     runs = [str(plan.out / f"budget_{budget}") for budget in plan.budgets]
     code = report_main([*runs, "--out", str(plan.report), "--baseline", "HuatuoGPT-o1-8B", "-q"])
     if code != 0:
-        raise RuntimeError(f"m1-report exited with code {code}")
+        raise CommandError(f"m1-report exited with code {code}")

@@ -32,7 +32,7 @@ def vllm_flavour() -> Check:
 
 
 def hook_check() -> Check:
-    from m1_models import lm_eval_hook
+    from m1_eval import lm_eval_hook
 
     if os.environ.get(lm_eval_hook.DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no"):
         return Check("plugin hook", f"switched off by {lm_eval_hook.DISABLE_ENV}", ok=False)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m1_models.errors import M1UserError
+from m1_eval.errors import M1UserError, SweepError
 
 logger = logging.getLogger("m1_eval.sweep")
 
@@ -49,10 +49,6 @@ EPILOG = """examples:
 --budgets: thinking budgets (max_tokens_thinking), comma-separated; "none" = no forcing (a plain run).
 --ignores: "Wait" rounds (thinking_n_ignore), comma-separated (default 0); one setting per budget x ignores.
 """
-
-
-class SweepError(M1UserError):
-    """A sweep argument that cannot be used; the message names it and the fix."""
 
 
 @dataclass(frozen=True)

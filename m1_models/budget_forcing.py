@@ -18,13 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from m1_models.errors import M1UserError
+from m1_eval.errors import GenKwargsError
 
 logger = logging.getLogger(__name__)
-
-
-class GenKwargsError(M1UserError):
-    """A gen_kwarg the user gave cannot be used; the message names the key and the fix."""
 
 
 class TokenizerLike(Protocol):

@@ -18,18 +18,14 @@ from lm_eval.api.model import LM
 from lm_eval.utils import hash_string
 from tqdm import tqdm
 
-from m1_models.budget_forcing import ForcedRequest, GenerationSettings, GenKwargsError, parse_gen_kwargs
-from m1_models.errors import M1UserError
+from m1_eval.errors import ModelArgsError
+from m1_models.budget_forcing import ForcedRequest, GenerationSettings, parse_gen_kwargs
 from m1_models.records import SINK, RecordSink, request_hash
 from m1_models.scheduling import SCHEDULES, StepEngine, run
 
 logger = logging.getLogger(__name__)
 
 _SPECIAL_MARKER = re.compile(r"<\|[A-Za-z0-9_]+\|>")
-
-
-class ModelArgsError(M1UserError):
-    """A model_arg the user gave cannot be used; the message names it and the fix."""
 
 
 class HFTokenizer:
@@ -230,4 +226,4 @@ def _record_fields(state: ForcedRequest) -> dict[str, Any]:
     }
 
 
-__all__ = ["GenKwargsError", "HFTokenizer", "M1LM", "ModelArgsError", "request_seed"]
+__all__ = ["HFTokenizer", "M1LM", "request_seed"]

@@ -17,8 +17,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from m1_eval.errors import ModelArgsError
 from m1_models.budget_forcing import GenerationStep, StepResult
-from m1_models.lm_eval_model import M1LM, HFTokenizer, ModelArgsError
+from m1_models.lm_eval_model import M1LM, HFTokenizer
 
 logger = logging.getLogger(__name__)
 

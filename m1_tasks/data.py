@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m1_models.errors import M1UserError
+from m1_eval.errors import M1DataError
 from m1_tasks.prompt import PLAIN, normalize_variant, options_rows
 
 # A child of lm-eval's logger: under the ``lm_eval`` command these lines appear with lm-eval's own (INFO by
@@ -88,13 +88,6 @@ GROUPS: dict[str, list[str]] = {
 }
 
 RECORD_FIELDS = ("question", "options", "answer", "answer_idx")
-
-
-class M1DataError(M1UserError):
-    """The evaluation data cannot be used as it is (missing file or source, bad record, md5 mismatch, offline).
-
-    A ``ValueError`` (through ``M1UserError``): under ``lm_eval`` its one-line message ends the run, exit code 2.
-    """
 
 
 @dataclass(frozen=True)

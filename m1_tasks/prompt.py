@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from m1_models.errors import M1UserError
+from m1_eval.errors import M1PromptError
 
 PROMPT_ENV = "M1_PROMPT"
 PROMPT_METADATA_KEY = "prompt"
@@ -34,10 +34,6 @@ INSTRUCTIONS: dict[str, str] = {
     COT: "Let's think step by step. " + BOXED_INSTRUCTION,
 }
 _ALIASES = {"plain": PLAIN, "default": PLAIN, "none": PLAIN, "cot": COT}
-
-
-class M1PromptError(M1UserError):
-    """An unknown prompt variant (from a task config, ``--metadata`` or ``M1_PROMPT``)."""
 
 
 def normalize_variant(value: Any, where: str) -> str:

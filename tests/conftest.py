@@ -31,7 +31,7 @@ def clean_m1_env(monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
-    from m1_models.tiny_model import ensure_tiny_model
+    from m1_eval.tiny_model import ensure_tiny_model
 
     return ensure_tiny_model()
 

@@ -9,9 +9,9 @@ from lm_eval.api.instance import Instance
 from lm_eval.utils import simple_parse_args_string
 
 from m1_models import lm_eval_model
+from m1_eval.errors import GenKwargsError
 from m1_models.budget_forcing import (
     ForcedRequest,
-    GenKwargsError,
     Phase,
     StepResult,
     kept_ids,

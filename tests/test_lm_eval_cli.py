@@ -93,7 +93,7 @@ def test_lm_eval_builtin_models_still_resolve(tmp_path):
 def test_hook_is_idempotent_lazy_and_can_be_switched_off(tmp_path):
     code = (
         "import sys\n"
-        "import m1_models.lm_eval_hook as hook\n"
+        "import m1_eval.lm_eval_hook as hook\n"
         "print('lm_eval' in sys.modules, 'vllm' in sys.modules)\n"
         "hook.install(); hook.install()\n"
         "print(sum(type(f).__name__ == 'M1EvalFinder' for f in sys.meta_path))\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from m1_models.errors import M1UserError
+from m1_eval.errors import M1UserError
 from m1_tasks import data, prompt, task_utils
 from m1_tasks.data import EXPECTED_COUNTS, M1DataError
 from tests.conftest import PARTIAL, needs_partial

@@ -43,7 +43,7 @@ def fixture_counts() -> dict[str, int]:
 def task_manager(**kwargs):
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_defaults=False, **kwargs)  # the hook adds task_yamls/ anyway; fast
+    return TaskManager(include_defaults=False, include_path=str(task_dir()), **kwargs)  # only ours: fast
 
 
 def build(names, manager=None) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lm_eval.api.instance import Instance
 
-from m1_models.budget_forcing import GenKwargsError
+from m1_eval.errors import GenKwargsError
 from m1_models.records import SINK
 
 pytestmark = pytest.mark.engine
@@ -130,7 +130,7 @@ def test_bad_gen_kwargs_fail_before_any_generation(vllm_lm, gen_kwargs, key):
 
 
 def test_markers_the_model_does_not_know_are_rejected(vllm_lm):
-    from m1_models.lm_eval_model import ModelArgsError
+    from m1_eval.errors import ModelArgsError
 
     bad = instances(vllm_lm, {"max_tokens_thinking": 20, "thinking_start": "<|begin_of_thought|>"}, 1)
     with pytest.raises(ModelArgsError, match=r"no <\|begin_of_thought\|> token"):
@@ -174,7 +174,7 @@ def test_hundreds_of_seeded_sampled_requests_at_once(vllm_lm):
 
 def test_model_args_and_gen_kwargs_fail_before_the_engine_starts(tiny_model):
     """A fresh m1-vllm reads the config and tokenizer only; the weights load at the first valid generation."""
-    from m1_models.lm_eval_model import ModelArgsError
+    from m1_eval.errors import ModelArgsError
     from m1_models.vllm_model import M1VLLM
 
     with pytest.raises(ModelArgsError, match="no_such_engine_arg"):

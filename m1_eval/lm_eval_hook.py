@@ -6,7 +6,8 @@ imports one of the modules below, after which the finder runs a patch:
 
 * ``lm_eval.models``: register the m1 models as lazy ``"module:Class"`` strings (after lm-eval's own
   registrations, so ``hf``, ``vllm`` ... stay visible; vLLM is imported only when an m1 model is used);
-* ``lm_eval.tasks.manager``: every ``TaskManager`` also indexes the project's task folder;
+* ``lm_eval.tasks.manager``: every ``TaskManager`` that includes lm-eval's default tasks also indexes the
+  project's task folder (``include_defaults=False`` promises only the tasks under ``include_path``: kept);
 * ``lm_eval.loggers.evaluation_tracker``: next to each ``samples_<task>_<date>.jsonl`` the m1 models'
   per-sample records are written as ``m1_generations_<task>_<date>.jsonl``;
 * ``lm_eval._cli.run``: m1-eval's user errors (``M1UserError``) end the command with their one-line message
@@ -53,6 +54,9 @@ def _patch_task_manager(module) -> None:
         from m1_tasks.paths import task_dir
 
         bound = inspect.signature(original_init).bind(self, *args, **kwargs)
+        if not bound.arguments.get("include_defaults", True):  # only the caller's paths, as lm-eval promises
+            original_init(*bound.args, **bound.kwargs)
+            return
         include_path = bound.arguments.get("include_path")
         ours = str(task_dir())
         paths = (
@@ -99,13 +103,9 @@ def _patch_cli_run(module) -> None:
         try:
             return execute(args, *rest, **kwargs)
         except Exception as error:
-            from m1_models.errors import M1UserError
+            from m1_eval.errors import find_user_error
 
-            user_error = error if isinstance(error, M1UserError) else None
-            cause = error.__cause__ or error.__context__
-            while user_error is None and cause is not None:  # lm-eval may wrap ours
-                user_error = cause if isinstance(cause, M1UserError) else None
-                cause = cause.__cause__ or cause.__context__
+            user_error = find_user_error(error)  # lm-eval may wrap ours
             if user_error is None or str(getattr(args, "verbosity", "") or "").upper() == "DEBUG":
                 raise
             sys.stderr.write(f"lm_eval: error: {user_error}\n")

@@ -32,7 +32,9 @@ def _budgets(raw: str | None) -> tuple[int, ...] | None:
     try:
         budgets = tuple(int(b) for b in raw.split(","))
     except ValueError:
-        raise M1UserError(f"--budgets {raw!r}: pass comma-separated whole numbers of tokens, e.g. --budgets 64,256")
+        raise M1UserError(
+            f"--budgets {raw!r}: pass comma-separated whole numbers of tokens, e.g. --budgets 64,256"
+        ) from None
     if min(budgets) < 1:
         raise M1UserError(f"--budgets {raw!r}: every thinking budget must be at least 1 token")
     return budgets
@@ -112,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
-        "-o", "--output_path", "--out", dest="out", metavar="DIR", default="m1-demo", help="output folder (default: ./m1-demo)"
+        "-o", "--output_path", "--out", dest="out", metavar="DIR", default="m1-demo",
+        help="output folder (default: ./m1-demo)",
     )
     demo.add_argument("--budgets", help="comma-separated thinking budgets (default: 32,128,512)")
     _add_verbosity(demo, None)

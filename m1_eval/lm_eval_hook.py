@@ -18,7 +18,6 @@ Standard library only; safe to run twice; ``M1_EVAL_DISABLE_HOOK=1`` switches it
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import os
 import sys
@@ -123,8 +122,12 @@ PATCHES: dict[str, Callable] = {
 }
 
 
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, wrapped: importlib.abc.Loader, patch: Callable) -> None:
+# The finder and loader follow importlib's protocols without subclassing importlib.abc, whose import pulls in
+# importlib.resources (tens of milliseconds at every interpreter start).
+
+
+class _PatchingLoader:
+    def __init__(self, wrapped, patch: Callable) -> None:
         self._wrapped = wrapped
         self._patch = patch
 
@@ -139,7 +142,7 @@ class _PatchingLoader(importlib.abc.Loader):
         return getattr(self._wrapped, name)
 
 
-class M1EvalFinder(importlib.abc.MetaPathFinder):
+class M1EvalFinder:
     """Finds nothing itself: wraps the real loader of the patched lm-eval modules."""
 
     def find_spec(self, fullname, path, target=None):

@@ -21,6 +21,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from m1_models.markers import ANSWER_MARKER, THINK_START
+
 logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -105,7 +107,7 @@ def synthetic_conversation(rng: random.Random, median_thinking_words: int) -> st
     thinking = "\n".join(steps)
     return (
         f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
-        f"<|im_start|>think\n{thinking}\n<|im_start|>answer\n"
+        f"{THINK_START}{thinking}\n{ANSWER_MARKER}\n"
         f"The answer is \\boxed{{{letter}}}.<|im_end|>\n<|endoftext|>"
     )
 

@@ -1,9 +1,11 @@
-"""The engine-independent budget-forcing controller (contract: SPEC-budget-forcing.md).
+"""The engine-independent budget-forcing controller: one state machine per request (the contract, in this
+project's words: ``docs/budget-forcing.md``).
 
 Each request is a small state machine (:class:`ForcedRequest`) in the style of vLLM's per-request states: it
 says what to generate next (:meth:`ForcedRequest.next_step`), is told what came back (:meth:`ForcedRequest.feed`)
 and moves through the phases THINKING -> ANSWER -> DONE.  It never talks to an engine itself; the schedulers in
-:mod:`m1_models.scheduling` move steps between requests and an engine.
+:mod:`m1_models.scheduling` move steps between requests and an engine.  What a request asks for (gen_kwargs,
+presets) is parsed in :mod:`m1_models.settings`.
 
 Token accounting uses the engine's own token ids: every continuation is the prompt ids + the ids generated so
 far + the ids of the appended strings, and thinking tokens (appended "Wait" strings included) never exceed the
@@ -13,271 +15,23 @@ request's budget.
 from __future__ import annotations
 
 import enum
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from m1_eval.errors import GenKwargsError
-
-logger = logging.getLogger(__name__)
+from m1_models.settings import (  # noqa: F401  (PRESETS, DEFAULT_MAX_GEN_TOKS: re-exported for m1_reports.protocol)
+    DEFAULT_MAX_GEN_TOKS,
+    PRESETS,
+    ForcingConfig,
+    GenerationSettings,
+)
 
 
 class TokenizerLike(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
     def decode(self, ids: Sequence[int]) -> str: ...
-
-
-#: the keys of this module; every other gen_kwarg must be a sampling parameter of the backend
-FORCING_KEYS = (
-    "max_tokens_thinking",
-    "thinking_n_ignore",
-    "thinking_n_ignore_str",
-    "thinking_start",
-    "thinking_end",
-    "thinking_end_overflow",
-    "until_thinking",
-    "until_thinking_2",  # the s1 fork's second thinking stop string, appended to until_thinking
-    "max_tokens_answer",
-    "budget_preset",
-)
-#: lm-eval's own generation keys, understood by every backend
-LM_EVAL_KEYS = ("until", "max_gen_toks", "do_sample")
-
-#: keys of the s1 fork (eval/lm-evaluation-harness/lm_eval/models/vllm_causallms.py) that m1-eval does not take,
-#: with the reason; any other ``<name>_thinking`` key is one of the fork's per-phase sampling overrides
-S1_UNSUPPORTED_KEYS: dict[str, str] = {
-    "rejection_sample": (
-        "the s1 fork's rejection sampling (re-draw the whole thinking until it ends within max_tokens_thinking) "
-        "is not supported; drop it, budget forcing ends the thinking at the budget instead"
-    ),
-    "min_tokens_thinking": (
-        "the controller sets the thinking phase's min_tokens itself (budget_preset=s1: 1 when thinking_n_ignore "
-        "is given, as the s1 fork does); drop it"
-    ),
-}
-
-#: s1's overflow marker is its thinking_end plus this (vllm_causallms.py: ``thinking_end + "\nFinal Answer:"``)
-S1_OVERFLOW_SUFFIX = "\nFinal Answer:"
-
-
-@dataclass(frozen=True)
-class PresetRules:
-    """How a preset's reference implementation behaves, beyond its default strings.
-
-    The s1 values follow the s1 fork's ``_model_generate`` (eval/lm-evaluation-harness/lm_eval/models/
-    vllm_causallms.py in github.com/simplescaling/s1, commit 77272c6).
-    """
-
-    #: "\n" before ``thinking_end`` when the thinking stopped by itself (``thinking_end_overflow`` gets one
-    #: whenever the thinking does not already end in "\n"); s1 adds it only on overflow
-    newline_before_end: bool = True
-    #: the thinking phase also stops at the task's ``until`` (s1 extends until_thinking with lm-eval's stop list)
-    thinking_stops_at_until: bool = False
-    #: the answer phase stops at the task's ``until`` (and EOS) rather than at ``until_thinking``
-    answer_stops_at_until: bool = False
-    #: min_tokens of every thinking step when ``thinking_n_ignore`` is given (s1: 1, so a round cannot end at
-    #: once); single-token stop strings then also go to the engine as stop token ids, which vLLM holds back
-    #: during min_tokens (a stop string completed within them would otherwise go unnoticed)
-    ignore_min_tokens: int = 0
-    #: ``auto`` = max_gen_toks - longest prompt of the batch - len(thinking_start) - len(thinking_end_overflow)
-    #: - ``auto_margin`` (s1) instead of the context window left after the prompt, markers and max_tokens_answer
-    auto_from_max_gen_toks: bool = False
-    auto_margin: int = 0
-    #: the answer gets min(max_tokens_answer, what the context window leaves) and a budget only has to leave
-    #: one answer token (s1 asks vLLM for max_gen_toks, which stops at the window); otherwise the budget must
-    #: leave room for all of max_tokens_answer
-    answer_takes_rest_of_window: bool = False
-    #: a thinking round that ended in " " (not "\n") gets " " + ``thinking_n_ignore_str`` (m1's keep_think in
-    #: src/eval/inference_keep_think.py prepends the space in exactly that case); s1 appends the string as is
-    space_before_ignore_str: bool = True
-
-
-PRESET_RULES: dict[str, PresetRules] = {
-    "m1": PresetRules(),
-    "s1": PresetRules(
-        newline_before_end=False,
-        thinking_stops_at_until=True,
-        answer_stops_at_until=True,
-        ignore_min_tokens=1,
-        auto_from_max_gen_toks=True,
-        auto_margin=100,  # s1: "Leave 100 tokens for answer"
-        answer_takes_rest_of_window=True,
-        space_before_ignore_str=False,
-    ),
-}
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # the m1 repository's evaluation (SGLang script) defaults
-    "m1": {
-        "thinking_n_ignore": 0,
-        "thinking_n_ignore_str": "Wait",
-        "thinking_start": "<|im_start|>think\n",
-        "thinking_end": "<|im_start|>answer",
-        "thinking_end_overflow": "<|im_start|>answer\nFinal Answer:",
-        "until_thinking": ("<|im_start|>", "<|im_end|>"),
-        "max_tokens_answer": 1024,
-    },
-    # the s1 lm-eval fork's defaults; the answer is capped by max_gen_toks
-    "s1": {
-        "thinking_n_ignore": 0,
-        "thinking_n_ignore_str": "",  # s1 appends nothing unless thinking_n_ignore_str is given
-        "thinking_start": "<|im_start|>think",
-        "thinking_end": "<|im_start|>answer",
-        "thinking_end_overflow": None,  # thinking_end + S1_OVERFLOW_SUFFIX
-        "until_thinking": ("<|im_start|>",),
-        "max_tokens_answer": None,
-    },
-}
-
-DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's default for generate_until
-
-
-@dataclass(frozen=True)
-class ForcingConfig:
-    """Budget-forcing settings of one request (already validated)."""
-
-    max_tokens_thinking: int | Literal["auto"] | None
-    thinking_n_ignore: int
-    thinking_n_ignore_str: str
-    thinking_start: str
-    thinking_end: str
-    thinking_end_overflow: str
-    until_thinking: tuple[str, ...]
-    max_tokens_answer: int
-    budget_preset: str
-    rules: PresetRules = field(default_factory=PresetRules)
-    thinking_min_tokens: int = 0  # min_tokens of each thinking step (the preset's, when thinking_n_ignore is given)
-
-    @property
-    def forced(self) -> bool:
-        return self.max_tokens_thinking is not None
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """What a request asks of the generator: forcing, lm-eval's stop/limit, and engine sampling params."""
-
-    forcing: ForcingConfig
-    until: tuple[str, ...]
-    max_gen_toks: int
-    sampling: dict[str, Any]
-
-
-def _as_int(key: str, value: Any, *, minimum: int, fix: str) -> int:
-    try:
-        number = int(value)
-        if isinstance(value, float) and number != value:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise GenKwargsError(f"gen_kwarg {key}={value!r} is not an integer; {fix}") from None
-    if number < minimum:
-        raise GenKwargsError(f"gen_kwarg {key}={number} must be >= {minimum}; {fix}")
-    return number
-
-
-def _as_strings(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(v) for v in value)
-
-
-def parse_gen_kwargs(gen_kwargs: dict[str, Any], sampling_keys: frozenset[str] | set[str]) -> GenerationSettings:
-    """Split and validate one request's gen_kwargs.
-
-    ``sampling_keys`` are the backend's sampling parameter names (vLLM: the fields of ``SamplingParams``).
-    Anything else is rejected by name, before any generation starts.
-    """
-    kwargs = dict(gen_kwargs)
-    unknown = sorted(k for k in kwargs if k not in FORCING_KEYS and k not in LM_EVAL_KEYS and k not in sampling_keys)
-    for key in unknown:
-        if key in S1_UNSUPPORTED_KEYS:
-            raise GenKwargsError(f"gen_kwarg {key}: {S1_UNSUPPORTED_KEYS[key]}")
-        if key.endswith("_thinking"):
-            raise GenKwargsError(
-                f"gen_kwarg {key}: per-phase sampling (the s1 fork's <parameter>_thinking keys) is not supported; "
-                f"pass {key.removesuffix('_thinking')} instead, it applies to the thinking and the answer"
-            )
-    if unknown:
-        raise GenKwargsError(
-            f"unknown gen_kwarg {unknown[0]!r}; use one of the budget-forcing keys "
-            f"({', '.join(FORCING_KEYS)}), lm-eval's ({', '.join(LM_EVAL_KEYS)}) or a sampling parameter of "
-            f"the engine (e.g. temperature, top_p, top_k, seed)"
-        )
-    preset_name = str(kwargs.pop("budget_preset", "m1"))
-    if preset_name not in PRESETS:
-        raise GenKwargsError(f"gen_kwarg budget_preset={preset_name!r} is unknown; use one of {sorted(PRESETS)}")
-    preset = PRESETS[preset_name]
-    rules = PRESET_RULES[preset_name]
-
-    until = _as_strings(kwargs.pop("until", None))
-    max_gen_toks = _as_int(
-        "max_gen_toks", kwargs.pop("max_gen_toks", DEFAULT_MAX_GEN_TOKS), minimum=1, fix="pass max_gen_toks>=1"
-    )
-    do_sample = kwargs.pop("do_sample", None)
-
-    budget: int | Literal["auto"] | None
-    raw_budget = kwargs.pop("max_tokens_thinking", None)
-    if raw_budget is None or (isinstance(raw_budget, str) and raw_budget.strip().lower() in ("", "none")):
-        budget = None
-    elif isinstance(raw_budget, str) and raw_budget.strip().lower() == "auto":
-        budget = "auto"
-    else:
-        budget = _as_int(
-            "max_tokens_thinking",
-            raw_budget,
-            minimum=1,
-            fix="pass a thinking budget of at least 1 token, or max_tokens_thinking=auto",
-        )
-
-    def setting(key: str) -> Any:
-        return kwargs.pop(key, preset[key])
-
-    n_ignore = _as_int(
-        "thinking_n_ignore", setting("thinking_n_ignore"), minimum=0, fix="pass thinking_n_ignore=0 or more"
-    )
-    answer_cap = setting("max_tokens_answer")
-    max_tokens_answer = (
-        max_gen_toks
-        if answer_cap is None
-        else _as_int("max_tokens_answer", answer_cap, minimum=1, fix="pass max_tokens_answer>=1")
-    )
-    thinking_end = str(setting("thinking_end"))
-    overflow = setting("thinking_end_overflow")
-    forcing = ForcingConfig(
-        max_tokens_thinking=budget,
-        thinking_n_ignore=n_ignore,
-        thinking_n_ignore_str=str(setting("thinking_n_ignore_str")),
-        thinking_start=str(setting("thinking_start")),
-        thinking_end=thinking_end,
-        thinking_end_overflow=thinking_end + S1_OVERFLOW_SUFFIX if overflow is None else str(overflow),
-        until_thinking=_as_strings(setting("until_thinking")) + _as_strings(kwargs.pop("until_thinking_2", None)),
-        max_tokens_answer=max_tokens_answer,
-        budget_preset=preset_name,
-        rules=rules,
-        # s1 sets min_tokens whenever thinking_n_ignore is passed, even =0 (``thinking_n_ignore is not None``)
-        thinking_min_tokens=rules.ignore_min_tokens if "thinking_n_ignore" in gen_kwargs else 0,
-    )
-    if not forcing.forced:
-        ignored = [k for k in FORCING_KEYS if k in gen_kwargs and k not in ("budget_preset", "max_tokens_thinking")]
-        if ignored:
-            raise GenKwargsError(
-                f"gen_kwarg {ignored[0]} has no effect without max_tokens_thinking; "
-                f"add max_tokens_thinking=<budget> (or auto) to use budget forcing"
-            )
-    sampling = dict(kwargs)
-    if do_sample is not None and not _truthy(do_sample) and "temperature" not in sampling:
-        sampling["temperature"] = 0.0
-    return GenerationSettings(forcing=forcing, until=until, max_gen_toks=max_gen_toks, sampling=sampling)
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes")
-    return bool(value)
 
 
 class Phase(enum.Enum):

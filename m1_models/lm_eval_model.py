@@ -19,9 +19,10 @@ from lm_eval.utils import hash_string
 from tqdm import tqdm
 
 from m1_eval.errors import ModelArgsError
-from m1_models.budget_forcing import ForcedRequest, GenerationSettings, parse_gen_kwargs
+from m1_models.budget_forcing import ForcedRequest
 from m1_models.records import SINK, RecordSink, request_hash
 from m1_models.scheduling import SCHEDULES, StepEngine, run
+from m1_models.settings import GenerationSettings, parse_gen_kwargs
 
 logger = logging.getLogger(__name__)
 

@@ -63,9 +63,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from m1_models.markers import ANSWER_MARKER  # the answer marker the m1 models write (its one home)
+
 logger = logging.getLogger("lm_eval.m1_tasks.scoring")
 
-ANSWER_MARKER = "<|im_start|>answer"
 # HuatuoGPT-o1 writes its answer after this header (evaluation/scorer.py, match_choice).
 HUATUO_FINAL_RESPONSE = "## Final Response\n\n"
 # Letters the HuatuoGPT-o1 patterns know (evaluation/scorer.py: "ABCDEFGHIJKLMN").

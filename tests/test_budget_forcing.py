@@ -8,17 +8,17 @@ import pytest
 from lm_eval.api.instance import Instance
 from lm_eval.utils import simple_parse_args_string
 
-from m1_models import lm_eval_model
 from m1_eval.errors import GenKwargsError
+from m1_models import lm_eval_model
 from m1_models.budget_forcing import (
     ForcedRequest,
     Phase,
     StepResult,
     kept_ids,
-    parse_gen_kwargs,
 )
 from m1_models.records import RecordSink
 from m1_models.scheduling import run
+from m1_models.settings import parse_gen_kwargs
 from tests.scripted_engine import EOS, CharTokenizer, ScriptedEngine
 
 TOK = CharTokenizer()

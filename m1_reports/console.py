@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -13,14 +14,13 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.console import Group
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from m1_reports.counts import COUNT_MARK
+from m1_reports.formatting import pct
 from m1_reports.protocol import FIELDS, INFO, ProtocolHeader
-from m1_reports.tables import PAPER, Table1, pct
+from m1_reports.tables import PAPER, Table1
 
 
 class RichProgress:

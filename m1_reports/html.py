@@ -17,15 +17,16 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from m1_reports.columns import AVG, benchmark, order_tasks
+from m1_reports.columns import benchmark, order_tasks
+from m1_reports.formatting import ci_text, number, p_text, pct, signed_pct, task_label, text_or_missing
 from m1_reports.frames import Loaded
 from m1_reports.protocol import FIELDS, INFO, ProtocolHeader
 from m1_reports.reading import BrowserSample
-from m1_tasks.scoring import ANSWER_MARKER
 from m1_reports.reference import Citation
 from m1_reports.rescoring import NOT_RESCORED, RULE_TEXT
 from m1_reports.suite import scores_with_marker, version_number
-from m1_reports.tables import PAPER, Table1, ci_text, number, p_text, pct, signed_pct
+from m1_reports.tables import PAPER, Table1
+from m1_tasks.scoring import ANSWER_MARKER
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 BROWSER_FILE = "samples.html"
@@ -129,7 +130,7 @@ def _paired_view(paired: pd.DataFrame) -> list[dict[str, Any]]:
     for (a_label, b_label), part in paired.groupby(["run_a", "run_b"], sort=False):
         rows = [
             {
-                "task": benchmark(str(r.task)).label if r.task != AVG else AVG,
+                "task": task_label(r.task),
                 "n": number(r.n, 0),
                 "acc_a": pct(r.acc_a),
                 "acc_b": pct(r.acc_b),
@@ -150,10 +151,8 @@ def _budget_view(budget: pd.DataFrame) -> list[dict[str, str]]:
     return [
         {
             "run": r.run,
-            "task": benchmark(str(r.task)).label if r.task != AVG else AVG,
-            "budget": "–"
-            if r.budget is None or (isinstance(r.budget, float) and math.isnan(r.budget))
-            else str(r.budget),
+            "task": task_label(r.task),
+            "budget": text_or_missing(r.budget),
             "ignore": number(r.ignore, 0),
             "acc": pct(r.acc),
             "thinking": number(r.thinking_tokens_mean),
@@ -169,7 +168,7 @@ def _scoring_view(scoring: pd.DataFrame) -> list[dict[str, str]]:
     return [
         {
             "run": r.run,
-            "task": benchmark(str(r.task)).label if r.task != AVG else AVG,
+            "task": task_label(r.task),
             "n": number(r.n, 0),
             "acc": pct(r.acc),
             "acc_strict": pct(r.acc_strict),
@@ -181,10 +180,7 @@ def _scoring_view(scoring: pd.DataFrame) -> list[dict[str, str]]:
 
 
 def _runs_view(runs_frame: pd.DataFrame) -> list[dict[str, str]]:
-    def text(value: Any) -> str:
-        return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-
-    return [{key: text(value) for key, value in row.items()} for row in runs_frame.to_dict("records")]
+    return [{key: text_or_missing(value) for key, value in row.items()} for row in runs_frame.to_dict("records")]
 
 
 def render_index(

@@ -6,7 +6,7 @@ import pandas as pd
 
 from m1_reports.counts import COUNT_MARK
 from m1_reports.protocol import FIELDS, INFO, ProtocolHeader
-from m1_reports.tables import markdown_table
+from m1_reports.tables_text import markdown_table
 
 FLAG_MARK = "⚠"
 

@@ -22,17 +22,19 @@ from m1_reports.reference import Citation, citation, select_references
 from m1_reports.stats import DEFAULT_BOOTSTRAP
 from m1_reports.tables import (
     Table1,
-    budget_markdown,
     budget_table,
     build_table1,
     default_pairs,
     leaderboard_frame,
     leaderboard_rows,
-    paired_markdown,
     paired_table,
-    scoring_markdown,
     scoring_table,
     table1_frame,
+)
+from m1_reports.tables_text import (
+    budget_markdown,
+    paired_markdown,
+    scoring_markdown,
     table1_latex,
     table1_markdown,
 )

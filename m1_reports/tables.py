@@ -1,10 +1,8 @@
-"""The report's tables as pandas frames, and their Markdown / CSV / LaTeX forms.
+"""The report's tables as pandas frames: Table 1, paired comparisons, budget, scoring and the leaderboard.
 
-Accuracies are fractions (0..1) in the frames; Table 1 and the Markdown/LaTeX/HTML forms show percentages
-as the paper does.  The leaderboard keeps lm-eval's fractions.
-
-One module for all of them (longer than the others): the tables share their formatting helpers and each
-table's frame sits next to its text forms, so that a change to a table is a change to one place.
+Accuracies are fractions (0..1) in the frames (the CSV forms of Table 1 show percentages, as the paper does; the
+leaderboard keeps lm-eval's fractions).  Their text forms are :mod:`m1_reports.tables_text` (Markdown, LaTeX)
+and :mod:`m1_reports.html`; the cell formatting is :mod:`m1_reports.formatting`.
 """
 
 from __future__ import annotations
@@ -34,69 +32,6 @@ from m1_reports.stats import (
 
 PAPER_PREFIX = "paper:"
 RUN, PAPER = "run", "paper"
-
-
-# ---------------------------------------------------------------------------------------------- formatting
-
-
-def pct(value: float | None, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{100 * value:.{digits}f}"
-
-
-def signed_pct(value: float | None, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return f"{100 * value:+.{digits}f}"
-
-
-def ci_text(low: float, high: float, digits: int = 1) -> str:
-    if math.isnan(low) or math.isnan(high):
-        return ""
-    return f"[{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
-
-
-def number(value: Any, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    return f"{float(value):.{digits}f}"
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
-    """A GitHub Markdown table; ``align`` is one character per column: l, r or c."""
-
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    align = align or "l" + "r" * (len(headers) - 1)
-    marks = {"l": ":---", "r": "---:", "c": ":---:"}
-    lines = [
-        "| " + " | ".join(cell(h) for h in headers) + " |",
-        "| " + " | ".join(marks[a] for a in align) + " |",
-    ]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(char, char) for char in str(text))
 
 
 # ------------------------------------------------------------------------------------------------ Table 1
@@ -305,101 +240,6 @@ def table1_frame(table: Table1) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def _delta_text(table: Table1, row: str, column: str) -> str:
-    """The signed difference to the baseline in points, or "" (baseline row, or a value missing on either side)."""
-    if table.delta is None or row == table.baseline:
-        return ""
-    return signed_pct(table.delta.at[row, column])
-
-
-def _row_name(table: Table1, row: str, source: str) -> str:
-    name = row + (" †" if source == PAPER else "")
-    if table.is_partial_avg(row):
-        name += " *"
-    return name
-
-
-def table1_markdown(table: Table1) -> str:
-    headers = ["Model", *(table.labels[c] for c in table.columns)]
-    body = []
-    for row, source in zip(table.rows, table.sources, strict=True):
-        cells = [_row_name(table, row, source)]
-        for column in table.columns:
-            value = table.value.at[row, column]
-            text = pct(value)
-            if table.best.at[row, column]:
-                text = f"**{text}**"
-            delta = _delta_text(table, row, column)
-            if delta:
-                text += f" ({delta})"
-            ci = ci_text(table.low.at[row, column], table.high.at[row, column])
-            if ci:
-                text += f" {ci}"
-            cells.append(text + table.count_mark(row, column))
-        body.append(cells)
-    lines = [
-        "# Table 1: accuracy (%)",
-        "",
-        "Columns: the ten benchmarks of the m1 paper's Table 1, their unweighted average (Avg), then other tasks. "
-        "Bold: best in column. [low, high]: 95 % confidence interval (Wilson; Avg: normal)."
-        + (f" (±x.xx): difference to the baseline **{table.baseline}** in points." if table.baseline else ""),
-        "",
-        markdown_table(headers, body),
-    ]
-    if table.notes:
-        lines += [*table.notes, ""]
-    row_notes = [(row, table.row_notes(row)) for row in table.rows if table.row_notes(row)]
-    if row_notes:
-        lines += ["Protocol notes of published rows:", ""]
-        lines += [f"- {row}: {' '.join(notes)}" for row, notes in row_notes]
-        lines.append("")
-    if PAPER in table.sources:
-        lines.append(f"Source of the published rows: {table.citation.text} {table.citation.url}")
-    return "\n".join(lines) + "\n"
-
-
-def table1_latex(table: Table1) -> str:
-    spec = "l" + "r" * len(table.columns)
-    lines = [
-        "% m1-report Table 1 (accuracy, %). Needs \\usepackage{booktabs}.",
-        f"% Published rows (\\dag): {table.citation.text}",
-        "\\begin{tabular}{" + spec + "}",
-        "\\toprule",
-        "Model & " + " & ".join(latex_escape(table.labels[c]) for c in table.columns) + " \\\\",
-        "\\midrule",
-    ]
-    previous = None
-    for row, source in zip(table.rows, table.sources, strict=True):
-        if previous == RUN and source == PAPER:
-            lines.append("\\midrule")
-        previous = source
-        cells = [
-            latex_escape(row) + ("$^\\dag$" if source == PAPER else "") + ("$^*$" if table.is_partial_avg(row) else "")
-        ]
-        for column in table.columns:
-            value = table.value.at[row, column]
-            text = pct(value).replace("–", "--")
-            if table.best.at[row, column]:
-                text = f"\\textbf{{{text}}}"
-            delta = _delta_text(table, row, column).replace("-", "$-$")
-            if delta:
-                text += f" {{\\scriptsize ({delta})}}"
-            ci = ci_text(table.low.at[row, column], table.high.at[row, column])
-            if ci:
-                text += f" {{\\scriptsize {ci}}}"
-            if table.count_note(row, column):
-                text += "\\textsuperscript{\\ddag}"
-            cells.append(text)
-        lines.append(" & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
-    count_lines = [n for n in table.notes if n.startswith(COUNT_MARK)]
-    if count_lines:
-        note = latex_escape(count_lines[0][len(COUNT_MARK) :].strip())
-        lines += ["", "\\par\\footnotesize\\textsuperscript{\\ddag} " + note]
-    lines.append("")
-    return "\n".join(lines)
-
-
 # -------------------------------------------------------------------------------------- paired comparisons
 
 
@@ -505,46 +345,6 @@ def _paired_scores(
     return a[keep], b[keep]
 
 
-def paired_markdown(paired: pd.DataFrame) -> str:
-    if paired.empty:
-        return "# Paired comparisons\n\nNo two runs share samples files of a task.\n"
-    parts = [
-        "# Paired comparisons",
-        "",
-        "Same documents, two runs: accuracy (%) of a and b, a − b in points with a 95 % bootstrap interval, "
-        "documents only a / only b got right, and the exact McNemar p-value. Avg: mean over the Table 1 tasks.",
-        "",
-    ]
-    for (a_label, b_label), part in paired.groupby(["run_a", "run_b"], sort=False):
-        parts.append(f"## {a_label} vs {b_label}")
-        parts.append("")
-        body = [
-            [
-                _task_label(r.task),
-                number(r.n, 0),
-                pct(r.acc_a),
-                pct(r.acc_b),
-                signed_pct(r.diff),
-                ci_text(r.ci_low, r.ci_high, 2),
-                number(r.a_only, 0),
-                number(r.b_only, 0),
-                p_text(r.p_mcnemar),
-            ]
-            for r in part.itertuples()
-        ]
-        parts.append(markdown_table(["task", "n", "a", "b", "a − b", "95 % CI", "only a", "only b", "McNemar p"], body))
-    return "\n".join(parts)
-
-
-def _task_label(task: str) -> str:
-    return AVG if task == AVG else benchmark(str(task)).label
-
-
-def p_text(p: float | None) -> str:
-    if p is None or math.isnan(p):
-        return "–"
-    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
-
 
 # ---------------------------------------------------------------------------------------- budget and scoring
 
@@ -627,32 +427,6 @@ def _budget_x(budget: Any, record_median: float) -> float:
     return float(record_median) if record_median is not None and not math.isnan(record_median) else math.nan
 
 
-def budget_markdown(budget: pd.DataFrame) -> str:
-    if budget.empty:
-        return "# Thinking budget\n\nNo runs.\n"
-    body = [
-        [
-            r.run,
-            _task_label(r.task),
-            "–" if r.budget is None or (isinstance(r.budget, float) and math.isnan(r.budget)) else r.budget,
-            number(r.ignore, 0),
-            pct(r.acc),
-            number(r.thinking_tokens_mean),
-            pct(r.budget_hit_share, 1),
-            number(r.ignore_rounds_mean, 2),
-        ]
-        for r in budget.itertuples()
-    ]
-    return (
-        "# Thinking budget\n\nPer run and task: budget (max_tokens_thinking), ignore rounds allowed "
-        "(thinking_n_ignore), accuracy (%), mean thinking tokens, share of samples that hit the budget (%), "
-        "mean ignore rounds used. Token columns need the m1 models' generation records.\n\n"
-        + markdown_table(
-            ["run", "task", "budget", "ignore", "acc", "thinking tokens", "hit budget %", "ignore rounds"], body
-        )
-    )
-
-
 def scoring_table(loaded: Loaded) -> pd.DataFrame:
     """``acc`` next to ``acc_strict`` and ``no_answer`` per run and task (and the per-run mean over tasks)."""
     columns = ["run", "task", "column", "n", "acc", "acc_strict", "fuzzy_gain", "no_answer"]
@@ -688,26 +462,6 @@ def scoring_table(loaded: Loaded) -> pd.DataFrame:
     result["_task"] = result["task"].map(lambda t: 1 if t == AVG else 0)
     result = result.sort_values(["_run", "_task"], kind="stable").drop(columns=["_run", "_task"])
     return result[columns].reset_index(drop=True)
-
-
-def scoring_markdown(scoring: pd.DataFrame) -> str:
-    body = [
-        [
-            r.run,
-            _task_label(r.task),
-            number(r.n, 0),
-            pct(r.acc),
-            pct(r.acc_strict),
-            signed_pct(r.fuzzy_gain),
-            pct(r.no_answer),
-        ]
-        for r in scoring.itertuples()
-    ]
-    return (
-        "# Scoring: fuzzy fallback\n\nacc (with the fuzzy fallback), acc_strict (exact letter only), their "
-        "difference in points, and the share of samples with no answer (%).\n\n"
-        + markdown_table(["run", "task", "n", "acc", "acc_strict", "fuzzy gain", "no answer"], body)
-    )
 
 
 # ------------------------------------------------------------------------------------------------ leaderboard

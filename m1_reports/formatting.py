@@ -1,0 +1,94 @@
+"""Cell formatting shared by every renderer (Markdown, LaTeX, HTML, the console): percentages, confidence
+intervals, p-values, signed differences, counts, and Markdown / LaTeX escaping.
+
+Accuracies are fractions (0..1) in the frames; these functions show them as percentages, as the paper does.  A
+missing value (None or NaN) is ``–`` where a cell needs a value and ``""`` where it is an addition to one (a
+difference, an interval).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from m1_reports.columns import AVG, benchmark
+
+MISSING = "–"
+
+
+def is_missing(value: Any) -> bool:
+    """None or a float NaN (what pandas and the frames use for "no value")."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    """``0.5234`` -> ``52.34``; missing -> ``–``."""
+    if is_missing(value):
+        return MISSING
+    return f"{100 * value:.{digits}f}"
+
+
+def signed_pct(value: float | None, digits: int = 2) -> str:
+    """A difference in points, signed: ``+1.20`` / ``-0.35``; missing -> ``""``."""
+    if is_missing(value):
+        return ""
+    return f"{100 * value:+.{digits}f}"
+
+
+def ci_text(low: float, high: float, digits: int = 1) -> str:
+    """A confidence interval in percent, ``[48.1, 56.5]``; ``""`` when either bound is missing."""
+    if math.isnan(low) or math.isnan(high):
+        return ""
+    return f"[{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
+
+
+def number(value: Any, digits: int = 1) -> str:
+    """A count (integers as they are) or a mean (``digits`` decimals); missing -> ``–``."""
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    return f"{float(value):.{digits}f}"
+
+
+def p_text(p: float | None) -> str:
+    """A p-value: four decimals, ``<0.0001`` below that; missing -> ``–``."""
+    if p is None or math.isnan(p):
+        return MISSING
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def text_or_missing(value: Any) -> str:
+    """``str(value)``, or ``–`` when missing."""
+    return MISSING if is_missing(value) else str(value)
+
+
+def task_label(task: str) -> str:
+    """The display name of a task row (``Avg`` for the average rows)."""
+    return AVG if task == AVG else benchmark(str(task)).label
+
+
+def markdown_escape(value: Any) -> str:
+    """A Markdown table cell: ``|`` escaped, newlines as spaces."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Text for LaTeX: the ten special characters escaped."""
+    return "".join(_LATEX_SPECIAL.get(char, char) for char in str(text))

@@ -1,0 +1,215 @@
+"""The report's tables as text: Markdown (``table1.md``, ``paired.md``, ``budget_scaling.md``, ``scoring.md``)
+and LaTeX (``table1.tex``).  The frames come from :mod:`m1_reports.tables`, the cell texts from
+:mod:`m1_reports.formatting`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from m1_reports.counts import COUNT_MARK
+from m1_reports.formatting import (
+    ci_text,
+    latex_escape,
+    markdown_escape,
+    number,
+    p_text,
+    pct,
+    signed_pct,
+    task_label,
+    text_or_missing,
+)
+from m1_reports.tables import PAPER, RUN, Table1
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A GitHub Markdown table; ``align`` is one character per column: l, r or c."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    marks = {"l": ":---", "r": "---:", "c": ":---:"}
+    lines = [
+        "| " + " | ".join(markdown_escape(h) for h in headers) + " |",
+        "| " + " | ".join(marks[a] for a in align) + " |",
+    ]
+    lines += ["| " + " | ".join(markdown_escape(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ Table 1
+
+
+def _delta_text(table: Table1, row: str, column: str) -> str:
+    """The signed difference to the baseline in points, or "" (baseline row, or a value missing on either side)."""
+    if table.delta is None or row == table.baseline:
+        return ""
+    return signed_pct(table.delta.at[row, column])
+
+
+def _row_name(table: Table1, row: str, source: str) -> str:
+    name = row + (" †" if source == PAPER else "")
+    if table.is_partial_avg(row):
+        name += " *"
+    return name
+
+
+def table1_markdown(table: Table1) -> str:
+    headers = ["Model", *(table.labels[c] for c in table.columns)]
+    body = []
+    for row, source in zip(table.rows, table.sources, strict=True):
+        cells = [_row_name(table, row, source)]
+        for column in table.columns:
+            value = table.value.at[row, column]
+            text = pct(value)
+            if table.best.at[row, column]:
+                text = f"**{text}**"
+            delta = _delta_text(table, row, column)
+            if delta:
+                text += f" ({delta})"
+            ci = ci_text(table.low.at[row, column], table.high.at[row, column])
+            if ci:
+                text += f" {ci}"
+            cells.append(text + table.count_mark(row, column))
+        body.append(cells)
+    lines = [
+        "# Table 1: accuracy (%)",
+        "",
+        "Columns: the ten benchmarks of the m1 paper's Table 1, their unweighted average (Avg), then other tasks. "
+        "Bold: best in column. [low, high]: 95 % confidence interval (Wilson; Avg: normal)."
+        + (f" (±x.xx): difference to the baseline **{table.baseline}** in points." if table.baseline else ""),
+        "",
+        markdown_table(headers, body),
+    ]
+    if table.notes:
+        lines += [*table.notes, ""]
+    row_notes = [(row, table.row_notes(row)) for row in table.rows if table.row_notes(row)]
+    if row_notes:
+        lines += ["Protocol notes of published rows:", ""]
+        lines += [f"- {row}: {' '.join(notes)}" for row, notes in row_notes]
+        lines.append("")
+    if PAPER in table.sources:
+        lines.append(f"Source of the published rows: {table.citation.text} {table.citation.url}")
+    return "\n".join(lines) + "\n"
+
+
+def table1_latex(table: Table1) -> str:
+    spec = "l" + "r" * len(table.columns)
+    lines = [
+        "% m1-report Table 1 (accuracy, %). Needs \\usepackage{booktabs}.",
+        f"% Published rows (\\dag): {table.citation.text}",
+        "\\begin{tabular}{" + spec + "}",
+        "\\toprule",
+        "Model & " + " & ".join(latex_escape(table.labels[c]) for c in table.columns) + " \\\\",
+        "\\midrule",
+    ]
+    previous = None
+    for row, source in zip(table.rows, table.sources, strict=True):
+        if previous == RUN and source == PAPER:
+            lines.append("\\midrule")
+        previous = source
+        cells = [
+            latex_escape(row) + ("$^\\dag$" if source == PAPER else "") + ("$^*$" if table.is_partial_avg(row) else "")
+        ]
+        for column in table.columns:
+            value = table.value.at[row, column]
+            text = pct(value).replace("–", "--")
+            if table.best.at[row, column]:
+                text = f"\\textbf{{{text}}}"
+            delta = _delta_text(table, row, column).replace("-", "$-$")
+            if delta:
+                text += f" {{\\scriptsize ({delta})}}"
+            ci = ci_text(table.low.at[row, column], table.high.at[row, column])
+            if ci:
+                text += f" {{\\scriptsize {ci}}}"
+            if table.count_note(row, column):
+                text += "\\textsuperscript{\\ddag}"
+            cells.append(text)
+        lines.append(" & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    count_lines = [n for n in table.notes if n.startswith(COUNT_MARK)]
+    if count_lines:
+        note = latex_escape(count_lines[0][len(COUNT_MARK) :].strip())
+        lines += ["", "\\par\\footnotesize\\textsuperscript{\\ddag} " + note]
+    lines.append("")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------- other tables
+
+
+def paired_markdown(paired: pd.DataFrame) -> str:
+    if paired.empty:
+        return "# Paired comparisons\n\nNo two runs share samples files of a task.\n"
+    parts = [
+        "# Paired comparisons",
+        "",
+        "Same documents, two runs: accuracy (%) of a and b, a − b in points with a 95 % bootstrap interval, "
+        "documents only a / only b got right, and the exact McNemar p-value. Avg: mean over the Table 1 tasks.",
+        "",
+    ]
+    for (a_label, b_label), part in paired.groupby(["run_a", "run_b"], sort=False):
+        parts.append(f"## {a_label} vs {b_label}")
+        parts.append("")
+        body = [
+            [
+                task_label(r.task),
+                number(r.n, 0),
+                pct(r.acc_a),
+                pct(r.acc_b),
+                signed_pct(r.diff),
+                ci_text(r.ci_low, r.ci_high, 2),
+                number(r.a_only, 0),
+                number(r.b_only, 0),
+                p_text(r.p_mcnemar),
+            ]
+            for r in part.itertuples()
+        ]
+        parts.append(markdown_table(["task", "n", "a", "b", "a − b", "95 % CI", "only a", "only b", "McNemar p"], body))
+    return "\n".join(parts)
+
+
+def budget_markdown(budget: pd.DataFrame) -> str:
+    if budget.empty:
+        return "# Thinking budget\n\nNo runs.\n"
+    body = [
+        [
+            r.run,
+            task_label(r.task),
+            text_or_missing(r.budget),
+            number(r.ignore, 0),
+            pct(r.acc),
+            number(r.thinking_tokens_mean),
+            pct(r.budget_hit_share, 1),
+            number(r.ignore_rounds_mean, 2),
+        ]
+        for r in budget.itertuples()
+    ]
+    return (
+        "# Thinking budget\n\nPer run and task: budget (max_tokens_thinking), ignore rounds allowed "
+        "(thinking_n_ignore), accuracy (%), mean thinking tokens, share of samples that hit the budget (%), "
+        "mean ignore rounds used. Token columns need the m1 models' generation records.\n\n"
+        + markdown_table(
+            ["run", "task", "budget", "ignore", "acc", "thinking tokens", "hit budget %", "ignore rounds"], body
+        )
+    )
+
+
+def scoring_markdown(scoring: pd.DataFrame) -> str:
+    body = [
+        [
+            r.run,
+            task_label(r.task),
+            number(r.n, 0),
+            pct(r.acc),
+            pct(r.acc_strict),
+            signed_pct(r.fuzzy_gain),
+            pct(r.no_answer),
+        ]
+        for r in scoring.itertuples()
+    ]
+    return (
+        "# Scoring: fuzzy fallback\n\nacc (with the fuzzy fallback), acc_strict (exact letter only), their "
+        "difference in points, and the share of samples with no answer (%).\n\n"
+        + markdown_table(["run", "task", "n", "acc", "acc_strict", "fuzzy gain", "no answer"], body)
+    )

@@ -9,18 +9,19 @@ cache hook (so ``--use_cache`` resumes an interrupted run), per-sample records a
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from lm_eval.api.model import LM
-from lm_eval.utils import hash_string
+from lm_eval.utils import handle_non_serializable, hash_string
 from tqdm import tqdm
 
 from m1_eval.errors import ModelArgsError
 from m1_models.budget_forcing import ForcedRequest
-from m1_models.records import SINK, RecordSink, request_hash
+from m1_models.records import SINK, RecordSink, make_record, request_hash
 from m1_models.scheduling import SCHEDULES, StepEngine, run
 from m1_models.settings import GenerationSettings, parse_gen_kwargs
 
@@ -40,6 +41,11 @@ class HFTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def doc_hash(doc: Any) -> str:
+    """lm-eval's hash of a document, exactly as its evaluator writes ``doc_hash`` into the samples file."""
+    return hash_string(json.dumps(doc, indent=2, default=handle_non_serializable, ensure_ascii=False))
 
 
 def request_seed(base_seed: int, prompt: str) -> int:
@@ -192,15 +198,16 @@ class M1LM(LM):
             text = state.output_text()
             self.cache_hook.add_partial("generate_until", request.args, text)
             self.record_sink.add(
-                {
-                    "task": request.task_name,
-                    "doc_id": request.doc_id,
-                    "prompt_hash": hash_string(request.args[0]),
-                    "request_hash": request_hash(*request.args),
-                    "model": self.model_name,
-                    "schedule": self.schedule,
+                make_record(
+                    task=request.task_name,
+                    doc_id=request.doc_id,
+                    doc_hash=doc_hash(request.doc),
+                    prompt_hash=hash_string(request.args[0]),
+                    request_hash=request_hash(*request.args),
+                    model=self.model_name,
+                    schedule=self.schedule,
                     **_record_fields(state),
-                }
+                )
             )
             progress.update(1)
 
@@ -227,4 +234,4 @@ def _record_fields(state: ForcedRequest) -> dict[str, Any]:
     }
 
 
-__all__ = ["HFTokenizer", "M1LM", "request_seed"]
+__all__ = ["HFTokenizer", "M1LM", "doc_hash", "request_seed"]

@@ -4,7 +4,11 @@ The models add one record per request to :data:`SINK` (keyed by lm-eval task nam
 ``EvaluationTracker`` saves ``samples_<task>_<date>.jsonl``, the start-up hook calls
 :func:`write_records_for_task`, which writes ``m1_generations_<task>_<date>.jsonl`` in the same folder
 (atomically: a temporary file renamed into place).  Reports join them to the samples on
-(task, doc_id, prompt_hash).
+(task, doc_id, prompt_hash), or on lm-eval's own ``doc_hash`` and ``prompt_hash``.
+
+The record schema has its home here: :data:`RECORD_FILE_PREFIX` (with :func:`record_file_name`) and
+:data:`RECORD_SCHEMA` (the fields, in file order, and what each holds); the models build records with
+:func:`make_record` and the reports read them by these names.
 
 Standard library only: the start-up hook imports this module inside lm-eval's process.
 """
@@ -23,7 +27,45 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+#: a task's records are ``m1_generations_<task>_<date>.jsonl``, beside lm-eval's ``samples_<task>_<date>.jsonl``
 RECORD_FILE_PREFIX = "m1_generations_"
+
+#: the fields of one record (one JSON line per request), in file order, and what each holds
+RECORD_SCHEMA: dict[str, str] = {
+    "task": "lm-eval task name",
+    "doc_id": "the document's id, as in the samples file",
+    "doc_hash": "lm-eval's hash of the document: the samples' doc_hash",
+    "prompt_hash": "lm-eval's hash of the prompt: the samples' prompt_hash",
+    "request_hash": "sha256 of the prompt and the gen_kwargs (its key in the --use_cache database)",
+    "model": "the model_arg pretrained",
+    "schedule": "continuous or rounds",
+    "forced": "whether budget forcing ran (max_tokens_thinking given)",
+    "budget": "the thinking budget in tokens (null without forcing)",
+    "prompt_tokens": "tokens of the prompt",
+    "thinking_tokens": "tokens of the thinking, appended ignore strings included",
+    "answer_tokens": "tokens of the answer (of the whole generation without forcing)",
+    "ignore_rounds": "early ends of thinking suppressed",
+    "budget_hit": "whether the thinking ran out of budget",
+    "finish_reasons": "one per engine call, as the engine reported it (stop, length, ...)",
+    "thinking_text": "the thinking as generated (without thinking_start)",
+    "answer_text": "the answer as generated (the whole generation without forcing)",
+}
+RECORD_FIELDS: tuple[str, ...] = tuple(RECORD_SCHEMA)
+
+
+def record_file_name(task: str, date_id: str) -> str:
+    """The name of a task's records file (lm-eval's ``date_id`` is the samples file's suffix)."""
+    return f"{RECORD_FILE_PREFIX}{task}_{date_id}.jsonl"
+
+
+def make_record(**fields: Any) -> dict[str, Any]:
+    """A record with exactly the fields of :data:`RECORD_SCHEMA`, in its order (a missing or unknown field is a
+    programming error, raised as ``TypeError``)."""
+    missing = [name for name in RECORD_FIELDS if name not in fields]
+    unknown = [name for name in fields if name not in RECORD_SCHEMA]
+    if missing or unknown:
+        raise TypeError(f"m1 record fields: missing {missing}, unknown {unknown} (see RECORD_SCHEMA)")
+    return {name: fields[name] for name in RECORD_FIELDS}
 
 
 def request_hash(context: str, gen_kwargs: Any) -> str:
@@ -109,8 +151,10 @@ def write_records_for_task(tracker: Any, task_name: str, samples: list[dict[str,
     """Write the task's records beside its samples file, with the samples' document ids.
 
     The models know a request's position among the evaluated documents (lm-eval's ``Instance.doc_id``); the
-    samples file carries the document's id in the dataset, which differs under ``--samples``.  Samples come in
-    position order, so position ``k`` is the ``k``-th document id of the samples.
+    samples file carries the document's id in the dataset, which differs under ``--samples``.  A record takes the
+    id of the sample with its ``doc_hash`` and ``prompt_hash`` (lm-eval's hashes of the document and prompt);
+    where those do not name one sample (two identical documents, a record without ``doc_hash``), its position:
+    samples come in position order, so position ``k`` is the ``k``-th document id of the samples.
     """
     records = SINK.pop(task_name)
     positions = list(dict.fromkeys(sample.get("doc_id") for sample in samples))
@@ -125,13 +169,20 @@ def write_records_for_task(tracker: Any, task_name: str, samples: list[dict[str,
         if request is not None and request not in have and (recovered := SINK.recover(task_name, request)):
             records.append({**recovered, "doc_id": position})
             have.add(request)
+    by_hashes: dict[tuple[Any, Any], set[Any]] = defaultdict(set)
+    for sample in samples:
+        by_hashes[(sample.get("doc_hash"), sample.get("prompt_hash"))].add(sample.get("doc_id"))
     for record in records:
-        if isinstance(record.get("doc_id"), int) and 0 <= record["doc_id"] < len(positions):
+        key = (record.get("doc_hash"), record.get("prompt_hash"))
+        exact = by_hashes.get(key, ()) if key[0] else ()
+        if len(exact) == 1:
+            record["doc_id"] = next(iter(exact))
+        elif isinstance(record.get("doc_id"), int) and 0 <= record["doc_id"] < len(positions):
             record["doc_id"] = positions[record["doc_id"]]
     folder = samples_dir(tracker)
     if not records or folder is None:
         return None
-    path = write_records(folder / f"{RECORD_FILE_PREFIX}{task_name}_{tracker.date_id}.jsonl", records)
+    path = write_records(folder / record_file_name(task_name, tracker.date_id), records)
     logger.info("m1-eval: wrote %d generation records to %s", len(records), path)
     return path
 

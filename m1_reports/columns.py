@@ -1,52 +1,44 @@
-"""The benchmarks: lm-eval task names, the paper's Table 1 columns, their order and sizes."""
+"""The report's columns: the benchmarks of :mod:`m1_tasks.benchmarks` (the one registry: task names, Table 1
+columns and their order, labels, paper counts) as the report shows them, plus any task a run has besides."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from m1_tasks import benchmarks as registry
+
 
 @dataclass(frozen=True)
 class Benchmark:
+    """A column of the report: a registry benchmark (in one prompt variant), or any other task of a run."""
+
     task: str  # lm-eval task name
     column: str  # column name in paper_table1.csv and in table1.csv
     label: str  # display name
-    size: int | None  # documents in the full benchmark (used for confidence intervals of published rows)
+    size: int | None  # documents the paper evaluated (used for confidence intervals of published rows)
 
 
-TABLE1: tuple[Benchmark, ...] = (
-    Benchmark("m1_medmcqa", "MedMCQA", "MedMCQA", 4183),
-    Benchmark("m1_medqa", "MedQA", "MedQA", 1273),
-    Benchmark("m1_pubmedqa", "PubMedQA", "PubMedQA", 1000),
-    Benchmark("m1_mmlu_pro_med", "MMLU-Pro", "MMLU-Pro", 1535),
-    Benchmark("m1_gpqa_med", "GPQA", "GPQA", 390),
-    Benchmark("m1_lancet", "Lancet", "Lancet", 412),
-    Benchmark("m1_medbullets_op4", "MedBullets_op4", "MedBullets op4", 308),
-    Benchmark("m1_medbullets_op5", "MedBullets_op5", "MedBullets op5", 308),
-    Benchmark("m1_medxpertqa", "MedXpertQA", "MedXpertQA", 1449),
-    Benchmark("m1_nejm", "NEJM", "NEJM", 603),
-)
-EXTRA: tuple[Benchmark, ...] = (
-    Benchmark("m1_hle", "HLE", "HLE", 102),
-    Benchmark("m1_demo", "demo", "demo", None),
-)
+def _column(bench: registry.Benchmark) -> Benchmark:
+    return Benchmark(bench.task, bench.column, bench.label, bench.paper_count)
+
+
+TABLE1: tuple[Benchmark, ...] = tuple(_column(b) for b in registry.TABLE1)
+EXTRA: tuple[Benchmark, ...] = tuple(_column(b) for b in registry.BENCHMARKS if not b.table1)
 AVG = "Avg"
-GROUPS = frozenset({"m1_table1", "m1_huatuo", "m1_hard"})
 
 _BY_TASK = {b.task: b for b in TABLE1 + EXTRA}
 _BY_COLUMN = {b.column: b for b in TABLE1 + EXTRA}
 TABLE1_TASKS = tuple(b.task for b in TABLE1)
 TABLE1_COLUMNS = tuple(b.column for b in TABLE1)
 
-
-COT_SUFFIX = "_cot"  # the paper's "+CoT" prompt variants of the tasks (m1_medqa_cot, ...)
+COT_SUFFIX = registry.COT_SUFFIX  # the paper's "+CoT" prompt variants of the tasks (m1_medqa_cot, ...)
 
 
 def base_task(task: str) -> str:
     """``m1_medqa_cot`` -> ``m1_medqa`` (a known task's CoT variant); any other name unchanged."""
-    if task.endswith(COT_SUFFIX) and task[: -len(COT_SUFFIX)] in _BY_TASK:
-        return task[: -len(COT_SUFFIX)]
-    return task
+    base, _ = registry.split_variant(task)
+    return base if base in _BY_TASK else task
 
 
 def is_cot(task: str) -> bool:
@@ -59,7 +51,8 @@ def benchmark(task: str) -> Benchmark:
     if known is None:
         return Benchmark(task, task, task, None)
     if is_cot(task):
-        return Benchmark(task, known.column, f"{known.label} (CoT)", known.size)
+        _, variant = registry.split_variant(task)
+        return Benchmark(task, known.column, known.label + registry.VARIANTS[variant].label_suffix, known.size)
     return known
 
 

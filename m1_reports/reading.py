@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from m1_models.budget_forcing import PRESETS
+from m1_models.records import RECORD_FILE_PREFIX as GENERATIONS_PREFIX
+from m1_models.settings import PRESETS
 from m1_reports.errors import ReportInputError, located
 from m1_reports.naming import BUDGET_KEY, IGNORE_KEY, budget_of, ignore_of, parse_gen_kwargs
 from m1_reports.rescoring import Rescored
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 SUPPORTED_LM_EVAL_VERSIONS = ("0.4.13",)
 RESULTS_PREFIX = "results_"
 SAMPLES_PREFIX = "samples_"
-GENERATIONS_PREFIX = "m1_generations_"
 # The budget-forcing presets' thinking starts (longest first), stripped from the thinking shown in the browser.
 THINK_STARTS = tuple(
     sorted({str(p["thinking_start"]) for p in PRESETS.values() if p.get("thinking_start")}, key=len, reverse=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from m1_reports.columns import base_task
 from m1_reports.reading import TaskResult
-from m1_tasks.data import DEMO_SOURCE, EXPECTED_COUNTS, TASK_SOURCES
+from m1_tasks.benchmarks import DEMO_SOURCE, EXPECTED_COUNTS, TASK_SOURCES
 
 # Task version from which the m1 tasks score m1's ``answer_prefix + answer`` (the answer marker included).
 MARKER_SCORER_VERSION = 2.0

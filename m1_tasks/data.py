@@ -18,6 +18,7 @@ count differs from the paper's is logged as a WARNING with both numbers.  Every 
 :class:`M1DataError` with one line naming the file, source, record index or field, and the fix.
 
 The parsed file and each source's checked records are cached per path, so a run of ten tasks reads the file once.
+Which sources the tasks read and how many records the paper evaluated of each: :mod:`m1_tasks.benchmarks`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from m1_eval.errors import M1DataError
+from m1_tasks.benchmarks import EXPECTED_COUNTS, task_of_source
 from m1_tasks.prompt import PLAIN, normalize_variant, options_rows
 
 # A child of lm-eval's logger: under the ``lm_eval`` command these lines appear with lm-eval's own (INFO by
@@ -44,48 +46,7 @@ HF_REPO_ID = "UCSC-VLAA/m1_eval_data"
 HF_FILENAME = "m1_eval_data.json"
 EXPECTED_MD5 = "fe50ce67a958cfa9bc958a51b2502e57"
 
-DEMO_SOURCE = "m1_demo"
 DEMO_FILE = Path(__file__).resolve().parent / "demo_data" / "m1_demo.json"
-
-#: lm-eval task name -> source key in m1_eval_data.json
-TASK_SOURCES: dict[str, str] = {
-    "m1_medmcqa": "MedMCQA_validation",
-    "m1_medqa": "MedQA_USLME_test",
-    "m1_pubmedqa": "PubMedQA_test",
-    "m1_mmlu_pro_med": "MMLU-Pro_Medical_test",
-    "m1_gpqa_med": "GPQA_Medical_test",
-    "m1_lancet": "Lancet",
-    "m1_medbullets_op4": "MedBullets_op4",
-    "m1_medbullets_op5": "MedBullets_op5",
-    "m1_medxpertqa": "MedXpertQA",
-    "m1_nejm": "NEJM",
-    "m1_hle": "HumanityLastExam",
-}
-
-#: records per source in the official file, all of which m1's evaluation script scores (the paper's counts)
-EXPECTED_COUNTS: dict[str, int] = {
-    "MedMCQA_validation": 4183,
-    "MedQA_USLME_test": 1273,
-    "PubMedQA_test": 1000,
-    "MMLU-Pro_Medical_test": 1535,
-    "GPQA_Medical_test": 390,
-    "Lancet": 412,
-    "MedBullets_op4": 308,
-    "MedBullets_op5": 308,
-    "MedXpertQA": 1449,
-    "NEJM": 603,
-    "HumanityLastExam": 103,  # not in Table 1; the official file's count (one answer/option mismatch kept)
-}
-
-#: group name -> member tasks (the YAMLs in task_yamls/ list the same)
-GROUPS: dict[str, list[str]] = {
-    "m1_table1": [
-        "m1_medmcqa", "m1_medqa", "m1_pubmedqa", "m1_mmlu_pro_med", "m1_gpqa_med",
-        "m1_lancet", "m1_medbullets_op4", "m1_medbullets_op5", "m1_medxpertqa", "m1_nejm",
-    ],
-    "m1_huatuo": ["m1_medmcqa", "m1_medqa", "m1_pubmedqa", "m1_mmlu_pro_med", "m1_gpqa_med"],
-    "m1_hard": ["m1_lancet", "m1_medbullets_op4", "m1_medbullets_op5", "m1_medxpertqa", "m1_nejm", "m1_hle"],
-}
 
 RECORD_FIELDS = ("question", "options", "answer", "answer_idx")
 
@@ -195,12 +156,6 @@ def _parse_file(path: str, mtime_ns: int, size: int, expected_md5: str | None, o
     return data
 
 
-def load_eval_data(data: str | os.PathLike | None = None) -> dict[str, list]:
-    """The whole file as parsed (shared and cached: do not mutate)."""
-    file = resolve_data_file(data)
-    return _parse_file(*_stat_key(file.path), file.expected_md5, file.origin)
-
-
 def _check_record(record: Any, index: int, source: str, path: str) -> dict[str, Any]:
     where = f"record {index} of source {source!r} in {path}"
     if not isinstance(record, dict):
@@ -235,11 +190,6 @@ def _check_record(record: Any, index: int, source: str, path: str) -> dict[str, 
 DROP_MISMATCHED_KEY = "drop_mismatched"
 
 
-def task_of(source: str) -> str:
-    """The lm-eval task name of a source key (the source itself when no task reads it)."""
-    return next((task for task, key in TASK_SOURCES.items() if key == source), source)
-
-
 @functools.lru_cache(maxsize=64)
 def _source_records(path: str, mtime_ns: int, size: int, expected_md5: str | None, origin: str,
                     source: str, drop_mismatched: bool = False) -> tuple[tuple[dict[str, Any], ...], tuple[int, ...]]:
@@ -267,20 +217,20 @@ def _source_records(path: str, mtime_ns: int, size: int, expected_md5: str | Non
         if official:
             logger.info("m1 data: %s (task %s): %d record(s) whose answer text differs from options[answer_idx] "
                         "kept, as m1's evaluation scores every record of the official file: index %s",
-                        source, task_of(source), len(mismatched), indices)
+                        source, task_of_source(source), len(mismatched), indices)
         elif drop:
             logger.warning("m1 data: %s (task %s): dropped %d record(s) whose answer text differs from "
-                           "options[answer_idx] (%s): index %s; %d left", source, task_of(source), len(mismatched),
+                           "options[answer_idx] (%s): index %s; %d left", source, task_of_source(source), len(mismatched),
                            DROP_MISMATCHED_KEY, indices, len(kept))
         else:
             logger.warning("m1 data: %s (task %s): %d record(s) whose answer text differs from options[answer_idx] "
                            "in %s: index %s; kept and scored against answer_idx (to drop them: --metadata "
-                           "'{\"%s\": true}')", source, task_of(source), len(mismatched), path, indices,
+                           "'{\"%s\": true}')", source, task_of_source(source), len(mismatched), path, indices,
                            DROP_MISMATCHED_KEY)
     expected = EXPECTED_COUNTS.get(source)
     if expected is not None and len(kept) != expected:
         logger.warning("m1 data: %s (task %s): %d documents, the paper evaluated %d (from %s)",
-                       source, task_of(source), len(kept), expected, origin)
+                       source, task_of_source(source), len(kept), expected, origin)
     return tuple(kept), tuple(mismatched)
 
 

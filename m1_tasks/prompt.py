@@ -21,12 +21,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from m1_eval.errors import M1PromptError
+from m1_tasks.benchmarks import COT, PLAIN  # the prompt variants (their task names too) are the registry's
 
 PROMPT_ENV = "M1_PROMPT"
 PROMPT_METADATA_KEY = "prompt"
 
-PLAIN = "plain"
-COT = "cot"
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 INSTRUCTIONS: dict[str, str] = {

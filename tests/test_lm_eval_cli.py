@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 
-from tests import conftest
-from tests.conftest import read_jsonl, run_lm_eval
+from tests import helpers
+from tests.helpers import read_jsonl, run_lm_eval
 
 QUESTIONS = [
     ("Which organ produces insulin?", {"A": "liver", "B": "pancreas", "C": "kidney", "D": "spleen"}, "B"),
@@ -20,7 +20,7 @@ QUESTIONS = [
 
 def write_local_task(folder):
     prompts = [q + "\n" + "\n".join(f"{k}. {v}" for k, v in o.items()) for q, o, _ in QUESTIONS * 2]
-    conftest.write_local_task(folder, "m1_e2e_local", prompts, {"until": [], "max_gen_toks": 64})
+    helpers.write_local_task(folder, "m1_e2e_local", prompts, {"until": [], "max_gen_toks": 64})
 
 
 def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, tmp_path):
@@ -63,6 +63,7 @@ def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, tmp_path):
     for sample in samples:
         text = sample["resps"][0][0]
         record = records[(sample["doc_id"], sample["prompt_hash"])]
+        assert record["doc_hash"] == sample["doc_hash"]  # lm-eval's own hash of the document joins them exactly
         assert text.startswith("<|im_start|>think\n") and "<|im_start|>answer" in text
         thinking = text[len("<|im_start|>think\n") :].rpartition("<|im_start|>answer")[0]
         assert len(tokenizer(thinking.rstrip("\n"), add_special_tokens=False)["input_ids"]) <= budget

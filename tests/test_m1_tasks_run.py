@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import PARTIAL, REPO, read_jsonl, run_lm_eval
+from tests.helpers import PARTIAL, REPO, read_jsonl, run_lm_eval
 
 TABLE1 = [
     "m1_medmcqa", "m1_medqa", "m1_pubmedqa", "m1_mmlu_pro_med", "m1_gpqa_med",

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from m1_models.records import SINK, record_key, request_hash, write_records_for_task
-from tests.conftest import read_jsonl
+import pytest
+
+from m1_models.records import (
+    RECORD_FIELDS,
+    SINK,
+    make_record,
+    record_key,
+    request_hash,
+    write_records_for_task,
+)
+from tests.helpers import read_jsonl
 
 
 def tracker(tmp_path):
@@ -46,3 +55,29 @@ def test_records_take_the_samples_document_ids_and_come_back_from_the_cache(tmp_
     finally:
         SINK.attach_store(None)
         SINK.clear()
+
+
+def test_records_join_the_samples_by_lm_evals_doc_hash(tmp_path):
+    """A record takes the document id of the sample with its doc_hash and prompt_hash, whatever its position."""
+    SINK.clear()
+    try:
+        SINK.add({"task": "t", "doc_id": 0, "doc_hash": "d3", "prompt_hash": "h3", "request_hash": "r3", "n": 3})
+        SINK.add({"task": "t", "doc_id": 1, "doc_hash": "d7", "prompt_hash": "h7", "request_hash": "r7", "n": 7})
+        samples = [  # positions would say 0 -> 7 and 1 -> 3: the hashes say otherwise
+            {"doc_id": 7, "doc_hash": "d7", "prompt_hash": "h7", "arguments": [("p7", {})]},
+            {"doc_id": 3, "doc_hash": "d3", "prompt_hash": "h3", "arguments": [("p3", {})]},
+        ]
+        path = write_records_for_task(tracker(tmp_path), "t", samples)
+        assert [(r["doc_id"], r["n"]) for r in read_jsonl(path)] == [(3, 3), (7, 7)]
+    finally:
+        SINK.clear()
+
+
+def test_make_record_has_exactly_the_schema_fields_in_order():
+    values = {name: None for name in reversed(RECORD_FIELDS)}
+    assert list(make_record(**values)) == list(RECORD_FIELDS)
+    assert {"doc_hash", "prompt_hash", "request_hash", "thinking_tokens"} <= set(RECORD_FIELDS)
+    with pytest.raises(TypeError, match="missing \\['doc_hash'\\]"):
+        make_record(**{k: v for k, v in values.items() if k != "doc_hash"})
+    with pytest.raises(TypeError, match="unknown \\['extra'\\]"):
+        make_record(**values, extra=1)

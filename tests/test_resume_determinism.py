@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LM_EVAL, read_jsonl, run_lm_eval, write_local_task
+from tests.helpers import LM_EVAL, read_jsonl, run_lm_eval, write_local_task
 
 N_GREEDY = 40
 N_SAMPLED = 8

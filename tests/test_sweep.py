@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from m1_eval.sweep import Setting, SweepError, is_complete, parse_settings
-from tests.conftest import read_jsonl, run_lm_eval
+from tests.helpers import read_jsonl, run_lm_eval
 from tests.test_resume_determinism import cached_responses
 
 M1_SWEEP = str(Path(sys.executable).with_name("m1-sweep"))

@@ -16,8 +16,9 @@ import pytest
 
 from m1_eval.errors import M1UserError
 from m1_tasks import data, prompt, task_utils
-from m1_tasks.data import EXPECTED_COUNTS, M1DataError
-from tests.conftest import PARTIAL, needs_partial
+from m1_tasks.benchmarks import EXPECTED_COUNTS
+from m1_tasks.data import M1DataError
+from tests.helpers import PARTIAL, needs_partial
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

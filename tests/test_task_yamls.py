@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from m1_tasks import data, prompt
-from m1_tasks.data import EXPECTED_COUNTS, GROUPS, TASK_SOURCES
+from m1_tasks.benchmarks import EXPECTED_COUNTS, GROUPS, TASK_SOURCES
 from m1_tasks.paths import task_dir
-from tests.conftest import PARTIAL, needs_partial
+from tests.helpers import PARTIAL, needs_partial
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TASKS = list(TASK_SOURCES)
@@ -195,3 +195,47 @@ def test_a_missing_source_fails_the_task_with_the_data_error(tmp_path, monkeypat
     assert len(list(build(["m1_nejm"])["m1_nejm"].test_docs())) == 3
     with pytest.raises(data.M1DataError, match=r"source 'MedQA_USLME_test' is not in .*only_lancet_nejm\.json"):
         build(["m1_medqa"])
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+
+def test_yamls_are_what_the_registry_generates():
+    """task_yamls/ holds exactly the files `python -m m1_tasks.generate_yamls` writes from m1_tasks.benchmarks."""
+    from m1_tasks.generate_yamls import differences
+
+    assert differences(task_dir()) == []
+
+
+def test_base_config_matches_what_the_generated_groups_aggregate():
+    from lm_eval.tasks._yaml_loader import load_yaml as lm_eval_load_yaml
+
+    from m1_tasks.generate_yamls import AGGREGATED_METRICS, BASE_CONFIG, GROUP_VERSION
+
+    base = lm_eval_load_yaml(task_dir() / BASE_CONFIG, resolve_func=False)
+    assert tuple(m["metric"] for m in base["metric_list"]) == AGGREGATED_METRICS
+    assert float(base["metadata"]["version"]) == float(GROUP_VERSION)
+
+
+def test_registry_is_consistent_and_feeds_the_data_loader_and_the_report():
+    from m1_reports import columns, suite
+    from m1_tasks import benchmarks
+
+    assert [b.task for b in benchmarks.TABLE1] == list(GROUPS["m1_table1"])
+    assert all(group in GROUPS for b in benchmarks.BENCHMARKS for group in b.groups)
+    assert len({b.task for b in benchmarks.BENCHMARKS}) == len({b.source for b in benchmarks.BENCHMARKS}) == len(
+        benchmarks.BENCHMARKS
+    )
+    assert [(c.task, c.column, c.label, c.size) for c in columns.TABLE1] == [
+        (b.task, b.column, b.label, b.paper_count) for b in benchmarks.TABLE1
+    ]
+    assert columns.by_column("HLE").size == EXPECTED_COUNTS["HumanityLastExam"] == 103
+    assert columns.benchmark("m1_medbullets_op4_cot").label == "MedBullets op4 (CoT)"
+    for bench in benchmarks.BENCHMARKS:
+        for variant in benchmarks.VARIANTS:
+            task = bench.task_for(variant)
+            assert benchmarks.split_variant(task) == (bench.task, variant)
+            assert suite.source_of(task) == bench.source and suite.paper_count(task) == bench.paper_count
+    assert benchmarks.split_variant("m1_table1_cot") == ("m1_table1", "cot")
+    assert benchmarks.split_variant("my_task_cot") == ("my_task_cot", "plain")
+    assert set(benchmarks.all_task_names()) == set(task_manager().all_tasks)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from m1_reports.average import average_label
 from m1_reports.columns import AVG, benchmark
 
 MISSING = "–"
@@ -65,9 +66,10 @@ def text_or_missing(value: Any) -> str:
     return MISSING if is_missing(value) else str(value)
 
 
-def task_label(task: str) -> str:
-    """The display name of a task row (``Avg`` for the average rows)."""
-    return AVG if task == AVG else benchmark(str(task)).label
+def task_label(task: str, avg_benchmarks: Any = None) -> str:
+    """The display name of a task row; an average row is ``Avg``, or ``Avg (3 of 10)`` over fewer than the ten
+    benchmarks (``avg_benchmarks``: the row's count, :mod:`m1_reports.average`)."""
+    return average_label(avg_benchmarks) if task == AVG else benchmark(str(task)).label
 
 
 def markdown_escape(value: Any) -> str:

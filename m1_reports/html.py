@@ -130,7 +130,7 @@ def _paired_view(paired: pd.DataFrame) -> list[dict[str, Any]]:
     for (a_label, b_label), part in paired.groupby(["run_a", "run_b"], sort=False):
         rows = [
             {
-                "task": task_label(r.task),
+                "task": task_label(r.task, r.avg_benchmarks),
                 "n": number(r.n, 0),
                 "acc_a": pct(r.acc_a),
                 "acc_b": pct(r.acc_b),
@@ -151,7 +151,7 @@ def _budget_view(budget: pd.DataFrame) -> list[dict[str, str]]:
     return [
         {
             "run": r.run,
-            "task": task_label(r.task),
+            "task": task_label(r.task, r.avg_benchmarks),
             "budget": text_or_missing(r.budget),
             "ignore": number(r.ignore, 0),
             "acc": pct(r.acc),
@@ -168,7 +168,7 @@ def _scoring_view(scoring: pd.DataFrame) -> list[dict[str, str]]:
     return [
         {
             "run": r.run,
-            "task": task_label(r.task),
+            "task": task_label(r.task, r.avg_benchmarks),
             "n": number(r.n, 0),
             "acc": pct(r.acc),
             "acc_strict": pct(r.acc_strict),

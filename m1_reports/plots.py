@@ -31,7 +31,8 @@ def budget_figure(budget: pd.DataFrame):
     points = budget.dropna(subset=["budget_x", "acc"]) if len(budget) else budget
     tasks = [t for t in order_tasks(set(points["task"]) - {AVG})] if len(points) else []
     # an average of one task is that task: draw it once
-    panels = ([AVG, *tasks] if len(tasks) > 1 else tasks or [AVG]) if len(points) else []
+    averaged = len(points) > 0 and AVG in set(points["task"])
+    panels = ([AVG, *tasks] if len(tasks) > 1 and averaged else tasks or [AVG]) if len(points) else []
     if not panels:
         figure = Figure(figsize=(6.4, 2.4))
         axes = figure.subplots()

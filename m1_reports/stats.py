@@ -39,7 +39,7 @@ def mean_of_proportions(ps: Sequence[float], ns: Sequence[float | None], z: floa
     values = [p for p in ps if p is not None and not math.isnan(p)]
     if not values or len(values) != len(ps):
         return math.nan, math.nan, math.nan
-    mean = sum(values) / len(values)
+    mean = float(np.mean(values))  # numpy's arithmetic, as pandas' mean in the other tables
     if any(n is None or not n or (isinstance(n, float) and math.isnan(n)) for n in ns):
         return mean, math.nan, math.nan
     variance = sum(p * (1 - p) / n for p, n in zip(ps, ns, strict=True)) / len(values) ** 2

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from m1_reports.columns import AVG, TABLE1, TABLE1_COLUMNS, benchmark, by_column, is_table1, order_tasks
+from m1_reports.average import Average, table1_average
+from m1_reports.columns import AVG, TABLE1, TABLE1_COLUMNS, benchmark, by_column, order_tasks
 from m1_reports.counts import COUNT_MARK, CountNote
 from m1_reports.errors import ReportInputError
 from m1_reports.frames import Loaded, group_positions
@@ -52,7 +53,7 @@ class Table1:
     best: pd.DataFrame  # bool
     delta: pd.DataFrame | None  # value - baseline value (fractions)
     baseline: str | None
-    avg_counts: dict[str, int]  # row -> how many of the ten benchmarks its Avg covers
+    averages: dict[str, Average]  # row -> its Avg (m1_reports.average: which of the ten benchmarks it covers)
     citation: Citation
     notes: list[str] = field(default_factory=list)
     counts: dict[tuple[str, str], CountNote] = field(default_factory=dict)  # (row, column) -> count note
@@ -68,7 +69,8 @@ class Table1:
         return reference_notes(name) if name is not None else []
 
     def is_partial_avg(self, row: str) -> bool:
-        return 0 < self.avg_counts.get(row, 0) < len(TABLE1)
+        average = self.averages.get(row)
+        return average is not None and average.partial
 
     def count_note(self, row: str, column: str) -> str:
         """Why the cell is marked ``‡`` (its documents differ from the paper's), or ""."""
@@ -133,7 +135,7 @@ def build_table1(
     lows: dict[str, dict[str, float]] = {}
     highs: dict[str, dict[str, float]] = {}
     ns: dict[str, dict[str, float]] = {}
-    avg_counts: dict[str, int] = {}
+    averages: dict[str, Average] = {}
 
     def add_row(name: str, source: str, cells: dict[str, tuple[float, float | None]], published_avg: float | None):
         rows.append(name)
@@ -143,10 +145,11 @@ def build_table1(
             row_v[column] = p
             row_n[column] = float(n) if n else math.nan
             row_l[column], row_h[column] = wilson_interval(p, n)
-        present = [c for c in TABLE1_COLUMNS if c in cells and not math.isnan(cells[c][0])]
-        avg_counts[name] = len(present)
-        if present:
-            mean, low, high = mean_of_proportions([cells[c][0] for c in present], [cells[c][1] for c in present])
+        average = averages[name] = table1_average({column: p for column, (p, _) in cells.items()})
+        present = average.columns
+        if average.exists:
+            _, low, high = mean_of_proportions([cells[c][0] for c in present], [cells[c][1] for c in present])
+            mean = average.value
             if published_avg is not None and not math.isnan(published_avg):
                 low, high = low + (published_avg - mean), high + (published_avg - mean)
                 mean = published_avg
@@ -187,7 +190,7 @@ def build_table1(
     delta = None
     if base_name is not None:
         delta = value.sub(value.loc[base_name], axis=1)
-    if any(0 < avg_counts.get(r, 0) < len(TABLE1) for r in rows):
+    if any(average.partial for average in averages.values()):
         notes.append("* Avg over the benchmarks this run evaluated, not all ten.")
     counts = {(note.run, note.column): note for note in count_notes if note.run in run_labels}
     if counts:
@@ -211,7 +214,7 @@ def build_table1(
         best=best,
         delta=delta,
         baseline=base_name,
-        avg_counts=avg_counts,
+        averages=averages,
         citation=citation,
         notes=notes,
         counts=counts,
@@ -254,12 +257,13 @@ def paired_table(
     loaded: Loaded, pairs: list[tuple[str, str]], *, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0
 ) -> pd.DataFrame:
     """Per pair (a, b) and task: accuracy of a and b on the common documents, a - b with a bootstrap 95 % CI,
-    the discordant counts and the exact McNemar p-value; plus an ``Avg`` row (mean over the Table 1 tasks both
-    runs have, bootstrapped by resampling within each task)."""
+    the discordant counts and the exact McNemar p-value; plus an ``Avg`` row (:func:`table1_average` over the
+    Table 1 columns both runs fill, bootstrapped by resampling within each task; ``avg_benchmarks``: how many)."""
     columns = [
         "run_a", "run_b", "task", "column", "n", "acc_a", "acc_b", "diff", "ci_low", "ci_high",
-        "a_only", "b_only", "both", "neither", "p_mcnemar",
+        "a_only", "b_only", "both", "neither", "p_mcnemar", "avg_benchmarks",
     ]  # fmt: skip
+    filled = _filled_columns(loaded)
     samples = loaded.samples
     rows = []
     labels = loaded.labels
@@ -272,9 +276,7 @@ def paired_table(
                 raise ReportInputError(f"--pair names {label!r}, which is not a run", hint=f"runs: {', '.join(labels)}")
         if a_label == b_label:
             raise ReportInputError(f"--pair compares {a_label!r} with itself", hint="name two different runs")
-        table1_replicates = []
-        table1_diffs = []
-        table1_n = 0
+        by_column: dict[str, tuple[float, float, int, np.ndarray]] = {}  # Table 1 column -> acc_a, acc_b, n, replicates
         a_tasks = {task for (label, task) in positions if label == a_label}
         b_tasks = {task for (label, task) in positions if label == b_label}
         for task in order_tasks(a_tasks & b_tasks):
@@ -298,23 +300,24 @@ def paired_table(
                     "both": result.both,
                     "neither": result.neither,
                     "p_mcnemar": result.p_value,
+                    "avg_benchmarks": None,
                 }
             )
-            if is_table1(task) and result.n:
-                table1_replicates.append(replicates)
-                table1_diffs.append((result.acc_a, result.acc_b))
-                table1_n += result.n
-        if table1_diffs:
-            acc_a = float(np.mean([d[0] for d in table1_diffs]))
-            acc_b = float(np.mean([d[1] for d in table1_diffs]))
-            low, high = percentile_interval(np.mean(np.vstack(table1_replicates), axis=0))
+            column = filled.get((a_label, task))
+            if result.n and column in TABLE1_COLUMNS and column == filled.get((b_label, task)):
+                by_column[column] = (result.acc_a, result.acc_b, result.n, replicates)
+        average_a = table1_average({column: value[0] for column, value in by_column.items()})
+        if average_a.exists:
+            chosen = [by_column[column] for column in average_a.columns]
+            acc_a, acc_b = average_a.value, table1_average({c: v[1] for c, v in by_column.items()}).value
+            low, high = percentile_interval(np.mean(np.vstack([value[3] for value in chosen]), axis=0))
             rows.append(
                 {
                     "run_a": a_label,
                     "run_b": b_label,
                     "task": AVG,
                     "column": AVG,
-                    "n": table1_n,
+                    "n": sum(value[2] for value in chosen),
                     "acc_a": acc_a,
                     "acc_b": acc_b,
                     "diff": acc_a - acc_b,
@@ -325,9 +328,19 @@ def paired_table(
                     "both": None,
                     "neither": None,
                     "p_mcnemar": math.nan,
+                    "avg_benchmarks": average_a.count,
                 }
             )
     return pd.DataFrame(rows, columns=columns)
+
+
+def _filled_columns(loaded: Loaded) -> dict[tuple[str, str], str]:
+    """(run, task) -> the Table 1 column the task fills in that run (a CoT variant beside its base task fills a
+    column of its own)."""
+    run_tasks = loaded.run_tasks
+    if run_tasks.empty:
+        return {}
+    return {(str(r.run), str(r.task)): str(r.column) for r in run_tasks[["run", "task", "column"]].itertuples()}
 
 
 def _paired_scores(
@@ -354,13 +367,15 @@ def series_label(model: str, ignore: Any) -> str:
 
 
 def budget_table(loaded: Loaded) -> pd.DataFrame:
-    """Per run and task (and ``Avg`` per run): budget, accuracy, mean thinking/answer tokens, share of samples
-    that hit the budget, ignore rounds used.  ``budget_x`` is the numeric budget (``auto``: the median of the
-    per-request budgets in the generation records)."""
+    """Per run and task (and ``Avg`` per run, :func:`table1_average`): budget, accuracy, mean thinking/answer
+    tokens, share of samples that hit the budget, ignore rounds used.  ``budget_x`` is the numeric budget
+    (``auto``: the median of the per-request budgets in the generation records).  The Avg row's token columns
+    pool the samples of the benchmarks its accuracy averages."""
     run_tasks = loaded.run_tasks
     out_columns = [
         "run", "model", "series", "task", "column", "budget", "budget_x", "ignore", "acc", "n",
         "thinking_tokens_mean", "answer_tokens_mean", "budget_hit_share", "ignore_rounds_mean", "records",
+        "avg_benchmarks",
     ]  # fmt: skip
     if run_tasks.empty:
         return pd.DataFrame(columns=out_columns)
@@ -389,10 +404,14 @@ def budget_table(loaded: Loaded) -> pd.DataFrame:
                     "budget_hit_share": r.budget_hit_share,
                     "ignore_rounds_mean": r.ignore_rounds_mean,
                     "records": r.records,
+                    "avg_benchmarks": None,
                 }
             )
-        table1 = part[part["table1"]]
-        chosen = table1 if len(table1) else part
+        table1 = part[part["table1"].astype(bool)]
+        average = table1_average(dict(zip(table1["column"], table1["acc"], strict=True)))
+        if not average.exists:
+            continue
+        chosen = table1[table1["column"].isin(average.columns)]
         run_samples = samples[(samples["run"] == label) & samples["task"].isin(list(chosen["task"]))]
         record_budget = run_samples["budget"].median() if len(run_samples) else math.nan
         rows.append(
@@ -405,16 +424,19 @@ def budget_table(loaded: Loaded) -> pd.DataFrame:
                 "budget": run.budget,
                 "budget_x": _budget_x(run.budget, record_budget),
                 "ignore": run.ignore,
-                "acc": float(chosen["acc"].mean()) if len(chosen) else math.nan,
-                "n": int(chosen["n"].fillna(0).sum()) if len(chosen) else 0,
+                "acc": average.value,
+                "n": int(chosen["n"].fillna(0).sum()),
                 "thinking_tokens_mean": float(run_samples["thinking_tokens"].mean()) if len(run_samples) else math.nan,
                 "answer_tokens_mean": float(run_samples["answer_tokens"].mean()) if len(run_samples) else math.nan,
                 "budget_hit_share": float(run_samples["budget_hit"].mean()) if len(run_samples) else math.nan,
                 "ignore_rounds_mean": float(run_samples["ignore_rounds"].mean()) if len(run_samples) else math.nan,
                 "records": int(run_samples["thinking_tokens"].count()) if len(run_samples) else 0,
+                "avg_benchmarks": average.count,
             }
         )
-    return pd.DataFrame(rows, columns=out_columns)
+    frame = pd.DataFrame(rows, columns=out_columns)
+    frame["avg_benchmarks"] = frame["avg_benchmarks"].astype("Int64")
+    return frame
 
 
 def _budget_x(budget: Any, record_median: float) -> float:
@@ -428,8 +450,9 @@ def _budget_x(budget: Any, record_median: float) -> float:
 
 
 def scoring_table(loaded: Loaded) -> pd.DataFrame:
-    """``acc`` next to ``acc_strict`` and ``no_answer`` per run and task (and the per-run mean over tasks)."""
-    columns = ["run", "task", "column", "n", "acc", "acc_strict", "fuzzy_gain", "no_answer"]
+    """``acc`` next to ``acc_strict`` and ``no_answer`` per run and task, and an ``Avg`` row per run: each metric
+    averaged (:func:`table1_average`) over the Table 1 benchmarks the run's accuracy average covers."""
+    columns = ["run", "task", "column", "n", "acc", "acc_strict", "fuzzy_gain", "no_answer", "avg_benchmarks"]
     run_tasks = loaded.run_tasks
     if run_tasks.empty:
         return pd.DataFrame(columns=columns)
@@ -438,8 +461,11 @@ def scoring_table(loaded: Loaded) -> pd.DataFrame:
     rows = [frame]
     for label in loaded.labels:
         part = frame[(frame["run"] == label) & frame["table1"].astype(bool)]
-        if part.empty:
-            part = frame[frame["run"] == label]
+        average = table1_average(dict(zip(part["column"], part["acc"], strict=True)))
+        if not average.exists:
+            continue
+        part = part[part["column"].isin(average.columns)]
+        metric = lambda name: table1_average(dict(zip(part["column"], part[name], strict=True))).value  # noqa: E731
         rows.append(
             pd.DataFrame(
                 [
@@ -448,15 +474,19 @@ def scoring_table(loaded: Loaded) -> pd.DataFrame:
                         "task": AVG,
                         "column": AVG,
                         "n": int(part["n"].fillna(0).sum()),
-                        "acc": part["acc"].mean(),
-                        "acc_strict": part["acc_strict"].mean(),
-                        "fuzzy_gain": part["fuzzy_gain"].mean(),
-                        "no_answer": part["no_answer"].mean(),
+                        "acc": average.value,
+                        "acc_strict": metric("acc_strict"),
+                        "fuzzy_gain": metric("fuzzy_gain"),
+                        "no_answer": metric("no_answer"),
+                        "avg_benchmarks": average.count,
                     }
                 ]
             )
         )
     result = pd.concat([r for r in rows if not r.empty], ignore_index=True)
+    if "avg_benchmarks" not in result:
+        result["avg_benchmarks"] = None
+    result["avg_benchmarks"] = result["avg_benchmarks"].astype("Int64")
     order = {label: i for i, label in enumerate(loaded.labels)}
     result["_run"] = result["run"].map(order)
     result["_task"] = result["task"].map(lambda t: 1 if t == AVG else 0)
@@ -478,7 +508,8 @@ def _clean(value: Any) -> Any:
 
 
 def leaderboard_rows(loaded: Loaded) -> list[dict[str, Any]]:
-    """One row per run, the form a leaderboard submission carries (accuracies as fractions, like lm-eval)."""
+    """One row per run, the form a leaderboard submission carries (accuracies as fractions, like lm-eval);
+    ``avg_table1`` is :func:`table1_average` (``avg_table1_benchmarks``: over how many of the ten)."""
     rows = []
     run_tasks = loaded.run_tasks
     for run in loaded.runs:
@@ -492,7 +523,8 @@ def leaderboard_rows(loaded: Loaded) -> list[dict[str, Any]]:
                 "no_answer": _clean(r.no_answer),
                 "n": _clean(r.n),
             }
-        table1 = list(part.loc[part["table1"].astype(bool), "acc"]) if len(part) else []
+        table1 = part[part["table1"].astype(bool)] if len(part) else part
+        average = table1_average(dict(zip(table1["column"], table1["acc"], strict=True)) if len(table1) else {})
         rows.append(
             {
                 "run": run.label,
@@ -505,7 +537,8 @@ def leaderboard_rows(loaded: Loaded) -> list[dict[str, Any]]:
                 "thinking_n_ignore": run.ignore,
                 "limit": run.limit,
                 "n": int(sum(t["n"] or 0 for t in tasks.values())),
-                "avg_table1": (float(np.mean(table1)) if len(table1) == len(TABLE1) and None not in table1 else None),
+                "avg_table1": average.value if average.exists else None,
+                "avg_table1_benchmarks": average.count,
                 "tasks": tasks,
                 "lm_eval_version": run.lm_eval_version,
                 "date": run.date.isoformat() if run.date else None,
@@ -530,6 +563,7 @@ def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
             "thinking_n_ignore": row["thinking_n_ignore"],
             "n": row["n"],
             "avg_table1": row["avg_table1"],
+            "avg_table1_benchmarks": row["avg_table1_benchmarks"],
         }
         for task in tasks:
             values = row["tasks"].get(task, {})

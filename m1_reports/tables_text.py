@@ -153,7 +153,7 @@ def paired_markdown(paired: pd.DataFrame) -> str:
         parts.append("")
         body = [
             [
-                task_label(r.task),
+                task_label(r.task, r.avg_benchmarks),
                 number(r.n, 0),
                 pct(r.acc_a),
                 pct(r.acc_b),
@@ -175,7 +175,7 @@ def budget_markdown(budget: pd.DataFrame) -> str:
     body = [
         [
             r.run,
-            task_label(r.task),
+            task_label(r.task, r.avg_benchmarks),
             text_or_missing(r.budget),
             number(r.ignore, 0),
             pct(r.acc),
@@ -199,7 +199,7 @@ def scoring_markdown(scoring: pd.DataFrame) -> str:
     body = [
         [
             r.run,
-            task_label(r.task),
+            task_label(r.task, r.avg_benchmarks),
             number(r.n, 0),
             pct(r.acc),
             pct(r.acc_strict),

@@ -71,7 +71,7 @@ class StepResult:
 
 @dataclass
 class GenerationRecord:
-    """The per-sample record the spec asks for (one per request)."""
+    """What one request did (its fields go into the per-sample record, :data:`m1_models.records.RECORD_SCHEMA`)."""
 
     forced: bool
     budget: int | None
@@ -169,7 +169,7 @@ def kept_ids(result: StepResult, tokenizer: TokenizerLike) -> tuple[tuple[int, .
 
 
 class ForcedRequest:
-    """State machine for one request; see the module docstring and the spec's algorithm."""
+    """State machine for one request; see the module docstring and ``docs/budget-forcing.md``."""
 
     def __init__(
         self,

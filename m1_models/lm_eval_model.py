@@ -55,7 +55,11 @@ def request_seed(base_seed: int, prompt: str) -> int:
 
 
 class M1LM(LM):
-    """Base class of ``m1-vllm`` and friends. Subclasses set the attributes in :meth:`_setup_backend`."""
+    """Base class of ``m1-vllm`` and friends.
+
+    A subclass sets ``tokenizer``, ``max_model_len``, ``sampling_keys`` and ``model_name`` in its constructor and
+    returns its engine from :meth:`step_engine`.
+    """
 
     tokenizer: HFTokenizer
     max_model_len: int

@@ -1,4 +1,4 @@
-"""The budget-forcing controller against a scripted engine: every branch of SPEC-budget-forcing.md."""
+"""The budget-forcing controller against a scripted engine: every branch of docs/budget-forcing.md."""
 
 from __future__ import annotations
 

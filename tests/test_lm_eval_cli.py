@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests import helpers
 from tests.helpers import read_jsonl, run_lm_eval
 
@@ -23,6 +25,7 @@ def write_local_task(folder):
     helpers.write_local_task(folder, "m1_e2e_local", prompts, {"until": [], "max_gen_toks": 64})
 
 
+@pytest.mark.engine
 def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, tmp_path):
     tasks = tmp_path / "tasks"
     tasks.mkdir()
@@ -157,6 +160,7 @@ def test_missing_model_folder_is_one_line(tmp_path):
     _assert_one_line_error(result, "pretrained=./no-such-model", "local model folder")
 
 
+@pytest.mark.engine
 def test_bad_gen_kwarg_is_one_line_before_generation(tiny_model, tmp_path):
     tasks = tmp_path / "tasks"
     tasks.mkdir()
@@ -187,6 +191,7 @@ def _assert_engine_never_started(result) -> None:
         assert engine_line not in result.stderr, result.stderr[-2000:]
 
 
+@pytest.mark.engine
 def test_bad_model_arg_is_one_line_before_the_engine_starts(tiny_model, tmp_path):
     tasks = tmp_path / "tasks"
     tasks.mkdir()

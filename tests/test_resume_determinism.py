@@ -14,6 +14,8 @@ import pytest
 
 from tests.helpers import LM_EVAL, read_jsonl, run_lm_eval, write_local_task
 
+pytestmark = pytest.mark.engine
+
 N_GREEDY = 40
 N_SAMPLED = 8
 ORGANS = ["liver", "pancreas", "kidney", "spleen", "heart", "lung", "thyroid", "adrenal gland"]

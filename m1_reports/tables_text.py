@@ -1,6 +1,6 @@
 """The report's tables as text: Markdown (``table1.md``, ``paired.md``, ``budget_scaling.md``, ``scoring.md``)
 and LaTeX (``table1.tex``).  The frames come from :mod:`m1_reports.tables`, the cell texts from
-:mod:`m1_reports.formatting`.
+:mod:`m1_reports.formatting`; pandas lays the tables out (``DataFrame.to_markdown``, ``Styler.to_latex``).
 """
 
 from __future__ import annotations
@@ -24,17 +24,36 @@ from m1_reports.formatting import (
 )
 from m1_reports.tables import PAPER, RUN, Table1
 
+_ALIGN = {"l": "left", "r": "right", "c": "center"}
+
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
-    """A GitHub Markdown table; ``align`` is one character per column: l, r or c."""
+    """A GitHub Markdown table (pandas' ``DataFrame.to_markdown``, tabulate's pipe format, cells kept as text);
+    ``align`` is one character per column: l, r or c (default: the first left, the others right)."""
     align = align or "l" + "r" * (len(headers) - 1)
-    marks = {"l": ":---", "r": "---:", "c": ":---:"}
-    lines = [
-        "| " + " | ".join(markdown_escape(h) for h in headers) + " |",
-        "| " + " | ".join(marks[a] for a in align) + " |",
-    ]
-    lines += ["| " + " | ".join(markdown_escape(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    frame = pd.DataFrame([[markdown_escape(v) for v in row] for row in rows], columns=range(len(headers)))
+    text = frame.to_markdown(
+        index=False,
+        headers=[markdown_escape(h) for h in headers],
+        tablefmt="pipe",
+        colalign=[_ALIGN[a] for a in align],
+        disable_numparse=True,
+    )
+    return text + "\n"
+
+
+def latex_tabular(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], column_format: str, *, rule_after: int | None = None
+) -> str:
+    """A booktabs ``tabular`` of LaTeX cells (already escaped; pandas' ``Styler.to_latex``), with one more
+    ``\\midrule`` after the first ``rule_after`` rows when that splits the rows."""
+    frame = pd.DataFrame([list(row) for row in rows], columns=range(len(headers)))
+    styler = frame.style.hide(axis="index").relabel_index(list(headers), axis="columns")
+    lines = styler.to_latex(column_format=column_format, hrules=True).split("\n")
+    if rule_after is not None and 0 < rule_after < len(rows):
+        body = lines.index("\\midrule") + 1
+        lines.insert(body + rule_after, "\\midrule")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------ Table 1
@@ -94,20 +113,8 @@ def table1_markdown(table: Table1) -> str:
 
 
 def table1_latex(table: Table1) -> str:
-    spec = "l" + "r" * len(table.columns)
-    lines = [
-        "% m1-report Table 1 (accuracy, %). Needs \\usepackage{booktabs}.",
-        f"% Published rows (\\dag): {table.citation.text}",
-        "\\begin{tabular}{" + spec + "}",
-        "\\toprule",
-        "Model & " + " & ".join(latex_escape(table.labels[c]) for c in table.columns) + " \\\\",
-        "\\midrule",
-    ]
-    previous = None
+    body = []
     for row, source in zip(table.rows, table.sources, strict=True):
-        if previous == RUN and source == PAPER:
-            lines.append("\\midrule")
-        previous = source
         cells = [
             latex_escape(row) + ("$^\\dag$" if source == PAPER else "") + ("$^*$" if table.is_partial_avg(row) else "")
         ]
@@ -125,8 +132,18 @@ def table1_latex(table: Table1) -> str:
             if table.count_note(row, column):
                 text += "\\textsuperscript{\\ddag}"
             cells.append(text)
-        lines.append(" & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
+        body.append(cells)
+    runs = table.sources.count(RUN)  # runs first, then the published rows below a rule
+    lines = [
+        "% m1-report Table 1 (accuracy, %). Needs \\usepackage{booktabs}.",
+        f"% Published rows (\\dag): {table.citation.text}",
+        latex_tabular(
+            ["Model", *(latex_escape(table.labels[c]) for c in table.columns)],
+            body,
+            "l" + "r" * len(table.columns),
+            rule_after=runs if PAPER in table.sources[runs:] else None,
+        ).rstrip("\n"),
+    ]
     count_lines = [n for n in table.notes if n.startswith(COUNT_MARK)]
     if count_lines:
         note = latex_escape(count_lines[0][len(COUNT_MARK) :].strip())

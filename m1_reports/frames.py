@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from m1_reports.browser import BrowserSample, attach_verdicts, sample_keeper
 from m1_reports.columns import TABLE1_COLUMNS, base_task, benchmark, is_cot, order_tasks
 from m1_reports.errors import ReportInputError, located
 from m1_reports.naming import (
@@ -27,7 +28,6 @@ from m1_reports.naming import (
 )
 from m1_reports.reading import (
     RECORD_FIELDS,
-    BrowserSample,
     RunInfo,
     SampleColumns,
     SampleFileSummary,
@@ -36,8 +36,6 @@ from m1_reports.reading import (
     read_results,
     read_samples,
 )
-from m1_reports.rescoring import not_an_m1_task, rescore
-from m1_reports.suite import is_m1_task
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +188,8 @@ def load(
                     metric=result.metric,
                     columns=columns,
                     records=records,
-                    browser=browser,
-                    browser_limit=options.browser_limit,
+                    keep=sample_keeper(browser, run=index, task=task, path=run.files.samples_path(task)),
+                    keep_limit=options.browser_limit,
                     progress=advance,
                 )
             except ReportInputError as error:
@@ -237,16 +235,6 @@ def load(
         sample_files=summaries,
         warnings=warnings,
     )
-
-
-def attach_verdicts(browser: list[BrowserSample], runs: list[RunInfo]) -> None:
-    """The m1 scorer's extraction and rule for every sample the browser shows (only those are re-scored)."""
-    for sample in browser:
-        result = runs[sample.run].tasks.get(sample.task)
-        if is_m1_task(sample.task, result):
-            sample.verdict = rescore(sample.scored_text, sample.doc)
-        else:
-            sample.verdict = not_an_m1_task(sample.task)
 
 
 # ------------------------------------------------------------------------------------------------ frames

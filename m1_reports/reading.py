@@ -24,24 +24,19 @@ from typing import Any
 import numpy as np
 
 from m1_models.records import RECORD_FILE_PREFIX as GENERATIONS_PREFIX
-from m1_models.settings import PRESETS
 from m1_reports.errors import ReportInputError, located
 from m1_reports.naming import BUDGET_KEY, IGNORE_KEY, budget_of, ignore_of, parse_gen_kwargs
-from m1_reports.rescoring import Rescored
-from m1_tasks.scoring import ANSWER_MARKER
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_LM_EVAL_VERSIONS = ("0.4.13",)
 RESULTS_PREFIX = "results_"
 SAMPLES_PREFIX = "samples_"
-# The budget-forcing presets' thinking starts (longest first), stripped from the thinking shown in the browser.
-THINK_STARTS = tuple(
-    sorted({str(p["thinking_start"]) for p in PRESETS.values() if p.get("thinking_start")}, key=len, reverse=True)
-)
 PROGRESS_EVERY = 512  # lines between progress callbacks
 
 Progress = Callable[[int], None]  # called with the number of bytes read since the last call
+# Called with each samples-file row kept for the sample browser: (line, row, acc, acc_strict, no_answer).
+SampleKeeper = Callable[[int, Mapping[str, Any], float, float, float], None]
 
 
 # ----------------------------------------------------------------------------------------------- finding runs
@@ -510,68 +505,6 @@ def read_generations(path: Path, progress: Progress | None = None) -> Generation
 # -------------------------------------------------------------------------------------------- sample files
 
 
-def _first_text(value: Any) -> str:
-    """The first string inside lm-eval's (possibly nested) ``resps`` / ``filtered_resps`` lists."""
-    while isinstance(value, list | tuple):
-        if not value:
-            return ""
-        value = value[0]
-    return "" if value is None else str(value)
-
-
-def prompt_of(row: Mapping[str, Any]) -> str:
-    arguments = row.get("arguments")
-    if isinstance(arguments, Mapping):
-        first = arguments.get("gen_args_0")
-        if isinstance(first, Mapping):
-            return str(first.get("arg_0", ""))
-    if isinstance(arguments, list) and arguments:
-        return _first_text(arguments[0])
-    return ""
-
-
-def display_parts(text: str) -> tuple[str, str]:
-    """(thinking, answer) of a response, for display only: split on the scorer's ``ANSWER_MARKER`` (the last
-    one), the thinking start and the newlines after the markers left out; no marker means no thinking.
-
-    What is *scored* is the scorer's business (:mod:`m1_reports.rescoring` asks it); this only lays out text.
-    """
-    index = text.rfind(ANSWER_MARKER)
-    if index < 0:
-        return "", text
-    thinking = text[:index]
-    for start in THINK_STARTS:
-        if thinking.startswith(start):
-            thinking = thinking[len(start) :]
-            break
-    return thinking.lstrip("\n"), text[index + len(ANSWER_MARKER) :].lstrip("\n")
-
-
-@dataclass
-class BrowserSample:
-    """A wrong or unanswered sample, with its texts, for the HTML sample browser."""
-
-    run: int
-    task: str
-    doc_id: Any
-    path: Path
-    line: int
-    target: str
-    prompt: str
-    thinking: str  # display_parts of the raw response (resps)
-    answer: str
-    scored_text: str  # what lm-eval scored: filtered_resps (else resps)
-    doc: Any  # the samples file's doc, for the scorer
-    acc: float
-    acc_strict: float
-    no_answer: float
-    verdict: Rescored | None = None  # the m1 scorer's extraction and rule (m1_reports.rescoring)
-
-    @property
-    def unanswered(self) -> bool:
-        return self.no_answer > 0
-
-
 @dataclass
 class SampleColumns:
     """Columns of the samples frame, filled file by file in compact arrays (8 bytes a number)."""
@@ -635,15 +568,16 @@ def read_samples(
     metric: str | None,
     columns: SampleColumns,
     records: GenerationTable | None = None,
-    browser: list[BrowserSample] | None = None,
-    browser_limit: int = 0,
+    keep: SampleKeeper | None = None,
+    keep_limit: int = 0,
     progress: Progress | None = None,
 ) -> SampleFileSummary:
     """Stream one ``samples_<task>_<date>.jsonl`` into ``columns``.
 
     Only rows of ``filter_name`` are kept (lm-eval writes one row per document and filter).  ``metric`` is
     the accuracy metric (``acc`` for the m1 tasks); ``acc_strict`` and ``no_answer`` are read when present.
-    Up to ``browser_limit`` wrong or unanswered samples keep their texts in ``browser``.
+    The first ``keep_limit`` wrong or unanswered rows are handed to ``keep`` (the sample browser's
+    :func:`~m1_reports.browser.sample_keeper`), in the same pass.
     """
     metric = metric or "acc"
     first_line: dict[Any, int] = {}
@@ -704,28 +638,8 @@ def read_samples(
         is_unanswered = no_answer > 0
         wrong += is_wrong
         unanswered += is_unanswered
-        if browser is not None and (is_wrong or is_unanswered) and kept < browser_limit:
-            response = _first_text(row.get("resps"))
-            filtered = row.get("filtered_resps")
-            thinking, answer = display_parts(response)
-            browser.append(
-                BrowserSample(
-                    run=run,
-                    task=task,
-                    doc_id=doc_id,
-                    path=path,
-                    line=lineno,
-                    target=str(row.get("target", "")),
-                    prompt=prompt_of(row),
-                    thinking=thinking,
-                    answer=answer,
-                    scored_text=_first_text(filtered) if filtered is not None else response,
-                    doc=row.get("doc"),
-                    acc=acc,
-                    acc_strict=strict,
-                    no_answer=no_answer,
-                )
-            )
+        if keep is not None and (is_wrong or is_unanswered) and kept < keep_limit:
+            keep(lineno, row, acc, strict, no_answer)
             kept += 1
     columns.run.extend(array("i", [run]) * rows)
     columns.task.extend(array("i", [task_code]) * rows)

@@ -16,16 +16,7 @@ import pandas as pd
 from m1_reports.browser import BrowserSample, attach_verdicts, sample_keeper
 from m1_reports.columns import TABLE1_COLUMNS, base_task, benchmark, is_cot, order_tasks
 from m1_reports.errors import ReportInputError, located
-from m1_reports.naming import (
-    BUDGET_KEY,
-    IGNORE_KEY,
-    budget_of,
-    format_gen_kwargs,
-    ignore_of,
-    run_label,
-    short_model_name,
-    unique_labels,
-)
+from m1_reports.naming import budget_of, format_gen_kwargs, ignore_of, run_labels, short_model_name
 from m1_reports.reading import (
     RECORD_FIELDS,
     RunInfo,
@@ -92,42 +83,6 @@ def _raise_all(errors: list[ReportInputError]) -> None:
     raise first
 
 
-def assign_labels(runs: list[RunInfo], labels: Sequence[str] | None) -> None:
-    """Name runs from model name and budget, or from ``--label`` values (one per run, in order)."""
-    if labels:
-        if len(labels) != len(runs):
-            found = "; ".join(f"{r.path} ({default_label(r)})" for r in runs)
-            raise ReportInputError(
-                f"{len(labels)} --label value{'s' if len(labels) != 1 else ''} for {len(runs)} run"
-                f"{'s' if len(runs) != 1 else ''}: {found}",
-                hint="give one --label per run, in this order",
-            )
-        names = [str(label) for label in labels]
-        if len(set(names)) != len(names):
-            raise ReportInputError("--label values must differ from each other", hint="give each run its own label")
-    else:
-        names = unique_labels([default_label(r) for r in runs])
-    for run, name in zip(runs, names, strict=True):
-        run.label = name
-
-
-def default_label(run: RunInfo) -> str:
-    """Model and budget; ``+CoT`` (the paper's naming) when every task is a CoT variant."""
-    label = run_label(run.model_name, _budget_kwargs(run))
-    if run.tasks and all(is_cot(task) for task in run.tasks):
-        model = short_model_name(run.model_name)
-        label = model + "+CoT" + label[len(model) :]
-    return label
-
-
-def _budget_kwargs(run: RunInfo) -> dict[str, object]:
-    kwargs: dict[str, object] = {}
-    if run.budget is not None:
-        kwargs[BUDGET_KEY] = run.budget
-        kwargs[IGNORE_KEY] = run.ignore or 0
-    return kwargs
-
-
 def load(
     paths: Iterable[Path | str], options: LoadOptions | None = None, progress: ProgressSink | None = None
 ) -> Loaded:
@@ -142,7 +97,8 @@ def load(
         except ReportInputError as error:
             problems.append(error)
     _raise_all(problems)
-    assign_labels(runs, options.labels)
+    for run, label in zip(runs, run_labels(runs, options.labels), strict=True):
+        run.label = label
 
     warnings: list[str] = []
     plan: list[tuple[int, RunInfo, str]] = []

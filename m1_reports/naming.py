@@ -1,64 +1,37 @@
-"""gen_kwargs as lm-eval stores them, the thinking budget they name, and run labels."""
+"""gen_kwargs as lm-eval stores them, the thinking budget they name, and run labels.
+
+A run's label is decided here and only here (:func:`run_labels`): ``--label`` values, or the model and its
+budget gen_kwargs (:func:`default_label`), made unique.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from m1_reports.columns import is_cot
+from m1_reports.errors import ReportInputError
 
 BUDGET_KEY = "max_tokens_thinking"
 IGNORE_KEY = "thinking_n_ignore"
 
 
-def _convert(value: str) -> Any:
-    """Type a ``k=v`` value the way lm-eval's ``simple_parse_args_string`` does (bool, int, float, else str)."""
-    text = value.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    if text[:1] in "[{":
-        try:
-            return json.loads(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas that are not inside quotes or brackets."""
-    parts, depth, quote, current = [], 0, "", []
-    for char in text:
-        if quote:
-            if char == quote:
-                quote = ""
-        elif char in "'\"":
-            quote = char
-        elif char in "[{(":
-            depth += 1
-        elif char in "]})":
-            depth = max(0, depth - 1)
-        elif char == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    parts.append("".join(current))
-    return [p for p in (p.strip() for p in parts) if p]
-
-
 def parse_gen_kwargs(value: Mapping[str, Any] | str | None) -> dict[str, Any]:
-    """``config.gen_kwargs`` of a results file (a dict, a ``"k=v,k=v"`` string, or null) as a dict."""
+    """``config.gen_kwargs`` (or ``model_args``) of a results file -- a dict, a ``"k=v,k=v"`` string, or null --
+    as a dict.
+
+    A string is parsed as lm-eval parses one: split on the commas outside quotes and brackets (lm-eval 0.4.13's
+    command-line splitter, ``lm_eval._cli.utils.split_top_level``), each value typed as
+    ``lm_eval.utils.simple_parse_args_string`` types it (``handle_arg_string``: bool, None, int, float, quotes
+    stripped, else str).  ``simple_parse_args_string`` itself splits on every comma, which breaks quoted values
+    such as ``thinking_n_ignore_str=' Wait, '``.  Beyond lm-eval: a JSON object string is read as JSON, a value
+    in brackets that is JSON (``until=["a","b"]``) becomes its list, ``null`` is None, and a key without ``=`` is
+    True.  lm-eval is imported only here, for strings (0.4.13 results files hold dicts).
+    """
     if value is None:
         return {}
     if isinstance(value, Mapping):
@@ -74,12 +47,31 @@ def parse_gen_kwargs(value: Mapping[str, Any] | str | None) -> dict[str, Any]:
                 loaded = None
             if isinstance(loaded, dict):
                 return loaded
+        from lm_eval._cli.utils import split_top_level
+        from lm_eval.utils import handle_arg_string
+
         result: dict[str, Any] = {}
-        for part in _split_top_level(text):
-            key, sep, raw = part.partition("=")
-            result[key.strip()] = _convert(raw) if sep else True
+        for part in (p.strip() for p in split_top_level(text)):
+            if part:
+                key, sep, raw = part.partition("=")
+                result[key.strip()] = _json_value(raw, handle_arg_string(raw)) if sep else True
         return result
     raise TypeError(f"gen_kwargs must be a dict or a string, not {type(value).__name__}")
+
+
+def _json_value(raw: str, value: Any) -> Any:
+    """``value`` (lm-eval's typing of ``raw``), or, when lm-eval left an unquoted text as it was and that text is
+    JSON (a list or object in brackets, or ``null``), the decoded JSON."""
+    if not isinstance(value, str) or value != raw.strip():
+        return value
+    if value.lower() == "null":
+        return None
+    if value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
 
 
 def budget_of(gen_kwargs: Mapping[str, Any]) -> int | str | None:
@@ -117,14 +109,53 @@ def short_model_name(model_name: str) -> str:
     return text or str(model_name)
 
 
-def run_label(model_name: str, gen_kwargs: Mapping[str, Any]) -> str:
-    """``m1-7B-23K (budget 4096, ignore 2)``; without budget forcing, the model name alone."""
-    name = short_model_name(model_name)
+def run_label(model_name: str, gen_kwargs: Mapping[str, Any], *, cot: bool = False) -> str:
+    """``m1-7B-23K (budget 4096, ignore 2)``; without budget forcing, the model name alone; ``cot``: ``+CoT``
+    after the model name, as the paper names its CoT-prompt rows (``Qwen2.5-7B-Instruct+CoT``)."""
+    name = short_model_name(model_name) + ("+CoT" if cot else "")
     budget = budget_of(gen_kwargs)
     if budget is None:
         return name
     ignore = ignore_of(gen_kwargs) or 0
     return f"{name} (budget {budget}, ignore {ignore})" if ignore else f"{name} (budget {budget})"
+
+
+class LabelSource(Protocol):
+    """What a run's label is made from (:class:`m1_reports.reading.RunInfo` is one)."""
+
+    model_name: str
+    budget: int | str | None
+    ignore: int | None
+    tasks: Mapping[str, Any]
+
+    @property
+    def path(self) -> Path: ...
+
+
+def default_label(model_name: str, budget: int | str | None, ignore: int | None, tasks: Iterable[str]) -> str:
+    """Model and budget (:func:`run_label`); ``+CoT`` when every task is a CoT variant."""
+    tasks = list(tasks)
+    kwargs: dict[str, Any] = {BUDGET_KEY: budget, IGNORE_KEY: ignore or 0} if budget is not None else {}
+    return run_label(model_name, kwargs, cot=bool(tasks) and all(is_cot(task) for task in tasks))
+
+
+def run_labels(runs: Sequence[LabelSource], given: Sequence[str] | None = None) -> list[str]:
+    """Every run's label: the ``--label`` values (one per run, in order, all different), else each run's
+    :func:`default_label`, repeated ones numbered (:func:`unique_labels`)."""
+    defaults = [default_label(run.model_name, run.budget, run.ignore, run.tasks) for run in runs]
+    if not given:
+        return unique_labels(defaults)
+    if len(given) != len(runs):
+        found = "; ".join(f"{run.path} ({label})" for run, label in zip(runs, defaults, strict=True))
+        raise ReportInputError(
+            f"{len(given)} --label value{'s' if len(given) != 1 else ''} for {len(runs)} run"
+            f"{'s' if len(runs) != 1 else ''}: {found}",
+            hint="give one --label per run, in this order",
+        )
+    names = [str(label) for label in given]
+    if len(set(names)) != len(names):
+        raise ReportInputError("--label values must differ from each other", hint="give each run its own label")
+    return names
 
 
 def unique_labels(labels: list[str]) -> list[str]:

@@ -1,1 +1,6 @@
-"""The ``m1-eval`` command (demo, doctor, tiny model)."""
+"""m1-eval's commands and its pieces around lm-eval: ``m1-eval`` (:mod:`~m1_eval.cli`: demo, doctor, tiny-model),
+``m1-sweep`` (:mod:`~m1_eval.sweep`), the start-up hook (:mod:`~m1_eval.lm_eval_hook`), the tiny test model
+(:mod:`~m1_eval.tiny_model`) and every user error (:mod:`~m1_eval.errors`).
+
+Imports nothing: the start-up hook runs at every interpreter start, and every package imports the errors.
+"""

@@ -72,6 +72,15 @@ def test_default_task_manager_lists_every_m1_task_and_group():
     assert "hellaswag" in names  # lm-eval's own tasks are still there
 
 
+def test_include_defaults_false_indexes_only_the_callers_tasks(tmp_path):
+    """``TaskManager(include_defaults=False, include_path=X)`` promises X's tasks only: the hook adds none."""
+    from lm_eval.tasks import TaskManager
+
+    (tmp_path / "mine.yaml").write_text("task: mine\ndataset_path: json\noutput_type: generate_until\n")
+    assert TaskManager(include_defaults=False, include_path=str(tmp_path)).all_tasks == ["mine"]
+    assert "m1_demo" in TaskManager(include_path=str(tmp_path)).all_tasks
+
+
 def test_yaml_files_parse_with_lm_eval_and_share_the_base_config():
     from m1_tasks import task_utils
 

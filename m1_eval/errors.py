@@ -9,11 +9,9 @@
         ├── M1DataError             the evaluation data (missing file or source, bad record, md5, offline)
         ├── M1PromptError           an unknown prompt variant (task config, --metadata or M1_PROMPT)
         ├── SweepError              an m1-sweep argument
-        └── CommandError            a command m1-eval ran for the user (lm_eval, m1-report) failed
-
-``m1_reports.errors.ReportInputError`` (bad input to ``m1-report``, located by file and line) joins this tree
-next: it needs no more than subclassing :class:`M1UserError` (its ``__init__`` renders its own one-line
-message, as ``str(error)`` of every class here is one line).
+        ├── CommandError            a command m1-eval ran for the user (lm_eval, m1-report) failed
+        └── ReportInputError        bad input to m1-report (folders, files, lines, options, the output folder),
+                                    located by file and line; ``m1_reports`` re-exports it
 
 Under the ``lm_eval`` command the start-up hook (:mod:`m1_eval.lm_eval_hook`) turns an :class:`M1UserError`
 (also one that lm-eval wrapped in another exception) into that line on stderr and exit code 2, without a
@@ -21,10 +19,13 @@ traceback (unless ``--verbosity DEBUG``); the ``m1-eval`` and ``m1-sweep`` comma
 the same way.  They derive from ``ValueError`` so that code catching lm-eval's own argument errors
 (``ValueError``) still catches ours.
 
-Standard library only, and nothing imported: the start-up hook and every package of the project import it.
+Standard library only, and nothing imported that the interpreter has not loaded at start-up (``os``; ``pathlib``
+only when a :class:`ReportInputError` is made): the start-up hook and every package of the project import it.
 """
 
 from __future__ import annotations
+
+import os  # already loaded by every interpreter's start-up: free
 
 __all__ = [
     "CommandError",
@@ -33,8 +34,10 @@ __all__ = [
     "M1PromptError",
     "M1UserError",
     "ModelArgsError",
+    "ReportInputError",
     "SweepError",
     "find_user_error",
+    "located",
 ]
 
 
@@ -65,6 +68,63 @@ class SweepError(M1UserError):
 class CommandError(M1UserError):
     """A command run on the user's behalf (``lm_eval``, ``m1-report``) failed; the message carries its own error
     line, or where its log is."""
+
+
+class ReportInputError(M1UserError):
+    """Bad input to ``m1-report`` (a folder, file or line, an option, the output folder), located by file and
+    line where possible.
+
+    ``str(error)`` is one line: ``path:line: what is wrong (how to fix it)``.  ``more`` holds further problems of
+    the same kind (one line each), so that a user sees every bad file at once.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: os.PathLike[str] | str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+        more: list[str] | tuple[str, ...] = (),
+    ) -> None:
+        from pathlib import Path  # here, not at the top: importing this module stays free
+
+        self.message = message
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        self.hint = hint
+        self.more = list(more)
+        super().__init__(self.render())
+
+    @classmethod
+    def from_os_error(cls, error: OSError, hint: str = "check the paths and permissions") -> ReportInputError:
+        """An ``OSError`` (a folder that cannot be created, a file that cannot be read or written) as one line:
+        ``path: reason (hint)``."""
+        reason = error.strerror or str(error)
+        return cls(reason, path=error.filename or None, hint=hint)
+
+    def location(self) -> str:
+        if self.path is None:
+            return ""
+        return f"{self.path}:{self.line}: " if self.line is not None else f"{self.path}: "
+
+    def render(self) -> str:
+        text = self.location() + self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        if self.more:
+            text += f" [and {len(self.more)} more problem{'s' if len(self.more) > 1 else ''}]"
+        return text
+
+    def lines(self) -> list[str]:
+        """Every problem, one line each (the first is the main one, without the "and N more" suffix)."""
+        first = self.location() + self.message + (f" ({self.hint})" if self.hint else "")
+        return [first, *self.more]
+
+
+def located(path: os.PathLike[str] | str, line: int | None, message: str) -> str:
+    """``path:line: message``, the form of every problem line of :class:`ReportInputError`."""
+    return f"{path}:{line}: {message}" if line is not None else f"{path}: {message}"
 
 
 def find_user_error(error: BaseException | None) -> M1UserError | None:

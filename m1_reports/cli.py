@@ -7,9 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-from m1_reports.errors import ReportInputError
+from m1_eval.errors import M1UserError, ReportInputError
 
-logger = logging.getLogger("m1_reports")
+# lm-eval's --verbosity levels (Python's logging level names)
+VERBOSITY_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 DESCRIPTION = """\
 Compare lm-eval runs of medical reasoning models the way the m1 paper (arXiv 2504.00869) did.
@@ -30,8 +31,8 @@ examples:
   m1-report out/run_a out/run_b --baseline HuatuoGPT-o1-8B
       two runs beside the paper's HuatuoGPT-o1 / UltraMedical / m1 rows, deltas against HuatuoGPT-o1-8B,
       written to reports/<run labels>/
-  m1-report out/m1-7B-23K --label "m1-7B-23K (ours)" --reference table1 --out reports/ours
-      one run against every row of the paper's Table 1
+  m1-report out/m1-7B-23K --label "m1-7B-23K (ours)" --reference table1 -o reports/ours
+      one run against every row of the paper's Table 1, written to reports/ours/ (-o/--output_path as in lm_eval)
   m1-report out/budget_* --reference none --name budget-sweep
       a budget sweep (one run per max_tokens_thinking): budget_scaling.png shows accuracy against budget
   m1-report out/a out/b --pair "m1-7B-23K (budget 4096)" "m1-7B-23K (budget 2048)"
@@ -43,6 +44,8 @@ examples:
 Runs are named from the model and its budget gen_kwargs, e.g. "m1-7B-23K (budget 4096, ignore 1)";
 --label renames them (one --label per run, in the order the runs are found).  Published rows are
 marked †; a run and a paper row with the same name are told apart with --baseline paper:NAME.
+
+Options named as lm_eval names them: -o/--output_path (our --out still works), --seed, -v/--verbosity.
 
 Exit codes: 0 written; 2 bad input or options (one line per problem on stderr, naming file and line)."""
 
@@ -86,7 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--name", help="write to reports/NAME/ (default: a name made of the run labels)")
-    where.add_argument("--out", type=Path, metavar="DIR", help="write to this folder (replaced atomically)")
+    where.add_argument(
+        "-o",
+        "--output_path",
+        "--out",
+        dest="out",
+        type=Path,
+        metavar="DIR",
+        help="write to this folder (replaced atomically); lm_eval's flag name, --out is an alias",
+    )
     parser.add_argument("--title", help="title of the HTML pages")
     parser.add_argument(
         "--browser-limit",
@@ -100,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--bootstrap", type=int, default=10_000, metavar="N", help="bootstrap resamples (default 10000)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap (default 0)")
     parser.add_argument(
         "--allow-mismatch",
         action="store_true",
@@ -111,7 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--list-references", action="store_true", help="print the paper's rows and exit")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary table")
-    parser.add_argument("--verbosity", default="WARNING", help="logging level (default WARNING; DEBUG for details)")
+    parser.add_argument(
+        "-v",
+        "--verbosity",
+        type=str.upper,
+        choices=VERBOSITY_LEVELS,
+        default="WARNING",
+        metavar="LEVEL",
+        help="logging level, as lm_eval's: DEBUG, INFO, WARNING (default), ERROR, CRITICAL",
+    )
     return parser
 
 
@@ -136,7 +155,7 @@ def _error(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=str(args.verbosity).upper(), format="m1-report: %(levelname)s: %(message)s")
+    logging.basicConfig(level=args.verbosity, format="m1-report: %(levelname)s: %(message)s")
     if args.list_references:
         return _list_references()
     if not args.folders:
@@ -167,12 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         report = build_report(args.folders, options, progress)
         target = args.out if args.out is not None else Path("reports") / (args.name or default_name(report))
         files = write_report(report, target)
-    except ReportInputError as error:
-        for line in error.lines():
+    except M1UserError as error:  # every user error of the project; an OSError while writing is one too
+        for line in error.lines() if isinstance(error, ReportInputError) else [str(error)]:
             _error(line)
-        return 2
-    except OSError as error:
-        _error(f"{error.filename or ''}: {error.strerror or error}".lstrip(": ") + " (check the paths and permissions)")
         return 2
     if not args.quiet:
         out = Console()

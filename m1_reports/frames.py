@@ -13,9 +13,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from m1_eval.errors import ReportInputError, located
 from m1_reports.browser import BrowserSample, attach_verdicts, sample_keeper
 from m1_reports.columns import TABLE1_COLUMNS, base_task, benchmark, is_cot, order_tasks
-from m1_reports.errors import ReportInputError, located
 from m1_reports.naming import budget_of, format_gen_kwargs, ignore_of, run_labels, short_model_name
 from m1_reports.reading import (
     RECORD_FIELDS,
@@ -83,6 +83,14 @@ def _raise_all(errors: list[ReportInputError]) -> None:
     raise first
 
 
+def _file_size(path: Path) -> int | None:
+    """The size of a file, None when there is none; an OSError (no permission) as a ReportInputError."""
+    try:
+        return path.stat().st_size if path.exists() else None
+    except OSError as error:
+        raise ReportInputError.from_os_error(error) from error
+
+
 def load(
     paths: Iterable[Path | str], options: LoadOptions | None = None, progress: ProgressSink | None = None
 ) -> Loaded:
@@ -108,12 +116,10 @@ def load(
             warnings.append(located(run.path, None, "no task results in this file"))
         for task in run.tasks:
             samples = run.files.samples_path(task)
-            if samples.exists():
+            size = _file_size(samples)
+            if size is not None:
                 plan.append((index, run, task))
-                total += samples.stat().st_size
-                generations = run.files.generations_path(task)
-                if generations.exists():
-                    total += generations.stat().st_size
+                total += size + (_file_size(run.files.generations_path(task)) or 0)
             else:
                 warnings.append(
                     located(

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from m1_eval.errors import ReportInputError
 from m1_reports.columns import is_cot
-from m1_reports.errors import ReportInputError
 
 BUDGET_KEY = "max_tokens_thinking"
 IGNORE_KEY = "thinking_n_ignore"

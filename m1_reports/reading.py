@@ -1,6 +1,6 @@
 """Finding and reading lm-eval 0.4.13 output: results files, samples files, m1 generation records.
 
-Every problem is a :class:`~m1_reports.errors.ReportInputError` naming the file and line.  Sample and
+Every problem is a :class:`~m1_eval.errors.ReportInputError` naming the file and line.  Sample and
 record files are streamed line by line: each line is parsed once with :func:`json.loads` and only the
 fields a report needs are kept (the long texts and the doc only for the few samples the sample browser shows).
 
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from m1_eval.errors import ReportInputError, located
 from m1_models.records import RECORD_FILE_PREFIX as GENERATIONS_PREFIX
-from m1_reports.errors import ReportInputError, located
 from m1_reports.naming import BUDGET_KEY, IGNORE_KEY, budget_of, ignore_of, parse_gen_kwargs
 
 logger = logging.getLogger(__name__)
@@ -81,32 +81,27 @@ def discover_runs(paths: Iterable[Path | str]) -> list[RunFiles]:
     problems: list[str] = []
     for raw in paths:
         path = Path(raw)
-        if not path.exists():
+        try:
+            found = _results_files(path)
+        except OSError as error:
+            problems.append(located(error.filename or path, None, f"cannot read ({error.strerror or error})"))
+            continue
+        if found is None:
             problems.append(located(path, None, "no such file or folder"))
             continue
-        if path.is_file():
-            if path.suffix != ".json":
-                problems.append(located(path, None, "not an lm-eval results file (results_<date>.json)"))
-                continue
-            found = [path]
-        else:
-            found = sorted(path.glob(f"{RESULTS_PREFIX}*.json"))
-            if not found:
-                found = sorted(
-                    result
-                    for sub in sorted(p for p in path.iterdir() if p.is_dir())
-                    for result in sub.glob(f"{RESULTS_PREFIX}*.json")
+        if not found and path.is_file():
+            problems.append(located(path, None, "not an lm-eval results file (results_<date>.json)"))
+            continue
+        if not found:
+            problems.append(
+                located(
+                    path,
+                    None,
+                    "no lm-eval results here (no results_*.json in it or its subfolders); pass the folder "
+                    "given to lm_eval --output_path, or its <model> subfolder",
                 )
-            if not found:
-                problems.append(
-                    located(
-                        path,
-                        None,
-                        "no lm-eval results here (no results_*.json in it or its subfolders); pass the folder "
-                        "given to lm_eval --output_path, or its <model> subfolder",
-                    )
-                )
-                continue
+            )
+            continue
         for result in found:
             key = result.resolve()
             if key in seen:
@@ -116,6 +111,19 @@ def discover_runs(paths: Iterable[Path | str]) -> list[RunFiles]:
     if problems:
         raise ReportInputError(problems[0], more=problems[1:])
     return runs
+
+
+def _results_files(path: Path) -> list[Path] | None:
+    """The results files a command-line path names (None: it does not exist; [] for a file that is not one)."""
+    if not path.exists():
+        return None
+    if path.is_file():
+        return [path] if path.suffix == ".json" else []
+    found = sorted(path.glob(f"{RESULTS_PREFIX}*.json"))
+    if not found:
+        subfolders = sorted(p for p in path.iterdir() if p.is_dir())
+        found = sorted(result for sub in subfolders for result in sub.glob(f"{RESULTS_PREFIX}*.json"))
+    return found
 
 
 # ------------------------------------------------------------------------------------------- results files

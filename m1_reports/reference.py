@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from m1_eval.errors import ReportInputError
 from m1_reports.columns import AVG, TABLE1_COLUMNS
-from m1_reports.errors import ReportInputError
 
 DATA_FILE = "paper_table1.csv"
 META_FILE = "paper_table1.meta.json"

@@ -12,9 +12,9 @@ from typing import Any
 
 import pandas as pd
 
+from m1_eval.errors import ReportInputError
 from m1_reports import html, plots
 from m1_reports.counts import CountNote, count_notes, log_count_notes
-from m1_reports.errors import ReportInputError
 from m1_reports.frames import Loaded, LoadOptions, ProgressSink, load
 from m1_reports.protocol import ProtocolHeader, compare
 from m1_reports.protocol_text import protocol_frame, protocol_markdown

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from m1_eval.errors import ReportInputError
 from m1_reports.average import Average, table1_average
 from m1_reports.columns import AVG, TABLE1, TABLE1_COLUMNS, benchmark, by_column, order_tasks
 from m1_reports.counts import COUNT_MARK, CountNote
-from m1_reports.errors import ReportInputError
 from m1_reports.frames import Loaded, group_positions
 from m1_reports.naming import short_model_name
 from m1_reports.reference import Citation, reference_names, reference_notes, reference_table, resolve_name

@@ -108,6 +108,6 @@ def render_report(plan: DemoPlan) -> None:
     from m1_reports.cli import main as report_main
 
     runs = [str(plan.out / f"budget_{budget}") for budget in plan.budgets]
-    code = report_main([*runs, "--out", str(plan.report), "--baseline", "HuatuoGPT-o1-8B", "-q"])
+    code = report_main([*runs, "--output_path", str(plan.report), "--baseline", "HuatuoGPT-o1-8B", "-q"])
     if code != 0:
         raise CommandError(f"m1-report exited with code {code}")

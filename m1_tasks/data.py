@@ -220,8 +220,8 @@ def _source_records(path: str, mtime_ns: int, size: int, expected_md5: str | Non
                         source, task_of_source(source), len(mismatched), indices)
         elif drop:
             logger.warning("m1 data: %s (task %s): dropped %d record(s) whose answer text differs from "
-                           "options[answer_idx] (%s): index %s; %d left", source, task_of_source(source), len(mismatched),
-                           DROP_MISMATCHED_KEY, indices, len(kept))
+                           "options[answer_idx] (%s): index %s; %d left", source, task_of_source(source),
+                           len(mismatched), DROP_MISMATCHED_KEY, indices, len(kept))
         else:
             logger.warning("m1 data: %s (task %s): %d record(s) whose answer text differs from options[answer_idx] "
                            "in %s: index %s; kept and scored against answer_idx (to drop them: --metadata "

@@ -1,7 +1,7 @@
 """The sample browser's samples (``samples.html``): the wrong and unanswered samples a report keeps while the
 samples files stream by, their texts laid out for display, and the m1 scorer's verdict on each.
 
-:func:`sample_keeper` is what :func:`m1_reports.reading.read_samples` hands the rows it keeps (the first
+:func:`sample_keeper` is what :func:`m1_reports.streams.read_samples` hands the rows it keeps (the first
 ``--browser-limit`` wrong or unanswered ones per run and task); :func:`attach_verdicts` asks the scorer
 (:mod:`m1_reports.rescoring`); :func:`browser_tasks` is the page's content, which :mod:`m1_reports.html` renders.
 """
@@ -22,7 +22,8 @@ from m1_tasks.scoring import ANSWER_MARKER
 
 if TYPE_CHECKING:
     from m1_reports.frames import Loaded
-    from m1_reports.reading import RunInfo, SampleKeeper
+    from m1_reports.reading import RunInfo
+    from m1_reports.streams import SampleKeeper
 
 # The budget-forcing presets' thinking starts (longest first), stripped from the thinking shown in the browser.
 THINK_STARTS = tuple(
@@ -93,7 +94,7 @@ class BrowserSample:
 
 
 def sample_keeper(kept: list[BrowserSample], *, run: int, task: str, path: Path) -> SampleKeeper:
-    """What :func:`m1_reports.reading.read_samples` calls with each row it keeps for the browser: the row becomes
+    """What :func:`m1_reports.streams.read_samples` calls with each row it keeps for the browser: the row becomes
     a :class:`BrowserSample` appended to ``kept``."""
 
     def keep(line: int, row: Mapping[str, Any], acc: float, acc_strict: float, no_answer: float) -> None:

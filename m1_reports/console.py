@@ -19,8 +19,9 @@ from rich.text import Text
 
 from m1_reports.counts import COUNT_MARK
 from m1_reports.formatting import pct
-from m1_reports.protocol import FIELDS, INFO, ProtocolHeader
-from m1_reports.tables import PAPER, Table1
+from m1_reports.protocol import FIELDS, INFO
+from m1_reports.protocol_header import ProtocolHeader
+from m1_reports.table1 import PAPER, Table1
 
 
 class RichProgress:

@@ -23,10 +23,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from m1_reports.browser import browser_tasks
 from m1_reports.formatting import ci_text, number, p_text, pct, signed_pct, task_label, text_or_missing
 from m1_reports.frames import Loaded
-from m1_reports.protocol import FIELDS, INFO, ProtocolHeader
+from m1_reports.protocol import FIELDS, INFO
+from m1_reports.protocol_header import ProtocolHeader
 from m1_reports.reference import Citation
 from m1_reports.rescoring import RULE_TEXT
-from m1_reports.tables import PAPER, Table1
+from m1_reports.table1 import PAPER, Table1
 from m1_tasks.scoring import ANSWER_MARKER
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

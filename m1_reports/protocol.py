@@ -1,4 +1,5 @@
-"""Each run's evaluation protocol, read from its files, compared with the paper's and with the other runs.
+"""Each run's evaluation protocol, read from its files (compared with the paper's and between the runs by
+:mod:`m1_reports.protocol_header`).
 
 A run's :class:`Protocol` comes from its results file (``config.gen_kwargs``, ``config.model_args``, the lm-eval
 seeds, each task's ``configs[task].generation_kwargs`` -- the YAML's ``until``/``max_gen_toks``/``do_sample``
@@ -7,13 +8,9 @@ merged with ``--gen_kwargs`` --, ``chat_template``/``chat_template_sha``, the ta
 tasks record) and from its m1 generation records (the schedule).  Settings that can differ between tasks are kept
 per task (:class:`TaskSettings`).
 
-:func:`compare` flags what differs from :func:`~m1_reports.reference.paper_protocol` (greedy, seed 42, 2048 new
-tokens for the baselines, 1024 answer tokens, chat template, plain prompt, m1's scorer) and what differs between
-the compared runs.  Rendering is the renderers' job (:mod:`m1_reports.html`, :mod:`m1_reports.tables`,
-:mod:`m1_reports.console`); they read :meth:`ProtocolHeader.rows` and the flags.
-
-The module is a little longer than the package's others: each field is read, shown and compared here, side by
-side, so that a new field or a change of the paper's protocol is a change to one place.
+Each field is read and shown (:meth:`Protocol.display`, :data:`FIELDS`) here; the flag levels (:data:`WARN`,
+:data:`INFO`) are defined here too, so that a new field is a change to this module and, for its comparison with
+the paper's protocol, to :func:`m1_reports.protocol_header.paper_flags`.
 """
 
 from __future__ import annotations
@@ -22,17 +19,14 @@ import inspect
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from m1_models.budget_forcing import DEFAULT_MAX_GEN_TOKS, PRESETS
+from m1_models.settings import DEFAULT_MAX_GEN_TOKS, PRESETS
 from m1_reports.columns import benchmark, order_tasks
-from m1_reports.counts import CountNote
-from m1_reports.frames import Loaded
 from m1_reports.naming import budget_of, ignore_of, parse_gen_kwargs, short_model_name
 from m1_reports.reading import RunInfo, TaskResult
-from m1_reports.reference import PaperProtocol, paper_protocol, reference_notes
 from m1_reports.suite import is_m1_task, scores_with_marker, version_number
 from m1_tasks.prompt import COT, PLAIN, PROMPT_METADATA_KEY
 
@@ -53,6 +47,8 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("scorer", "scorer"),
 )
 FIELD_LABELS = dict(FIELDS)
+# lm-eval's seeds in a results file's config (its --seed: python random, numpy, torch, few-shot)
+LM_EVAL_SEEDS = ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
 
 
 @dataclass(frozen=True)
@@ -107,7 +103,7 @@ class Protocol:
         return {
             "budget": self._per_task(lambda t: str(t.budget) if t.forced else "none (no forcing)"),
             "ignore": self._per_task(lambda t: str(t.ignore if t.ignore is not None else 0) if t.forced else "–"),
-            "temperature": self._per_task(_temperature_text),
+            "temperature": self._per_task(temperature_text),
             "seed": self._seed_text(),
             "max_tokens": self._per_task(_max_tokens_text),
             "chat_template": (
@@ -124,8 +120,7 @@ class Protocol:
 
     def lm_eval_seeds_text(self) -> str:
         """lm-eval's own seeds (``--seed``): python random / numpy / torch / few-shot."""
-        return "/".join(str(self.lm_eval_seeds.get(k)) for k in ("random_seed", "numpy_seed", "torch_seed",
-                                                                  "fewshot_seed") if k in self.lm_eval_seeds)  # fmt: skip
+        return "/".join(str(self.lm_eval_seeds[k]) for k in LM_EVAL_SEEDS if k in self.lm_eval_seeds)
 
     def _per_task(self, text: Any) -> str:
         return summarize({task: text(settings) for task, settings in self.tasks.items()})
@@ -143,7 +138,7 @@ def summarize(values: Mapping[str, str]) -> str:
     return "; ".join(parts)
 
 
-def _temperature_text(t: TaskSettings) -> str:
+def temperature_text(t: TaskSettings) -> str:
     top_p = f", top_p {t.top_p:g}" if t.top_p is not None and t.top_p != 1 else ""
     if t.temperature is None:
         return "engine default (sampled)" + top_p
@@ -304,183 +299,10 @@ def run_protocol(run: RunInfo, variants: Mapping[str, str | None], schedules: Se
         tasks=tasks,
         seed=seed,
         seed_origin=origin,
-        lm_eval_seeds={k: config[k] for k in ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed") if k in config},
+        lm_eval_seeds={k: config[k] for k in LM_EVAL_SEEDS if k in config},
         chat_template=run.chat_template is not None if run.chat_template_recorded else None,
         chat_template_sha=run.chat_template_sha,
         system_instruction=bool(run.system_instruction),
         schedule=str(schedule) if schedule else None,
         limit=run.limit,
-    )
-
-
-# --------------------------------------------------------------------------------------------- comparing
-
-
-@dataclass(frozen=True)
-class Flag:
-    """A difference of one run from the paper's protocol."""
-
-    run: str
-    field: str  # a FIELDS key
-    message: str
-    level: str = WARN  # WARN: moves accuracy or comparability; INFO: worth knowing
-
-
-@dataclass(frozen=True)
-class Difference:
-    """A protocol field on which the compared runs differ."""
-
-    field: str
-    values: dict[str, str]  # run -> display text
-
-    @property
-    def label(self) -> str:
-        return FIELD_LABELS.get(self.field, self.field)
-
-
-def _tasks_of(settings: list[TaskSettings], all_tasks: int) -> str:
-    if len(settings) == all_tasks:
-        return ""
-    return " (" + ", ".join(benchmark(t.task).label for t in settings) + ")"
-
-
-def paper_flags(protocol: Protocol, paper: PaperProtocol) -> list[Flag]:
-    """What differs from the paper's protocol, one flag per field."""
-    flags: list[Flag] = []
-    tasks = list(protocol.tasks.values())
-    n = len(tasks)
-    run = protocol.run
-
-    def flag(field_name: str, message: str, level: str = WARN) -> None:
-        flags.append(Flag(run, field_name, message, level))
-
-    sampled = [t for t in tasks if not t.greedy]
-    if sampled:
-        shown = summarize({t.task: _temperature_text(t) for t in sampled})
-        flag("temperature", f"temperature {shown}{_tasks_of(sampled, n)}; the paper decodes greedily")
-    if protocol.seed is not None and protocol.seed != paper.seed:
-        if sampled:
-            flag("seed", f"seed {protocol.seed} ({protocol.seed_origin}); the paper's {paper.seed}")
-        else:
-            flag("seed", f"seed {protocol.seed} ({protocol.seed_origin}); the paper's {paper.seed} "
-                 "(no effect under greedy decoding)", INFO)  # fmt: skip
-    elif protocol.seed is None and sampled:
-        flag("seed", f"sampling seed unknown ({protocol.seed_origin}); the paper's {paper.seed}")
-    unforced = [t for t in tasks if not t.forced and t.max_gen_toks != paper.max_gen_toks]
-    if unforced:
-        values = sorted({t.max_gen_toks for t in unforced})
-        flag("max_tokens", f"max_gen_toks {', '.join(map(str, values))}{_tasks_of(unforced, n)}; the paper's "
-             f"baselines {paper.max_gen_toks} new tokens")  # fmt: skip
-    answers = [t for t in tasks if t.forced and t.max_tokens_answer != paper.max_tokens_answer]
-    if answers:
-        values = sorted({str(t.max_tokens_answer) for t in answers})
-        flag("max_tokens", f"{', '.join(values)} answer tokens{_tasks_of(answers, n)}; the paper's "
-             f"{paper.max_tokens_answer}")  # fmt: skip
-    if paper.chat_template and protocol.chat_template is False:
-        flag("chat_template", "no chat template (lm_eval ran without --apply_chat_template); the paper applies the "
-             "model's chat template")  # fmt: skip
-    cot = [t for t in tasks if t.m1 and t.prompt == COT]
-    if cot:
-        flag("prompt", f"the +CoT prompt{_tasks_of(cot, n)} (\"Let's think step by step.\"): the paper's +CoT "
-             "baseline rows, not its plain prompt", INFO)  # fmt: skip
-    old = [t for t in tasks if t.m1 and not scores_with_marker(t.version)]
-    if old:
-        versions = sorted({str(t.raw_version) for t in old})
-        flag("scorer", f"scored by an older m1-eval scorer (task version {', '.join(versions)}: the answer marker "
-             f"cut off){_tasks_of(old, n)}; re-score or re-run")  # fmt: skip
-    return flags
-
-
-def run_differences(protocols: Sequence[Protocol]) -> list[Difference]:
-    """The header fields whose text differs between the runs (nothing with a single run)."""
-    if len(protocols) < 2:
-        return []
-    shown = {p.run: p.display() for p in protocols}
-    differences = []
-    for key, _ in FIELDS:
-        values = {run: cells[key] for run, cells in shown.items()}
-        if len(set(values.values())) > 1:
-            differences.append(Difference(key, values))
-    return differences
-
-
-@dataclass
-class ProtocolHeader:
-    """Everything the report's header states: each run's protocol, its flags, the differences between runs,
-    the document counts that differ from the paper's, and the published rows' own protocol notes."""
-
-    protocols: list[Protocol]
-    flags: list[Flag]
-    differences: list[Difference]
-    paper: PaperProtocol
-    counts: list[CountNote] = field(default_factory=list)
-    reference_notes: dict[str, list[str]] = field(default_factory=dict)  # published row -> notes
-
-    @property
-    def forcing_note(self) -> str:
-        """Said once when any run is budget-forced."""
-        return self.paper.forcing_note if any(p.forced for p in self.protocols) else ""
-
-    def grouped_reference_notes(self) -> list[tuple[list[str], str]]:
-        """(published rows, note): rows sharing a note listed together, in the table's order."""
-        grouped: dict[str, list[str]] = {}
-        for name, notes in self.reference_notes.items():
-            for note in notes:
-                grouped.setdefault(note, []).append(name)
-        return [(names, note) for note, names in grouped.items()]
-
-    def flags_of(self, run: str) -> list[Flag]:
-        return [f for f in self.flags if f.run == run]
-
-    def counts_of(self, run: str) -> list[CountNote]:
-        return [c for c in self.counts if c.run == run]
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One row per run: ``run``, ``model``, ``cells`` (FIELDS key -> text), ``flagged`` (keys that differ
-        from the paper), ``flags``, ``counts`` (count note lines)."""
-        rows = []
-        for protocol in self.protocols:
-            flags = self.flags_of(protocol.run)
-            rows.append(
-                {
-                    "run": protocol.run,
-                    "model": protocol.model,
-                    "model_type": protocol.model_type or "",
-                    "cells": protocol.display(),
-                    "flagged": {f.field for f in flags if f.level == WARN},
-                    "noted": {f.field for f in flags},
-                    "flags": flags,
-                    "counts": [c.line for c in self.counts_of(protocol.run)],
-                    "lm_eval_seeds": protocol.lm_eval_seeds_text(),
-                }
-            )
-        return rows
-
-
-def compare(
-    loaded: Loaded, counts: Sequence[CountNote] = (), references: Sequence[str] = ()
-) -> ProtocolHeader:
-    """The header of a report: every run's :class:`Protocol`, compared with the paper's and with each other."""
-    paper = paper_protocol()
-    variants: dict[int, dict[str, str | None]] = {}
-    schedules: dict[int, list[str]] = {}
-    for summary in loaded.sample_files:
-        variants.setdefault(summary.run, {})[summary.task] = summary.prompt_variant
-        if summary.schedule:
-            schedules.setdefault(summary.run, []).append(summary.schedule)
-    protocols = [
-        run_protocol(run, variants.get(index, {}), schedules.get(index, [])) for index, run in enumerate(loaded.runs)
-    ]
-    flags = [flag for protocol in protocols for flag in paper_flags(protocol, paper)]
-    for flag in flags:
-        if flag.field == "scorer":
-            logger.warning("%s: %s", flag.run, flag.message)
-    notes = {name: reference_notes(name) for name in references}
-    return ProtocolHeader(
-        protocols=protocols,
-        flags=flags,
-        differences=run_differences(protocols),
-        paper=paper,
-        counts=list(counts),
-        reference_notes={name: text for name, text in notes.items() if text},
     )

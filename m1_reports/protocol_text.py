@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from m1_reports.counts import COUNT_MARK
-from m1_reports.protocol import FIELDS, INFO, ProtocolHeader
+from m1_reports.protocol import FIELDS, INFO
+from m1_reports.protocol_header import ProtocolHeader
 from m1_reports.tables_text import markdown_table
 
 FLAG_MARK = "⚠"
@@ -27,7 +28,8 @@ def protocol_markdown(header: ProtocolHeader) -> str:
                 text = row["cells"][key]
                 cells.append(f"{FLAG_MARK} {text}" if key in row["flagged"] else text)
             body.append(cells)
-        lines.append(markdown_table(["run", "lm-eval model", *(label for _, label in FIELDS)], body, "l" * (len(FIELDS) + 2)))
+        headers = ["run", "lm-eval model", *(label for _, label in FIELDS)]
+        lines.append(markdown_table(headers, body, "l" * len(headers)))
     flagged = [row for row in rows if row["flags"]]
     if flagged:
         lines += ["Differences from the paper's protocol:", ""]

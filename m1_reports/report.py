@@ -16,20 +16,18 @@ from m1_eval.errors import ReportInputError
 from m1_reports import html, plots
 from m1_reports.counts import CountNote, count_notes, log_count_notes
 from m1_reports.frames import Loaded, LoadOptions, ProgressSink, load
-from m1_reports.protocol import ProtocolHeader, compare
+from m1_reports.protocol_header import ProtocolHeader, compare
 from m1_reports.protocol_text import protocol_frame, protocol_markdown
 from m1_reports.reference import Citation, citation, select_references
 from m1_reports.stats import DEFAULT_BOOTSTRAP
+from m1_reports.table1 import Table1, build_table1, table1_frame
 from m1_reports.tables import (
-    Table1,
     budget_table,
-    build_table1,
     default_pairs,
     leaderboard_frame,
     leaderboard_rows,
     paired_table,
     scoring_table,
-    table1_frame,
 )
 from m1_reports.tables_text import (
     budget_markdown,

@@ -1,247 +1,25 @@
-"""The report's tables as pandas frames: Table 1, paired comparisons, budget, scoring and the leaderboard.
+"""The report's other tables as pandas frames: paired comparisons, budget, scoring and the leaderboard
+(Table 1 is :mod:`m1_reports.table1`).
 
-Accuracies are fractions (0..1) in the frames (the CSV forms of Table 1 show percentages, as the paper does; the
-leaderboard keeps lm-eval's fractions).  Their text forms are :mod:`m1_reports.tables_text` (Markdown, LaTeX)
-and :mod:`m1_reports.html`; the cell formatting is :mod:`m1_reports.formatting`.
+Accuracies are fractions (0..1), as lm-eval writes them.  Every average over tasks is
+:func:`m1_reports.average.table1_average`.  The text forms are :mod:`m1_reports.tables_text` (Markdown) and
+:mod:`m1_reports.html`; the cell formatting is :mod:`m1_reports.formatting`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from m1_eval.errors import ReportInputError
-from m1_reports.average import Average, table1_average
-from m1_reports.columns import AVG, TABLE1, TABLE1_COLUMNS, benchmark, by_column, order_tasks
-from m1_reports.counts import COUNT_MARK, CountNote
+from m1_reports.average import table1_average
+from m1_reports.columns import AVG, TABLE1_COLUMNS, benchmark, order_tasks
 from m1_reports.frames import Loaded, group_positions
 from m1_reports.naming import short_model_name
-from m1_reports.reference import Citation, reference_names, reference_notes, reference_table, resolve_name
-from m1_reports.stats import (
-    DEFAULT_BOOTSTRAP,
-    mean_of_proportions,
-    paired_comparison,
-    percentile_interval,
-    stable_seed,
-    wilson_interval,
-)
-
-PAPER_PREFIX = "paper:"
-RUN, PAPER = "run", "paper"
-
-
-# ------------------------------------------------------------------------------------------------ Table 1
-
-
-@dataclass
-class Table1:
-    """Rows = runs + reference rows; columns = the ten benchmarks, Avg, then any other task."""
-
-    rows: list[str]
-    sources: list[str]  # RUN or PAPER per row
-    columns: list[str]
-    labels: dict[str, str]  # column -> display label
-    value: pd.DataFrame  # fractions
-    low: pd.DataFrame
-    high: pd.DataFrame
-    n: pd.DataFrame
-    best: pd.DataFrame  # bool
-    delta: pd.DataFrame | None  # value - baseline value (fractions)
-    baseline: str | None
-    averages: dict[str, Average]  # row -> its Avg (m1_reports.average: which of the ten benchmarks it covers)
-    citation: Citation
-    notes: list[str] = field(default_factory=list)
-    counts: dict[tuple[str, str], CountNote] = field(default_factory=dict)  # (row, column) -> count note
-    references: dict[str, str] = field(default_factory=dict)  # published row as shown -> its name in the paper
-
-    @property
-    def reference_names(self) -> list[str]:
-        return list(self.references.values())
-
-    def row_notes(self, row: str) -> list[str]:
-        """A published row's own protocol notes (``data/paper_protocol.json``); none for runs."""
-        name = self.references.get(row)
-        return reference_notes(name) if name is not None else []
-
-    def is_partial_avg(self, row: str) -> bool:
-        average = self.averages.get(row)
-        return average is not None and average.partial
-
-    def count_note(self, row: str, column: str) -> str:
-        """Why the cell is marked ``‡`` (its documents differ from the paper's), or ""."""
-        note = self.counts.get((row, column))
-        if note is not None:
-            return note.text
-        if column == AVG:
-            short = [n.label for (r, c), n in self.counts.items() if r == row and c in TABLE1_COLUMNS]
-            if short:
-                return "over benchmarks with other documents than the paper's: " + ", ".join(short)
-        return ""
-
-    def count_mark(self, row: str, column: str) -> str:
-        return f" {COUNT_MARK}" if self.count_note(row, column) else ""
-
-
-def _resolve_baseline(name: str | None, runs: list[str], references: list[str]) -> tuple[str | None, str | None]:
-    """(kind, name) of ``--baseline``: an exact run label, an exact paper row (``paper:NAME`` forces the paper),
-    then a unique prefix of either; case does not matter."""
-    if not name:
-        return None, None
-    if name.lower().startswith(PAPER_PREFIX):
-        return PAPER, resolve_name(name[len(PAPER_PREFIX) :], reference_names())
-    lowered = name.lower()
-    for kind, candidates in ((RUN, runs), (PAPER, reference_names())):
-        exact = [c for c in candidates if c == name] or [c for c in candidates if c.lower() == lowered]
-        if len(exact) == 1:
-            return kind, exact[0]
-    all_names = runs + [n for n in reference_names() if n not in runs]
-    resolved = resolve_name(name, all_names)
-    return (RUN if resolved in runs else PAPER), resolved
-
-
-def build_table1(
-    loaded: Loaded,
-    references: list[str],
-    baseline: str | None,
-    citation: Citation,
-    count_notes: Sequence[CountNote] = (),
-) -> Table1:
-    run_labels = loaded.labels
-    kind, base_name = _resolve_baseline(baseline, run_labels, references)
-    references = list(references)
-    if kind == PAPER and base_name not in references:
-        references.append(base_name)
-    run_tasks = loaded.run_tasks
-    extra_columns: list[str] = []
-    labels = {b.column: b.label for b in TABLE1}
-    labels[AVG] = AVG
-    if len(run_tasks):
-        order = {task: i for i, task in enumerate(order_tasks(run_tasks["task"].unique()))}
-        extras = run_tasks[~run_tasks["column"].isin(TABLE1_COLUMNS)]
-        for r in sorted(extras.itertuples(), key=lambda r: order[r.task]):
-            if r.column not in labels:
-                extra_columns.append(r.column)
-                labels[r.column] = str(r.label)
-    columns = [*TABLE1_COLUMNS, AVG, *extra_columns]
-
-    rows: list[str] = []
-    sources: list[str] = []
-    values: dict[str, dict[str, float]] = {}
-    lows: dict[str, dict[str, float]] = {}
-    highs: dict[str, dict[str, float]] = {}
-    ns: dict[str, dict[str, float]] = {}
-    averages: dict[str, Average] = {}
-
-    def add_row(name: str, source: str, cells: dict[str, tuple[float, float | None]], published_avg: float | None):
-        rows.append(name)
-        sources.append(source)
-        row_v, row_l, row_h, row_n = {}, {}, {}, {}
-        for column, (p, n) in cells.items():
-            row_v[column] = p
-            row_n[column] = float(n) if n else math.nan
-            row_l[column], row_h[column] = wilson_interval(p, n)
-        average = averages[name] = table1_average({column: p for column, (p, _) in cells.items()})
-        present = average.columns
-        if average.exists:
-            _, low, high = mean_of_proportions([cells[c][0] for c in present], [cells[c][1] for c in present])
-            mean = average.value
-            if published_avg is not None and not math.isnan(published_avg):
-                low, high = low + (published_avg - mean), high + (published_avg - mean)
-                mean = published_avg
-            row_v[AVG], row_l[AVG], row_h[AVG] = mean, low, high
-            row_n[AVG] = sum(cells[c][1] or 0 for c in present) or math.nan
-        values[name], lows[name], highs[name], ns[name] = row_v, row_l, row_h, row_n
-
-    for label in run_labels:
-        part = run_tasks[run_tasks["run"] == label] if len(run_tasks) else run_tasks
-        cells = {
-            str(r.column): (float(r.acc), r.n if r.n is not None and not pd.isna(r.n) else None)
-            for r in part.itertuples()
-        }
-        add_row(label, RUN, cells, None)
-
-    table = reference_table().set_index("model")
-    notes = []
-    shown_references: dict[str, str] = {}
-    for name in references:
-        reference = table.loc[name]
-        cells = {c: (float(reference[c]), by_column(c).size) for c in TABLE1_COLUMNS}
-        display = f"{name} (paper)" if name in run_labels else name
-        shown_references[display] = name
-        if kind == PAPER and name == base_name:
-            base_name = display
-        add_row(display, PAPER, cells, float(reference[AVG]))
-    if any(s == PAPER for s in sources):
-        notes.append(
-            f"Rows marked † are published figures ({citation.source}); their confidence intervals assume the "
-            "full benchmark sizes."
-        )
-
-    frame = lambda data: pd.DataFrame.from_dict(data, orient="index").reindex(index=rows, columns=columns)  # noqa: E731
-    value, low, high, n = frame(values), frame(lows), frame(highs), frame(ns)
-    value = value.astype(float)
-    rounded = (value * 100).round(2)
-    best = rounded.eq(rounded.max(axis=0, skipna=True), axis=1) & rounded.notna()
-    delta = None
-    if base_name is not None:
-        delta = value.sub(value.loc[base_name], axis=1)
-    if any(average.partial for average in averages.values()):
-        notes.append("* Avg over the benchmarks this run evaluated, not all ten.")
-    counts = {(note.run, note.column): note for note in count_notes if note.run in run_labels}
-    if counts:
-        per_run: dict[str, list[str]] = {}
-        for note in counts.values():
-            per_run.setdefault(note.run, []).append(note.line)
-        notes.append(
-            f"{COUNT_MARK} Scored on other documents than the paper's: "
-            + "; ".join(f"{run}: {', '.join(lines)}" for run, lines in per_run.items())
-            + "."
-        )
-    return Table1(
-        rows=rows,
-        sources=sources,
-        columns=columns,
-        labels=labels,
-        value=value,
-        low=low.astype(float),
-        high=high.astype(float),
-        n=n.astype(float),
-        best=best,
-        delta=delta,
-        baseline=base_name,
-        averages=averages,
-        citation=citation,
-        notes=notes,
-        counts=counts,
-        references=shown_references,
-    )
-
-
-def table1_frame(table: Table1) -> pd.DataFrame:
-    """table1.csv: one row per model, for every column its value, CI bounds, n, best flag and delta (percent)."""
-    records = []
-    for row, source in zip(table.rows, table.sources, strict=True):
-        record: dict[str, Any] = {"model": row, "source": source, "baseline": row == table.baseline}
-        for column in table.columns:
-            record[column] = round(100 * table.value.at[row, column], 4)
-            record[f"{column}_ci_low"] = round(100 * table.low.at[row, column], 4)
-            record[f"{column}_ci_high"] = round(100 * table.high.at[row, column], 4)
-            n = table.n.at[row, column]
-            record[f"{column}_n"] = int(n) if not math.isnan(n) else None
-            note = table.counts.get((row, column))
-            record[f"{column}_n_paper"] = note.paper if note is not None else None
-            record[f"{column}_count_note"] = table.count_note(row, column) or None
-            record[f"{column}_best"] = bool(table.best.at[row, column])
-            if table.delta is not None:
-                record[f"{column}_delta"] = round(100 * table.delta.at[row, column], 4)
-        records.append(record)
-    return pd.DataFrame(records)
-
+from m1_reports.stats import DEFAULT_BOOTSTRAP, paired_comparison, percentile_interval, stable_seed
 
 # -------------------------------------------------------------------------------------- paired comparisons
 

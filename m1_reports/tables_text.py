@@ -22,7 +22,7 @@ from m1_reports.formatting import (
     task_label,
     text_or_missing,
 )
-from m1_reports.tables import PAPER, RUN, Table1
+from m1_reports.table1 import PAPER, RUN, Table1
 
 _ALIGN = {"l": "left", "r": "right", "c": "center"}
 

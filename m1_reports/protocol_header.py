@@ -1,0 +1,208 @@
+"""The report's header: every run's :class:`~m1_reports.protocol.Protocol` compared with the paper's protocol
+and with the other runs.
+
+:func:`compare` flags what differs from :func:`~m1_reports.reference.paper_protocol` (greedy, seed 42, 2048 new
+tokens for the baselines, 1024 answer tokens, chat template, plain prompt, m1's scorer) and what differs between
+the compared runs.  Rendering is the renderers' job (:mod:`m1_reports.protocol_text`, :mod:`m1_reports.html`,
+:mod:`m1_reports.console`); they read :meth:`ProtocolHeader.rows` and the flags.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from m1_reports.columns import benchmark
+from m1_reports.counts import CountNote
+from m1_reports.frames import Loaded
+from m1_reports.protocol import (
+    FIELD_LABELS,
+    FIELDS,
+    INFO,
+    WARN,
+    Protocol,
+    TaskSettings,
+    run_protocol,
+    summarize,
+    temperature_text,
+)
+from m1_reports.reference import PaperProtocol, paper_protocol, reference_notes
+from m1_reports.suite import scores_with_marker
+from m1_tasks.prompt import COT
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------- comparing
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A difference of one run from the paper's protocol."""
+
+    run: str
+    field: str  # a FIELDS key
+    message: str
+    level: str = WARN  # WARN: moves accuracy or comparability; INFO: worth knowing
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A protocol field on which the compared runs differ."""
+
+    field: str
+    values: dict[str, str]  # run -> display text
+
+    @property
+    def label(self) -> str:
+        return FIELD_LABELS.get(self.field, self.field)
+
+
+def _tasks_of(settings: list[TaskSettings], all_tasks: int) -> str:
+    if len(settings) == all_tasks:
+        return ""
+    return " (" + ", ".join(benchmark(t.task).label for t in settings) + ")"
+
+
+def paper_flags(protocol: Protocol, paper: PaperProtocol) -> list[Flag]:
+    """What differs from the paper's protocol, one flag per field."""
+    flags: list[Flag] = []
+    tasks = list(protocol.tasks.values())
+    n = len(tasks)
+    run = protocol.run
+
+    def flag(field_name: str, message: str, level: str = WARN) -> None:
+        flags.append(Flag(run, field_name, message, level))
+
+    sampled = [t for t in tasks if not t.greedy]
+    if sampled:
+        shown = summarize({t.task: temperature_text(t) for t in sampled})
+        flag("temperature", f"temperature {shown}{_tasks_of(sampled, n)}; the paper decodes greedily")
+    if protocol.seed is not None and protocol.seed != paper.seed:
+        if sampled:
+            flag("seed", f"seed {protocol.seed} ({protocol.seed_origin}); the paper's {paper.seed}")
+        else:
+            flag("seed", f"seed {protocol.seed} ({protocol.seed_origin}); the paper's {paper.seed} "
+                 "(no effect under greedy decoding)", INFO)  # fmt: skip
+    elif protocol.seed is None and sampled:
+        flag("seed", f"sampling seed unknown ({protocol.seed_origin}); the paper's {paper.seed}")
+    unforced = [t for t in tasks if not t.forced and t.max_gen_toks != paper.max_gen_toks]
+    if unforced:
+        values = sorted({t.max_gen_toks for t in unforced})
+        flag("max_tokens", f"max_gen_toks {', '.join(map(str, values))}{_tasks_of(unforced, n)}; the paper's "
+             f"baselines {paper.max_gen_toks} new tokens")  # fmt: skip
+    answers = [t for t in tasks if t.forced and t.max_tokens_answer != paper.max_tokens_answer]
+    if answers:
+        values = sorted({str(t.max_tokens_answer) for t in answers})
+        flag("max_tokens", f"{', '.join(values)} answer tokens{_tasks_of(answers, n)}; the paper's "
+             f"{paper.max_tokens_answer}")  # fmt: skip
+    if paper.chat_template and protocol.chat_template is False:
+        flag("chat_template", "no chat template (lm_eval ran without --apply_chat_template); the paper applies the "
+             "model's chat template")  # fmt: skip
+    cot = [t for t in tasks if t.m1 and t.prompt == COT]
+    if cot:
+        flag("prompt", f"the +CoT prompt{_tasks_of(cot, n)} (\"Let's think step by step.\"): the paper's +CoT "
+             "baseline rows, not its plain prompt", INFO)  # fmt: skip
+    old = [t for t in tasks if t.m1 and not scores_with_marker(t.version)]
+    if old:
+        versions = sorted({str(t.raw_version) for t in old})
+        flag("scorer", f"scored by an older m1-eval scorer (task version {', '.join(versions)}: the answer marker "
+             f"cut off){_tasks_of(old, n)}; re-score or re-run")  # fmt: skip
+    return flags
+
+
+def run_differences(protocols: Sequence[Protocol]) -> list[Difference]:
+    """The header fields whose text differs between the runs (nothing with a single run)."""
+    if len(protocols) < 2:
+        return []
+    shown = {p.run: p.display() for p in protocols}
+    differences = []
+    for key, _ in FIELDS:
+        values = {run: cells[key] for run, cells in shown.items()}
+        if len(set(values.values())) > 1:
+            differences.append(Difference(key, values))
+    return differences
+
+
+@dataclass
+class ProtocolHeader:
+    """Everything the report's header states: each run's protocol, its flags, the differences between runs,
+    the document counts that differ from the paper's, and the published rows' own protocol notes."""
+
+    protocols: list[Protocol]
+    flags: list[Flag]
+    differences: list[Difference]
+    paper: PaperProtocol
+    counts: list[CountNote] = field(default_factory=list)
+    reference_notes: dict[str, list[str]] = field(default_factory=dict)  # published row -> notes
+
+    @property
+    def forcing_note(self) -> str:
+        """Said once when any run is budget-forced."""
+        return self.paper.forcing_note if any(p.forced for p in self.protocols) else ""
+
+    def grouped_reference_notes(self) -> list[tuple[list[str], str]]:
+        """(published rows, note): rows sharing a note listed together, in the table's order."""
+        grouped: dict[str, list[str]] = {}
+        for name, notes in self.reference_notes.items():
+            for note in notes:
+                grouped.setdefault(note, []).append(name)
+        return [(names, note) for note, names in grouped.items()]
+
+    def flags_of(self, run: str) -> list[Flag]:
+        return [f for f in self.flags if f.run == run]
+
+    def counts_of(self, run: str) -> list[CountNote]:
+        return [c for c in self.counts if c.run == run]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per run: ``run``, ``model``, ``cells`` (FIELDS key -> text), ``flagged`` (keys that differ
+        from the paper), ``flags``, ``counts`` (count note lines)."""
+        rows = []
+        for protocol in self.protocols:
+            flags = self.flags_of(protocol.run)
+            rows.append(
+                {
+                    "run": protocol.run,
+                    "model": protocol.model,
+                    "model_type": protocol.model_type or "",
+                    "cells": protocol.display(),
+                    "flagged": {f.field for f in flags if f.level == WARN},
+                    "noted": {f.field for f in flags},
+                    "flags": flags,
+                    "counts": [c.line for c in self.counts_of(protocol.run)],
+                    "lm_eval_seeds": protocol.lm_eval_seeds_text(),
+                }
+            )
+        return rows
+
+
+def compare(
+    loaded: Loaded, counts: Sequence[CountNote] = (), references: Sequence[str] = ()
+) -> ProtocolHeader:
+    """The header of a report: every run's :class:`Protocol`, compared with the paper's and with each other."""
+    paper = paper_protocol()
+    variants: dict[int, dict[str, str | None]] = {}
+    schedules: dict[int, list[str]] = {}
+    for summary in loaded.sample_files:
+        variants.setdefault(summary.run, {})[summary.task] = summary.prompt_variant
+        if summary.schedule:
+            schedules.setdefault(summary.run, []).append(summary.schedule)
+    protocols = [
+        run_protocol(run, variants.get(index, {}), schedules.get(index, [])) for index, run in enumerate(loaded.runs)
+    ]
+    flags = [flag for protocol in protocols for flag in paper_flags(protocol, paper)]
+    for flag in flags:
+        if flag.field == "scorer":
+            logger.warning("%s: %s", flag.run, flag.message)
+    notes = {name: reference_notes(name) for name in references}
+    return ProtocolHeader(
+        protocols=protocols,
+        flags=flags,
+        differences=run_differences(protocols),
+        paper=paper,
+        counts=list(counts),
+        reference_notes={name: text for name, text in notes.items() if text},
+    )

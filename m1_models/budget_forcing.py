@@ -62,11 +62,14 @@ class StepResult:
     ``text`` is the generated text with the stop string and what follows removed; ``finish_reason`` is
     ``"length"`` (the step's token limit) or why it ended before (``"stop"``: stop string or EOS; an engine may
     report its own reasons, e.g. vLLM's ``"repetition"``); anything but ``"length"`` is an early end.
+    ``cached_tokens`` is how many of the step's prompt tokens the engine served from its prefix cache (0 when
+    the engine does not say).
     """
 
     token_ids: tuple[int, ...]
     text: str
     finish_reason: str
+    cached_tokens: int = 0
 
 
 @dataclass
@@ -83,6 +86,7 @@ class GenerationRecord:
     thinking_text: str = ""
     answer_text: str = ""
     prompt_tokens: int = 0
+    cached_tokens: int = 0
 
 
 def resolve_budget(
@@ -260,6 +264,7 @@ class ForcedRequest:
 
     def feed(self, result: StepResult) -> None:
         self.record.finish_reasons.append(result.finish_reason)
+        self.record.cached_tokens += result.cached_tokens
         ids, text = kept_ids(result, self.tokenizer)
         if self.phase is Phase.PLAIN:
             self._answer_ids += ids

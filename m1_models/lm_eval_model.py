@@ -228,6 +228,7 @@ def _record_fields(state: ForcedRequest) -> dict[str, Any]:
         "forced": record.forced,
         "budget": record.budget,
         "prompt_tokens": record.prompt_tokens,
+        "cached_tokens": record.cached_tokens,
         "thinking_tokens": record.thinking_tokens,
         "answer_tokens": record.answer_tokens,
         "ignore_rounds": record.ignore_rounds,

@@ -103,6 +103,7 @@ class VLLMStepEngine:
                         token_ids=tuple(completion.token_ids),
                         text=completion.text,
                         finish_reason=str(completion.finish_reason or "stop"),
+                        cached_tokens=int(output.num_cached_tokens or 0),
                     ),
                 )
             )
@@ -148,6 +149,8 @@ class M1VLLM(M1LM):
             # ("RuntimeError: CPU Generator does not use offset" in _bookkeeping_sync): any sampled run with more
             # prompt tokens than one scheduler step takes dies. Whole prefills avoid the rewind.
             engine_kwargs.setdefault("enable_chunked_prefill", False)
+        # every ignore round and the answer re-submit prompt + generated ids: their prefill comes from the cache
+        engine_kwargs.setdefault("enable_prefix_caching", True)
         if batch_size not in (None, 1, "1", "auto") or max_batch_size not in (None, "None"):
             logger.info("m1-vllm sends all requests to the engine at once; use max_num_seqs to bound concurrency")
         args = dict(

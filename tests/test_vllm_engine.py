@@ -187,3 +187,22 @@ def test_model_args_and_gen_kwargs_fail_before_the_engine_starts(tiny_model):
     with pytest.raises(GenKwargsError, match="does not fit the context window"):
         lm.generate_until(instances(lm, {"max_tokens_thinking": 5000}, 2), disable_tqdm=True)
     assert lm._llm is None  # the engine never started
+
+
+def test_continuations_are_prefilled_from_the_prefix_cache(vllm_lm):
+    """Each "Wait" round and the answer re-submit prompt + generated ids; vLLM reports the cached prefill."""
+    long_question = QUESTION + "\n" + "The patient also reports fatigue and night sweats. " * 20  # > one KV block
+    forced = {"max_tokens_thinking": 160, "thinking_n_ignore": 2, "max_tokens_answer": 16, "temperature": 0.8}
+    context = vllm_lm.apply_chat_template([{"role": "user", "content": long_question}])
+    batch = [Instance("generate_until", {}, (context + " " * i, dict(forced)), idx=0, metadata=("prefix", i, 1))
+             for i in range(4)]  # fmt: skip
+    SINK.pop("prefix")
+    vllm_lm.generate_until(batch, disable_tqdm=True)
+    records = SINK.pop("prefix")
+    block = vllm_lm.llm.llm_engine.vllm_config.cache_config.block_size
+    assert vllm_lm.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching
+    for record in records:
+        calls = len(record["finish_reasons"])
+        assert calls >= 2  # thinking, (ignore rounds), answer
+        # every continuation finds at least the prompt's full KV blocks in the cache
+        assert record["cached_tokens"] >= (calls - 1) * (record["prompt_tokens"] // block) * block > 0

@@ -102,8 +102,3 @@ def log_count_notes(notes: list[CountNote]) -> None:
         logger.warning(
             "%s: document counts differ from the paper's: %s", run, "; ".join(note.line for note in run_notes)
         )
-
-
-def notes_by_cell(notes: list[CountNote]) -> dict[tuple[str, str], CountNote]:
-    """(run label, column) -> note."""
-    return {(note.run, note.column): note for note in notes}

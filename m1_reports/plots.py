@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from m1_reports.columns import AVG, benchmark, order_tasks
-
-logger = logging.getLogger(__name__)
 
 PLOT_NAME = "budget_scaling"
 

@@ -216,15 +216,15 @@ class SampleColumns:
 
 @dataclass
 class SampleFileSummary:
+    """What streaming one samples file found: its rows, how many had a generation record, and what the protocol
+    header reads from it."""
+
     path: Path
     run: int
     task: str
     rows: int
-    wrong: int
-    unanswered: int
     matched_records: int
     records: int
-    browser_kept: int
     prompt_variant: str | None = None  # the first doc's prompt_variant (m1 tasks record it in every doc)
     schedule: str | None = None  # the generation records' schedule
 
@@ -251,7 +251,7 @@ def read_samples(
     """
     metric = metric or "acc"
     first_line: dict[Any, int] = {}
-    rows = wrong = unanswered = matched = kept = 0
+    rows = matched = kept = 0
     task_code = columns.task_code(task)
     append_doc, append_line = columns.doc_id.append, columns.line.append
     append_acc, append_strict, append_none = columns.acc.append, columns.acc_strict.append, columns.no_answer.append
@@ -304,11 +304,7 @@ def read_samples(
         append_hash(row.get("doc_hash") or "")
         append_record(position)
         rows += 1
-        is_wrong = acc < 1.0  # False for NaN
-        is_unanswered = no_answer > 0
-        wrong += is_wrong
-        unanswered += is_unanswered
-        if keep is not None and (is_wrong or is_unanswered) and kept < keep_limit:
+        if keep is not None and kept < keep_limit and (acc < 1.0 or no_answer > 0):  # wrong (not NaN) or unanswered
             keep(lineno, row, acc, strict, no_answer)
             kept += 1
     columns.run.extend(array("i", [run]) * rows)
@@ -318,11 +314,8 @@ def read_samples(
         run=run,
         task=task,
         rows=rows,
-        wrong=wrong,
-        unanswered=unanswered,
         matched_records=matched,
         records=len(records) if records is not None else 0,
-        browser_kept=kept,
         prompt_variant=prompt_variant,
         schedule=records.schedule if records is not None else None,
     )

@@ -8,7 +8,6 @@ on the way (a folder that cannot be created, a full disk, no permission) becomes
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -17,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from m1_eval.errors import ReportInputError
-
-logger = logging.getLogger(__name__)
 
 MARKER = ".m1-report"
 

@@ -10,6 +10,7 @@
         ├── M1PromptError           an unknown prompt variant (task config, --metadata or M1_PROMPT)
         ├── SweepError              an m1-sweep argument
         ├── CommandError            a command m1-eval ran for the user (lm_eval, m1-report) failed
+        ├── ServerError             m1-server: no server of the fleet is left (names the server, request, error)
         └── ReportInputError        bad input to m1-report (folders, files, lines, options, the output folder),
                                     located by file and line; ``m1_reports`` re-exports it
 
@@ -35,6 +36,7 @@ __all__ = [
     "M1UserError",
     "ModelArgsError",
     "ReportInputError",
+    "ServerError",
     "SweepError",
     "find_user_error",
     "located",
@@ -68,6 +70,11 @@ class SweepError(M1UserError):
 class CommandError(M1UserError):
     """A command run on the user's behalf (``lm_eval``, ``m1-report``) failed; the message carries its own error
     line, or where its log is."""
+
+
+class ServerError(M1UserError):
+    """``m1-server``: the last server of the fleet stayed down; the message names the server, the request and the
+    error, and the fix (start the server, rerun the same command with ``--use_cache`` to resume)."""
 
 
 class ReportInputError(M1UserError):

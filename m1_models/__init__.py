@@ -10,6 +10,8 @@ start-up hook's records writer and the scorer's markers cause) imports nothing e
 * the per-request state machine: :class:`ForcedRequest`, :class:`GenerationStep`, :class:`StepResult`,
   :class:`GenerationRecord`, :class:`Phase` in :mod:`m1_models.budget_forcing`;
 * engines and schedules: :class:`StepEngine`, :func:`run` in :mod:`m1_models.scheduling`;
+* the backend contract: :class:`Backend`, :class:`BackendTokenizer`, :class:`HFTokenizer` in
+  :mod:`m1_models.backend` (a new backend builds a ``Backend`` and hands it to :class:`M1LM`);
 * lm-eval models: :class:`M1LM` (the shared base, imports lm-eval) and :class:`M1VLLM` (``m1-vllm``, imports
   vLLM when constructed);
 * the user errors the controller raises: :class:`GenKwargsError`, :class:`ModelArgsError` (from
@@ -36,6 +38,9 @@ _EXPORTS: dict[str, str] = {
     "StepResult": "m1_models.budget_forcing",
     "StepEngine": "m1_models.scheduling",
     "run": "m1_models.scheduling",
+    "Backend": "m1_models.backend",
+    "BackendTokenizer": "m1_models.backend",
+    "HFTokenizer": "m1_models.backend",
     "M1LM": "m1_models.lm_eval_model",
     "M1VLLM": "m1_models.vllm_model",
     "GenKwargsError": "m1_eval.errors",
@@ -43,6 +48,8 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [  # the keys of _EXPORTS
+    "Backend",
+    "BackendTokenizer",
     "DEFAULT_MAX_GEN_TOKS",
     "ForcedRequest",
     "ForcingConfig",
@@ -50,6 +57,7 @@ __all__ = [  # the keys of _EXPORTS
     "GenerationRecord",
     "GenerationSettings",
     "GenerationStep",
+    "HFTokenizer",
     "M1LM",
     "M1VLLM",
     "ModelArgsError",
@@ -78,6 +86,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from m1_eval.errors import GenKwargsError, ModelArgsError
+    from m1_models.backend import Backend, BackendTokenizer, HFTokenizer
     from m1_models.budget_forcing import ForcedRequest, GenerationRecord, GenerationStep, Phase, StepResult
     from m1_models.lm_eval_model import M1LM
     from m1_models.scheduling import StepEngine, run

@@ -1,7 +1,8 @@
 """The lm-eval model shared by every m1 backend: requests in, budget-forced texts out.
 
-A backend (vLLM engine, server, transformers) supplies a tokenizer, its context window, the names of its
-sampling parameters and a :class:`~m1_models.scheduling.StepEngine`; this class does the rest: gen_kwargs
+A backend (vLLM engine, server, transformers) supplies a :class:`~m1_models.backend.Backend`: a tokenizer (with
+the chat template), its context window, the names of its sampling parameters and a
+:class:`~m1_models.scheduling.StepEngine`; this class does the rest: gen_kwargs
 validation (all requests, before any generation), the budget-forcing state machines, the schedule, lm-eval's
 cache hook (so ``--use_cache`` resumes an interrupted run), per-sample records and the progress bar.
 """
@@ -12,7 +13,6 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from lm_eval.api.model import LM
@@ -20,6 +20,7 @@ from lm_eval.utils import handle_non_serializable, hash_string
 from tqdm import tqdm
 
 from m1_eval.errors import ModelArgsError
+from m1_models.backend import Backend, BackendTokenizer, HFTokenizer
 from m1_models.budget_forcing import ForcedRequest
 from m1_models.records import SINK, RecordSink, make_record, request_hash
 from m1_models.scheduling import SCHEDULES, StepEngine, run
@@ -28,19 +29,6 @@ from m1_models.settings import GenerationSettings, parse_gen_kwargs
 logger = logging.getLogger(__name__)
 
 _SPECIAL_MARKER = re.compile(r"<\|[A-Za-z0-9_]+\|>")
-
-
-class HFTokenizer:
-    """The two operations the controller needs, on a Hugging Face tokenizer, special tokens kept."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.hf = tokenizer
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.hf(text, add_special_tokens=False)["input_ids"])
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.hf.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
 def doc_hash(doc: Any) -> str:
@@ -54,22 +42,31 @@ def request_seed(base_seed: int, prompt: str) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-class M1LM(LM):
-    """Base class of ``m1-vllm`` and friends.
+def check_schedule(schedule: str) -> None:
+    """A backend calls this first, before it loads anything (M1LM checks again)."""
+    if schedule not in SCHEDULES:
+        raise ModelArgsError(f"model_arg schedule={schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
 
-    A subclass sets ``tokenizer``, ``max_model_len``, ``sampling_keys`` and ``model_name`` in its constructor and
-    returns its engine from :meth:`step_engine`.
+
+class M1LM(LM):
+    """The lm-eval model of ``m1-vllm``, ``m1-server`` and friends, over the :class:`Backend` it is given.
+
+    A backend's registered class only builds its :class:`Backend` and passes it here (see
+    :mod:`m1_models.backend`); the engine starts at the first generation and lives until :meth:`close`.
     """
 
-    tokenizer: HFTokenizer
-    max_model_len: int
-    sampling_keys: frozenset[str]
-    model_name: str
-
-    def __init__(self, *, seed: int = 1234, schedule: str = "continuous", add_bos_token: bool = False) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        seed: int = 1234,
+        schedule: str = "continuous",
+        add_bos_token: bool = False,
+    ) -> None:
         super().__init__()
-        if schedule not in SCHEDULES:
-            raise ModelArgsError(f"model_arg schedule={schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
+        check_schedule(schedule)
+        self.backend = backend
+        self._engine: StepEngine | None = None
         self.seed = int(seed)
         self.schedule = schedule
         self.add_bos_token = add_bos_token in (True, "True", "true", "1", 1)
@@ -77,9 +74,34 @@ class M1LM(LM):
         self._chat_formatted = False  # set when lm-eval renders prompts with the chat template
         self._warned_bare_prompt = False
 
-    # -- what a backend provides ---------------------------------------------------------------------------
+    # -- what the backend provides --------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> BackendTokenizer:
+        return self.backend.tokenizer
+
+    @property
+    def model_name(self) -> str:
+        return self.backend.model_name
+
+    @property
+    def max_model_len(self) -> int:
+        return self.backend.max_model_len
+
+    @property
+    def sampling_keys(self) -> frozenset[str]:
+        return self.backend.sampling_keys
+
     def step_engine(self) -> StepEngine:
-        raise NotImplementedError
+        """The backend's engine, started on first use and kept (its request ids stay unique across calls)."""
+        if self._engine is None:
+            self._engine = self.backend.start_engine()
+        return self._engine
+
+    def close(self) -> None:
+        """Abort what is in flight and release the engine (idempotent)."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
 
     #: where finished requests' records go (lm-eval runs: the process-wide sink the start-up hook writes out)
     record_sink: RecordSink = SINK
@@ -93,10 +115,10 @@ class M1LM(LM):
     # -- lm-eval's chat template interface -------------------------------------------------------------------
     @property
     def tokenizer_name(self) -> str:
-        return str(getattr(self.tokenizer.hf, "name_or_path", self.model_name)).replace("/", "__")
+        return str(self.tokenizer.name or self.model_name).replace("/", "__")
 
     def chat_template(self, chat_template: bool | str = False) -> str | None:
-        template = getattr(self.tokenizer.hf, "chat_template", None)
+        template = self.tokenizer.chat_template
         if chat_template:
             self._chat_formatted = True
         if chat_template and not template:
@@ -109,12 +131,8 @@ class M1LM(LM):
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         self.chat_template(True)
-        return self.tokenizer.hf.apply_chat_template(
-            chat_history,
-            tokenize=False,
-            add_generation_prompt=add_generation_prompt,
-            continue_final_message=not add_generation_prompt,  # a task's gen_prefix prefills the assistant turn
-        )
+        # add_generation_prompt=False continues the last message: a task's gen_prefix prefills the assistant turn
+        return self.tokenizer.render_chat(chat_history, add_generation_prompt=add_generation_prompt)
 
     # -- lm-eval's request types -----------------------------------------------------------------------------
     def loglikelihood(self, requests):
@@ -131,8 +149,7 @@ class M1LM(LM):
         forcing = settings.forcing
         texts = (forcing.thinking_start, forcing.thinking_end, forcing.thinking_end_overflow, *forcing.until_thinking)
         wanted = sorted({m for text in texts for m in _SPECIAL_MARKER.findall(text)})
-        vocab = self.tokenizer.hf.get_vocab()
-        missing = [marker for marker in wanted if marker not in vocab]
+        missing = [marker for marker in wanted if not self.tokenizer.has_token(marker)]
         if missing:
             raise ModelArgsError(
                 f"{self.model_name} cannot take the thinking markers: its tokenizer has no {missing[0]} token; "
@@ -160,7 +177,7 @@ class M1LM(LM):
 
     def _encode_prompt(self, context: str) -> list[int]:
         ids = self.tokenizer.encode(context)
-        bos = getattr(self.tokenizer.hf, "bos_token_id", None)
+        bos = self.tokenizer.bos_token_id
         if self.add_bos_token and bos is not None and (not ids or ids[0] != bos):
             ids = [bos] + ids
         return ids
@@ -239,4 +256,4 @@ def _record_fields(state: ForcedRequest) -> dict[str, Any]:
     }
 
 
-__all__ = ["HFTokenizer", "M1LM", "doc_hash", "request_seed"]
+__all__ = ["Backend", "HFTokenizer", "M1LM", "check_schedule", "doc_hash", "request_seed"]

@@ -23,13 +23,25 @@ SCHEDULES: tuple[str, ...] = ("continuous", "rounds")
 
 
 class StepEngine(Protocol):
-    """What a backend offers the schedulers."""
+    """What a backend offers the schedulers.
+
+    One engine serves every ``generate_until`` call of a model, so the ids it gives its requests internally must
+    stay unique for its whole life (``key`` is only unique within one :func:`run`).
+    """
 
     def submit(self, key: int, step: GenerationStep) -> None:
         """Queue ``step`` for request ``key`` (at most one step per key is in flight)."""
 
     def poll(self) -> list[tuple[int, StepResult]]:
-        """Advance the engine; return the steps that finished (may be empty while work is in flight)."""
+        """Advance the engine; return the steps that finished (may be empty while work is in flight).
+
+        A failure the engine cannot recover from is raised here (e.g. every server of a fleet is down)."""
+
+    def abort(self) -> None:
+        """Drop every step in flight (their results are never returned); the engine stays usable."""
+
+    def close(self) -> None:
+        """Abort what is in flight and release the engine's resources (processes, connections, threads)."""
 
 
 def run(
@@ -38,13 +50,23 @@ def run(
     schedule: Schedule = "continuous",
     on_done: Callable[[int], None] | None = None,
 ) -> None:
-    """Drive every request to DONE. ``on_done(index)`` is called as each request finishes."""
-    if schedule == "continuous":
-        _run_continuous(requests, engine, on_done)
-    elif schedule == "rounds":
-        _run_rounds(requests, engine, on_done)
-    else:
+    """Drive every request to DONE. ``on_done(index)`` is called as each request finishes.
+
+    When anything fails (the engine, ``on_done``, Ctrl-C), the steps still in flight are aborted before the error
+    goes on, so the engine can serve the next call."""
+    if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; use one of {SCHEDULES}")
+    try:
+        if schedule == "continuous":
+            _run_continuous(requests, engine, on_done)
+        else:
+            _run_rounds(requests, engine, on_done)
+    except BaseException:
+        try:
+            engine.abort()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            logger.debug("aborting the engine's steps failed", exc_info=True)
+        raise
 
 
 def _start(requests: Sequence[ForcedRequest], indices: Sequence[int], engine: StepEngine) -> int:

@@ -19,7 +19,8 @@ from typing import Any
 
 from m1_eval.errors import ModelArgsError
 from m1_models.budget_forcing import GenerationStep, StepResult
-from m1_models.lm_eval_model import M1LM, HFTokenizer
+from m1_models.backend import Backend, HFTokenizer
+from m1_models.lm_eval_model import M1LM, check_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,11 @@ CONTROLLED_SAMPLING_FIELDS = frozenset(
 
 
 class VLLMStepEngine:
-    """:class:`~m1_models.scheduling.StepEngine` over ``vllm.LLMEngine`` (add_request / step)."""
+    """:class:`~m1_models.scheduling.StepEngine` over ``vllm.LLMEngine`` (add_request / step).
+
+    Request ids (``m1-<n>``) come from one counter for the life of the engine object, which :class:`M1LM` keeps
+    for the life of the model: a step aborted in one call can never be mistaken for a step of a later call.
+    """
 
     def __init__(self, engine: Any) -> None:
         from vllm import SamplingParams
@@ -85,10 +90,18 @@ class VLLMStepEngine:
         self._keys[request_id] = key
         self._engine.add_request(request_id, self._prompt(prompt_token_ids=list(step.prompt_ids)), params)
 
+    def abort(self) -> None:
+        if self._keys:
+            self._engine.abort_request(list(self._keys))
+            self._keys.clear()
+
+    def close(self) -> None:
+        self.abort()
+
     def poll(self) -> list[tuple[int, StepResult]]:
         done = []
         for output in self._engine.step():
-            if not output.finished:
+            if not output.finished or output.request_id not in self._keys:  # not ours any more: aborted
                 continue
             completion = output.outputs[0]
             if completion.finish_reason in ("abort", "error"):
@@ -131,7 +144,7 @@ class M1VLLM(M1LM):
         device: Any = None,
         **engine_kwargs: Any,
     ) -> None:
-        super().__init__(seed=seed, schedule=schedule, add_bos_token=add_bos_token)
+        check_schedule(schedule)
         if str(pretrained).startswith((".", "/", "~")) and not Path(pretrained).expanduser().exists():
             raise ModelArgsError(
                 f"model_arg pretrained={pretrained} is not a folder that exists; pass a local model folder or a "
@@ -170,14 +183,18 @@ class M1VLLM(M1LM):
         model_config = _model_config(vllm, self._llm_args)
         from vllm.tokenizers.registry import cached_tokenizer_from_config
 
-        self.model_name = str(pretrained)
-        self.tokenizer = HFTokenizer(cached_tokenizer_from_config(model_config))
-        self.max_model_len = int(model_config.max_model_len)
-        self.sampling_keys = frozenset(
-            name
-            for name in vllm.SamplingParams.__struct_fields__
-            if not name.startswith("_") and name not in CONTROLLED_SAMPLING_FIELDS
+        backend = Backend(
+            model_name=str(pretrained),
+            tokenizer=HFTokenizer(cached_tokenizer_from_config(model_config)),
+            max_model_len=int(model_config.max_model_len),
+            sampling_keys=frozenset(
+                name
+                for name in vllm.SamplingParams.__struct_fields__
+                if not name.startswith("_") and name not in CONTROLLED_SAMPLING_FIELDS
+            ),
+            start_engine=lambda: VLLMStepEngine(self.llm.llm_engine),
         )
+        super().__init__(backend, seed=seed, schedule=schedule, add_bos_token=add_bos_token)
 
     @property
     def llm(self) -> Any:
@@ -188,11 +205,9 @@ class M1VLLM(M1LM):
             self._llm = vllm.LLM(**self._llm_args)
         return self._llm
 
-    def step_engine(self) -> VLLMStepEngine:
-        return VLLMStepEngine(self.llm.llm_engine)
-
     def close(self) -> None:
-        """Stop the engine's worker processes now rather than at interpreter exit."""
+        """Abort what is in flight and stop the engine's worker processes now rather than at interpreter exit."""
+        super().close()
         engine_core = getattr(getattr(self, "_llm", None), "llm_engine", None)
         engine_core = getattr(engine_core, "engine_core", None)
         if engine_core is not None and hasattr(engine_core, "shutdown"):

@@ -83,3 +83,9 @@ class ScriptedEngine:
         done = [f for f in self.in_flight if f.done_at <= self.clock]
         self.in_flight = [f for f in self.in_flight if f.done_at > self.clock]
         return [(f.key, f.result) for f in done]
+
+    def abort(self) -> None:
+        self.in_flight = []
+
+    def close(self) -> None:
+        self.abort()

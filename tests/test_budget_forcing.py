@@ -433,18 +433,18 @@ class ScriptedLM(lm_eval_model.M1LM):
     """M1LM over the scripted engine and the one-character tokenizer."""
 
     def __init__(self, model, max_model_len: int) -> None:
-        super().__init__()
         vocab = {"<|im_start|>": 0, "<|im_end|>": 1}
-        self.tokenizer = SimpleNamespace(
-            encode=TOK.encode, decode=TOK.decode, hf=SimpleNamespace(get_vocab=lambda: vocab, bos_token_id=None)
+        tokenizer = SimpleNamespace(
+            name="chars",
+            bos_token_id=None,
+            chat_template=None,
+            encode=TOK.encode,
+            decode=TOK.decode,
+            has_token=vocab.__contains__,
         )
-        self.max_model_len = max_model_len
-        self.sampling_keys = SAMPLING_KEYS
-        self.model_name = "scripted"
         self.engine = ScriptedEngine(model, tokens_per_poll=4096)
-
-    def step_engine(self) -> ScriptedEngine:
-        return self.engine
+        backend = lm_eval_model.Backend("scripted", tokenizer, max_model_len, SAMPLING_KEYS, lambda: self.engine)
+        super().__init__(backend)
 
 
 LONG_PROMPT = PROMPT.replace("Q?", "Q" * 3000 + "?")

@@ -1,0 +1,129 @@
+"""The seam between :class:`~m1_models.lm_eval_model.M1LM` and a generation backend: one small typed object.
+
+A backend (``m1-vllm``: vLLM's engine in-process; ``m1-server``: OpenAI-compatible servers; ``m1-hf``:
+transformers) builds a :class:`Backend` and hands it to :class:`~m1_models.lm_eval_model.M1LM`, which owns
+everything else (gen_kwargs validation, the budget-forcing state machines, the schedule, lm-eval's cache hook,
+records).  A new backend is one short module::
+
+    class M1Foo(M1LM):                       # the class lm-eval instantiates from --model_args
+        def __init__(self, pretrained: str, *, seed: int = 1234, schedule: str = "continuous", **kw):
+            tokenizer = HFTokenizer(AutoTokenizer.from_pretrained(pretrained))
+            backend = Backend(
+                model_name=pretrained,
+                tokenizer=tokenizer,
+                max_model_len=4096,
+                sampling_keys=frozenset({"temperature", "top_p", "seed"}),
+                start_engine=lambda: FooStepEngine(...),  # called once, at the first generation
+            )
+            super().__init__(backend, seed=seed, schedule=schedule)
+
+plus its line in :data:`m1_eval.lm_eval_hook.MODELS` (and ``pyproject.toml``'s ``lm_eval.models`` entry points).
+
+The engine (:class:`~m1_models.scheduling.StepEngine`) is started lazily, once per model, so that bad model_args
+and gen_kwargs fail before any weights load; it then lives until :meth:`M1LM.close`, and its request ids stay
+unique for its whole life (several ``generate_until`` calls share it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from m1_models.scheduling import StepEngine
+
+
+@runtime_checkable
+class BackendTokenizer(Protocol):
+    """The tokenizer the controller counts with (it must be the one the engine generates with)."""
+
+    @property
+    def name(self) -> str:
+        """A name for lm-eval's cache keys of chat-formatted runs (``tokenizer_name``)."""
+        ...
+
+    @property
+    def bos_token_id(self) -> int | None: ...
+
+    @property
+    def chat_template(self) -> str | None:
+        """The chat template (None: the tokenizer has none; ``--apply_chat_template`` is then an error)."""
+        ...
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of ``text``, special tokens written in the text kept as such, no BOS added."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``, special tokens kept, no clean-up of spaces."""
+        ...
+
+    def has_token(self, token: str) -> bool:
+        """Whether ``token`` (e.g. ``<|im_start|>``) is one token of the vocabulary."""
+        ...
+
+    def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool) -> str:
+        """The chat template applied to ``messages`` as text (``add_generation_prompt=False``: continue the last
+        message, as a task's gen_prefix prefills the assistant turn)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What a backend provides :class:`~m1_models.lm_eval_model.M1LM` (composed, not inherited).
+
+    * ``model_name``: written into every per-sample record;
+    * ``tokenizer``: :class:`BackendTokenizer` (token accounting, the markers' check, the chat template);
+    * ``max_model_len``: the context window every request is checked against before generation starts;
+    * ``sampling_keys``: the sampling parameter names the engine accepts as gen_kwargs (others are an error);
+    * ``start_engine``: returns the :class:`~m1_models.scheduling.StepEngine`; called once, at the first
+      generation (weights load, servers are contacted for work, ... there).
+    """
+
+    model_name: str
+    tokenizer: BackendTokenizer
+    max_model_len: int
+    sampling_keys: frozenset[str]
+    start_engine: Callable[[], StepEngine]
+
+
+class HFTokenizer:
+    """:class:`BackendTokenizer` over a Hugging Face tokenizer, special tokens kept."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.hf = tokenizer
+        self._vocab: dict[str, int] | None = None
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.hf, "name_or_path", "") or "tokenizer")
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return getattr(self.hf, "bos_token_id", None)
+
+    @property
+    def chat_template(self) -> str | None:
+        return getattr(self.hf, "chat_template", None)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.hf(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def has_token(self, token: str) -> bool:
+        if self._vocab is None:
+            self._vocab = dict(self.hf.get_vocab())
+        return token in self._vocab
+
+    def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool) -> str:
+        return self.hf.apply_chat_template(
+            messages,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=not add_generation_prompt,
+        )
+
+
+__all__ = ["Backend", "BackendTokenizer", "HFTokenizer"]

@@ -28,6 +28,7 @@ DISABLE_ENV = "M1_EVAL_DISABLE_HOOK"
 #: lm-eval model name -> "module:Class" (imported lazily by lm-eval's registry)
 MODELS: dict[str, str] = {
     "m1-vllm": "m1_models.vllm_model:M1VLLM",
+    "m1-hf": "m1_models.hf_model:M1HF",
 }
 
 _PATCHED_ATTR = "_m1_eval_patched"

@@ -24,7 +24,7 @@ def tiny_model_path() -> str:
     try:
         from m1_eval.tiny_model import ensure_tiny_model
     except ImportError:  # before the module moved
-        from m1_models.tiny_model import ensure_tiny_model
+        from m1_eval.tiny_model import ensure_tiny_model
     return str(ensure_tiny_model())
 
 

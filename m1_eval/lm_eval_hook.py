@@ -29,6 +29,7 @@ DISABLE_ENV = "M1_EVAL_DISABLE_HOOK"
 MODELS: dict[str, str] = {
     "m1-vllm": "m1_models.vllm_model:M1VLLM",
     "m1-hf": "m1_models.hf_model:M1HF",
+    "m1-server": "m1_models.server_model:M1Server",
 }
 
 _PATCHED_ATTR = "_m1_eval_patched"

@@ -34,3 +34,13 @@ def vllm_lm(tiny_model):
     lm = M1VLLM(pretrained=str(tiny_model), max_model_len=2048)
     yield lm
     lm.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model, tmp_path_factory):
+    """The one real vLLM OpenAI server of the session (tiny model, float32 like ``vllm_lm``), for m1-server."""
+    from tests.helpers import VLLMServer
+
+    server = VLLMServer(tiny_model, tmp_path_factory.mktemp("vllm_server") / "server.log").start()
+    yield server
+    server.stop()

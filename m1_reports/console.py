@@ -67,16 +67,16 @@ def summary_table(table: Table1) -> Table:
         header = row + (" (baseline)" if row == table.baseline else "")
         summary.add_column(header, justify="right", overflow="fold")
     for column in table.columns:
-        if all(math.isnan(table.value.at[row, column]) for row in shown):
+        if all(math.isnan(table.at("value", row, column)) for row in shown):
             continue
         cells = [table.labels[column]]
         for row in shown:
-            value = table.value.at[row, column]
+            value = table.at("value", row, column)
             text = pct(value)
-            if table.best.at[row, column]:
+            if table.at("best", row, column):
                 text = f"[bold]{text}[/]"
             if table.delta is not None and row != table.baseline and not math.isnan(value):
-                delta = 100 * table.delta.at[row, column]
+                delta = 100 * table.at("delta", row, column)
                 if not math.isnan(delta):
                     color = "green" if delta > 0.005 else "red" if delta < -0.005 else "dim"
                     text += f" [{color}]{delta:+.1f}[/]"

@@ -56,21 +56,21 @@ def _table1_view(table: Table1) -> dict[str, Any]:
     for row, source in zip(table.rows, table.sources, strict=True):
         cells = []
         for column in table.columns:
-            value = table.value.at[row, column]
+            value = table.at("value", row, column)
             delta = ""
             sign = ""
             if table.delta is not None and row != table.baseline:
-                delta_value = table.delta.at[row, column]
+                delta_value = table.at("delta", row, column)
                 delta = signed_pct(delta_value)
                 sign = _sign(delta_value)
-            n = table.n.at[row, column]
+            n = table.at("n", row, column)
             count = table.count_note(row, column)
             title = f"n = {int(n)}" if not math.isnan(n) else ""
             cells.append(
                 {
                     "value": pct(value),
-                    "best": bool(table.best.at[row, column]),
-                    "ci": ci_text(table.low.at[row, column], table.high.at[row, column]),
+                    "best": bool(table.at("best", row, column)),
+                    "ci": ci_text(table.at("low", row, column), table.at("high", row, column)),
                     "delta": delta,
                     "sign": sign,
                     "title": f"{title}; {count}" if title and count else title or count,

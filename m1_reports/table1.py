@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -73,6 +74,26 @@ class Table1:
 
     def count_mark(self, row: str, column: str) -> str:
         return f" {COUNT_MARK}" if self.count_note(row, column) else ""
+
+    def at(self, frame: str, row: str, column: str) -> Any:
+        """``table.<frame>.at[row, column]`` (frame: value, low, high, n, best, delta), read from numpy arrays:
+        the same numpy scalar, without ``.at``'s cost per call (the renderers read every cell several times)."""
+        return self._cells[frame][self._row_index[row], self._column_index[column]]
+
+    @cached_property
+    def _cells(self) -> dict[str, Any]:
+        frames = {"value": self.value, "low": self.low, "high": self.high, "n": self.n, "best": self.best}
+        if self.delta is not None:
+            frames["delta"] = self.delta
+        return {name: frame.to_numpy() for name, frame in frames.items()}
+
+    @cached_property
+    def _row_index(self) -> dict[str, int]:
+        return {row: i for i, row in enumerate(self.value.index)}
+
+    @cached_property
+    def _column_index(self) -> dict[str, int]:
+        return {column: i for i, column in enumerate(self.value.columns)}
 
 
 def _resolve_baseline(name: str | None, runs: list[str], references: list[str]) -> tuple[str | None, str | None]:
@@ -216,16 +237,16 @@ def table1_frame(table: Table1) -> pd.DataFrame:
     for row, source in zip(table.rows, table.sources, strict=True):
         record: dict[str, Any] = {"model": row, "source": source, "baseline": row == table.baseline}
         for column in table.columns:
-            record[column] = round(100 * table.value.at[row, column], 4)
-            record[f"{column}_ci_low"] = round(100 * table.low.at[row, column], 4)
-            record[f"{column}_ci_high"] = round(100 * table.high.at[row, column], 4)
-            n = table.n.at[row, column]
+            record[column] = round(100 * table.at("value", row, column), 4)
+            record[f"{column}_ci_low"] = round(100 * table.at("low", row, column), 4)
+            record[f"{column}_ci_high"] = round(100 * table.at("high", row, column), 4)
+            n = table.at("n", row, column)
             record[f"{column}_n"] = int(n) if not math.isnan(n) else None
             note = table.counts.get((row, column))
             record[f"{column}_n_paper"] = note.paper if note is not None else None
             record[f"{column}_count_note"] = table.count_note(row, column) or None
-            record[f"{column}_best"] = bool(table.best.at[row, column])
+            record[f"{column}_best"] = bool(table.at("best", row, column))
             if table.delta is not None:
-                record[f"{column}_delta"] = round(100 * table.delta.at[row, column], 4)
+                record[f"{column}_delta"] = round(100 * table.at("delta", row, column), 4)
         records.append(record)
     return pd.DataFrame(records)

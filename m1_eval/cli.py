@@ -106,10 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="evaluate the tiny model on the bundled m1_demo task with budget forcing and render a report",
         description="The whole pipeline on an embedded default, in a few minutes on 2 CPU cores: build the "
-        "tiny model (cached), run the plain `lm_eval --model m1-vllm` command with budget forcing on the "
-        "bundled m1_demo task (30 questions written for m1-eval) once per thinking budget, then render the "
-        "m1-report folder (Table 1 beside the paper's models, budget curve, sample browser) and print where "
-        "it is. lm_eval's own output goes to <out>/runs/lm_eval_budget_<N>.log.",
+        "tiny model (cached), run m1-sweep (m1-vllm, one model load) with budget forcing on the bundled "
+        "m1_demo task (30 questions written for m1-eval) at every thinking budget with 0 and 1 'Wait' rounds "
+        "(one lm-eval output folder per setting under <out>/runs/), then render the m1-report folder "
+        "(protocol header, Table 1 beside the paper's models, budget curves, sample browser) and print where "
+        "it is.",
         epilog="examples:\n  m1-eval demo\n  m1-eval demo -o /tmp/m1-demo --budgets 64,256",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -393,21 +393,30 @@ def _config(args: argparse.Namespace, settings: Sequence[Setting]) -> Any:
     return cfg
 
 
-def main(argv: list[str] | None = None) -> int:
+def sweep(argv: list[str], console: Any = None) -> list[Path]:
+    """Run a sweep from an ``m1-sweep`` command line (without the program name); returns the settings' folders.
+
+    User errors raise :class:`~m1_eval.errors.M1UserError` (``m1-eval demo`` calls this in-process)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     verbosity = str(getattr(args, "verbosity", None) or "WARNING").upper()
-    logging.basicConfig(level=verbosity, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lm_eval").setLevel(verbosity)
     if verbosity not in ("DEBUG", "INFO"):
         # lm-eval repeats these for every setting, twice (collect and write); ours (lm_eval.m1_*) stay visible
         for name in ("lm_eval.evaluator", "lm_eval.api.task", "lm_eval.evaluator_utils"):
             logging.getLogger(name).setLevel(logging.ERROR)
+    settings = parse_settings(args.budgets, args.ignores)
+    cfg = _config(args, settings)
+    plan = SweepPlan(cfg, settings, Path(cfg.output_path), task_manager=cfg.process_tasks(cfg.metadata))
+    return run_sweep(plan, console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    verbosity = "DEBUG" if any(a.upper().endswith("DEBUG") for a in argv) else "WARNING"
+    logging.basicConfig(level=verbosity, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = parse_settings(args.budgets, args.ignores)
-        cfg = _config(args, settings)
-        plan = SweepPlan(cfg, settings, Path(cfg.output_path), task_manager=cfg.process_tasks(cfg.metadata))
-        folders = run_sweep(plan)
+        folders = sweep(argv)
     except M1UserError as error:
         if verbosity == "DEBUG":
             raise

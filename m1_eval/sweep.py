@@ -413,7 +413,8 @@ def sweep(argv: list[str], console: Any = None) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    verbosity = "DEBUG" if any(a.upper().endswith("DEBUG") for a in argv) else "WARNING"
+    known, _ = build_parser().parse_known_args(argv)
+    verbosity = str(getattr(known, "verbosity", None) or "WARNING").upper()
     logging.basicConfig(level=verbosity, format="%(levelname)s %(name)s: %(message)s")
     try:
         folders = sweep(argv)

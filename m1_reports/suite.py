@@ -11,9 +11,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from m1_reports.columns import base_task
 from m1_reports.reading import TaskResult
-from m1_tasks.benchmarks import DEMO_SOURCE, EXPECTED_COUNTS, TASK_SOURCES
+from m1_tasks.benchmarks import EXPECTED_COUNTS
+from m1_tasks.benchmarks import source_of as registry_source
 
 # Task version from which the m1 tasks score m1's ``answer_prefix + answer`` (the answer marker included).
 MARKER_SCORER_VERSION = 2.0
@@ -26,9 +26,7 @@ def source_of(task: str, result: TaskResult | None = None) -> str | None:
         kwargs = result.config.get("dataset_kwargs")
         if isinstance(kwargs, Mapping) and kwargs.get("m1_source"):
             return str(kwargs["m1_source"])
-    if task == "m1_demo" or base_task(task) == "m1_demo":
-        return DEMO_SOURCE
-    return TASK_SOURCES.get(base_task(task))
+    return registry_source(task)
 
 
 def is_m1_task(task: str, result: TaskResult | None = None) -> bool:

@@ -54,7 +54,7 @@ class Benchmark:
     label: str  # display label
     table1: bool = False  # a column of the paper's Table 1 (the columns are in the order of BENCHMARKS)
     groups: tuple[str, ...] = ()  # the groups (their plain-prompt names) this benchmark is a member of
-    data: str | None = None  # dataset_kwargs.m1_data: "demo" reads the file bundled with the package
+    data: str | None = None  # dataset_kwargs.m1_data: "demo" / "demo:<name>" read a file bundled with the package
     note: str = ""  # one line for the generated YAML's comment (empty: none)
 
     def task_for(self, variant: str) -> str:
@@ -96,6 +96,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "m1_demo", "m1_demo", None, "demo", "demo", data="demo",
         note="~30 medical multiple-choice questions written for m1-eval (m1_tasks/demo_data/m1_demo.json): "
         "smoke runs.",
+    ),  # fmt: skip
+    Benchmark(
+        "m1_demo_chain", "m1_demo_chain", None, "demo_chain", "demo chain", data="demo:m1_demo_chain",
+        note="100 ward-transfer chains of 2-22 steps (m1_tasks/demo_chain.py, "
+        "m1_tasks/demo_data/m1_demo_chain.json): the demo's test-time scaling.",
     ),  # fmt: skip
 )
 

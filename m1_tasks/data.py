@@ -46,7 +46,20 @@ HF_REPO_ID = "UCSC-VLAA/m1_eval_data"
 HF_FILENAME = "m1_eval_data.json"
 EXPECTED_MD5 = "fe50ce67a958cfa9bc958a51b2502e57"
 
-DEMO_FILE = Path(__file__).resolve().parent / "demo_data" / "m1_demo.json"
+DEMO_DIR = Path(__file__).resolve().parent / "demo_data"
+DEMO_FILE = DEMO_DIR / "m1_demo.json"
+#: ``m1_data: demo:<name>`` reads the packaged file ``demo_data/<name>.json`` (``demo`` alone: m1_demo.json)
+DEMO_PREFIX = "demo:"
+
+
+def packaged_demo_file(data: str) -> Path | None:
+    """The packaged file ``data`` names (``demo`` -> m1_demo.json, ``demo:<name>`` -> demo_data/<name>.json);
+    None when ``data`` names no packaged file."""
+    if data == "demo":
+        return DEMO_FILE
+    if data.startswith(DEMO_PREFIX) and data[len(DEMO_PREFIX) :].replace("_", "").isalnum():
+        return DEMO_DIR / f"{data[len(DEMO_PREFIX) :]}.json"
+    return None
 
 RECORD_FIELDS = ("question", "options", "answer", "answer_idx")
 
@@ -98,14 +111,16 @@ def _download() -> DataFile:
 
 
 def resolve_data_file(data: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> DataFile:
-    """Which file to read: ``data`` (``"demo"`` = the packaged demo file, or a path), else ``$M1_EVAL_DATA``,
-    else the Hugging Face download (cached by ``huggingface_hub``)."""
+    """Which file to read: ``data`` (``"demo"`` = the packaged demo file, ``"demo:<name>"`` = the packaged
+    ``demo_data/<name>.json``, or a path), else ``$M1_EVAL_DATA``, else the Hugging Face download (cached by
+    ``huggingface_hub``)."""
     environ = os.environ if environ is None else environ
     if data is not None and str(data) != "":
-        if str(data) == "demo":
-            if not DEMO_FILE.is_file():
-                raise M1DataError(f"the packaged demo data {DEMO_FILE} is missing; reinstall m1-eval")
-            return DataFile(DEMO_FILE, None, "packaged demo data")
+        packaged = packaged_demo_file(str(data))
+        if packaged is not None:
+            if not packaged.is_file():
+                raise M1DataError(f"the packaged demo data {packaged} is missing; reinstall m1-eval")
+            return DataFile(packaged, None, "packaged demo data")
         return _local_file(data, "data file")
     local = environ.get(DATA_ENV, "").strip()
     if local:

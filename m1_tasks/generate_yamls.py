@@ -43,6 +43,8 @@ def render_task(bench: Benchmark, variant: PromptVariant) -> str:
     lines.append(f"task: {bench.task_for(variant.name)}")
     if bench.data == "demo":
         lines.append(f"dataset_path: {DEMO_DATASET_PATH}")
+    elif bench.data and bench.data.startswith("demo:"):
+        lines.append(f"dataset_path: m1_tasks/demo_data/{bench.data.removeprefix('demo:')}.json")
     lines += ["dataset_kwargs:", f"  m1_source: {bench.source}"]
     if bench.data:
         lines.append(f"  m1_data: {bench.data}")

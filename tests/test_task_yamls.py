@@ -66,7 +66,7 @@ def test_default_task_manager_lists_every_m1_task_and_group():
     from lm_eval.tasks import TaskManager
 
     names = set(TaskManager().all_tasks)
-    expected = set(TASKS) | set(GROUPS) | {"m1_demo"}
+    expected = set(TASKS) | set(GROUPS) | {"m1_demo", "m1_demo_chain"}
     assert expected <= names
     assert {f"{n}_cot" for n in expected} <= names
     assert "hellaswag" in names  # lm-eval's own tasks are still there
@@ -101,6 +101,8 @@ def test_yaml_files_parse_with_lm_eval_and_share_the_base_config():
                 {"metric": "no_answer", "aggregation": "mean", "higher_is_better": False},
             ]
     assert load_yaml("m1_demo")["dataset_kwargs"] == {"m1_source": "m1_demo", "m1_data": "demo"}
+    assert load_yaml("m1_demo_chain")["dataset_kwargs"] == {"m1_source": "m1_demo_chain",
+                                                            "m1_data": "demo:m1_demo_chain"}
 
 
 @pytest.mark.parametrize("suffix", ["", "_cot"])
@@ -177,12 +179,14 @@ def test_metadata_prompt_cot_reaches_the_plain_tasks(merged_data, monkeypatch):
     assert built["m1_pubmedqa"].config.metadata["prompt"] == "cot"  # recorded in the results' task config
 
 
-def test_demo_task_needs_no_data_file(monkeypatch, tmp_path):
+@pytest.mark.parametrize(("task", "file"), [("m1_demo", data.DEMO_FILE),
+                                            ("m1_demo_chain", data.DEMO_DIR / "m1_demo_chain.json")])
+def test_demo_task_needs_no_data_file(monkeypatch, tmp_path, task, file):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("M1_EVAL_DATA", str(tmp_path / "ignored-by-m1_demo.json"))
-    built = build(["m1_demo", "m1_demo_cot"])
-    records = json.loads(data.DEMO_FILE.read_text())["m1_demo"]
-    for name, instruction in (("m1_demo", PLAIN_INSTRUCTION), ("m1_demo_cot", COT_INSTRUCTION)):
+    monkeypatch.setenv("M1_EVAL_DATA", str(tmp_path / "ignored-by-the-demo-tasks.json"))
+    built = build([task, f"{task}_cot"])
+    records = json.loads(file.read_text())[task]
+    for name, instruction in ((task, PLAIN_INSTRUCTION), (f"{task}_cot", COT_INSTRUCTION)):
         docs = list(built[name].test_docs())
         assert len(docs) == len(records)
         for doc, rec in zip(docs, records, strict=True):

@@ -18,6 +18,7 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -112,7 +113,9 @@ def synthetic_conversation(rng: random.Random, median_thinking_words: int) -> st
     )
 
 
-def _train_tokenizer(corpus: list[str], spec: TinyModelSpec):
+def train_tokenizer(corpus: list[str], vocab_size: int, model_max_length: int):
+    """A byte-level BPE tokenizer trained on ``corpus`` with Qwen2's normalizer and pre-tokenizer, the Qwen
+    special tokens and :data:`CHAT_TEMPLATE` (shared by the tiny test model and the demo model)."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -128,7 +131,7 @@ def _train_tokenizer(corpus: list[str], spec: TinyModelSpec):
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=spec.vocab_size,
+        vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
@@ -140,34 +143,65 @@ def _train_tokenizer(corpus: list[str], spec: TinyModelSpec):
         pad_token="<|endoftext|>",
         bos_token=None,
         unk_token=None,
-        model_max_length=spec.max_position_embeddings,
+        model_max_length=model_max_length,
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
 
-def build_tiny_model(out_dir: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
-    """Train the tokenizer and the model and save both (safetensors) into ``out_dir``."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+def _train_tokenizer(corpus: list[str], spec: TinyModelSpec):
+    return train_tokenizer(corpus, spec.vocab_size, spec.max_position_embeddings)
 
-    rng = random.Random(spec.seed)
-    torch.manual_seed(spec.seed)
-    corpus = [synthetic_conversation(rng, spec.median_thinking_words) for _ in range(3000)]
-    tokenizer = _train_tokenizer(corpus, spec)
-    config = Qwen2Config(
+
+def qwen2_config(tokenizer, *, hidden_size: int, intermediate_size: int, num_layers: int, num_heads: int,
+                 num_kv_heads: int, max_position_embeddings: int, **extra):
+    """A float32 ``Qwen2Config`` with tied embeddings for ``tokenizer`` (EOS ``<|im_end|>``, no BOS)."""
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_layers,
-        num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_kv_heads,
-        max_position_embeddings=spec.max_position_embeddings,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=True,
         bos_token_id=None,
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tokenizer.pad_token_id,
         torch_dtype="float32",
+        **extra,
+    )
+
+
+def save_model(out_dir: Path, model, tokenizer, spec_file: str, spec) -> Path:
+    """Save the model (safetensors), its tokenizer and the spec that built it (written last: its presence marks a
+    complete build)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / spec_file).write_text(json.dumps(asdict(spec), indent=2))
+    return out_dir
+
+
+def build_tiny_model(out_dir: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
+    """Train the tokenizer and the model and save both (safetensors) into ``out_dir``."""
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    rng = random.Random(spec.seed)
+    torch.manual_seed(spec.seed)
+    corpus = [synthetic_conversation(rng, spec.median_thinking_words) for _ in range(3000)]
+    tokenizer = _train_tokenizer(corpus, spec)
+    config = qwen2_config(
+        tokenizer,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_layers=spec.num_layers,
+        num_heads=spec.num_heads,
+        num_kv_heads=spec.num_kv_heads,
+        max_position_embeddings=spec.max_position_embeddings,
     )
     model = Qwen2ForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate)
@@ -191,11 +225,7 @@ def build_tiny_model(out_dir: Path, spec: TinyModelSpec = TinyModelSpec()) -> Pa
         if step % 50 == 0 or step == spec.train_steps - 1:
             logger.info("tiny model: step %d/%d loss %.3f", step + 1, spec.train_steps, loss.item())
     model.eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
-    (out_dir / "tiny_model_spec.json").write_text(json.dumps(asdict(spec), indent=2))
-    return out_dir
+    return save_model(out_dir, model, tokenizer, "tiny_model_spec.json", spec)
 
 
 def default_cache_dir() -> Path:
@@ -212,17 +242,27 @@ def ensure_tiny_model(path: Path | None = None, spec: TinyModelSpec = TinyModelS
     leaves a half-written model behind and concurrent builders do not clash.
     """
     target = Path(path) if path else default_cache_dir() / f"tiny-qwen2-{spec.digest()}"
-    if (target / "tiny_model_spec.json").exists():
+    return ensure_built(target, "tiny_model_spec.json", lambda tmp: build_tiny_model(tmp, spec),
+                        "the tiny model (about a minute on 2 CPU cores)")
+
+
+def ensure_built(target: Path, marker: str, build: Callable[[Path], object], what: str) -> Path:
+    """Return ``target`` once it holds ``marker``, running ``build(tmp)`` first when it does not.
+
+    The build goes to a temporary sibling folder that is renamed into place, so an interrupted build never
+    leaves a half-written model behind and concurrent builders do not clash.
+    """
+    if (target / marker).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
-        logger.info("building the tiny model in %s (about a minute on 2 CPU cores)", target)
-        build_tiny_model(tmp, spec)
+        logger.info("building %s in %s", what, target)
+        build(tmp)
         try:
             tmp.rename(target)
         except OSError:  # someone else finished first
-            if not (target / "tiny_model_spec.json").exists():
+            if not (target / marker).exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

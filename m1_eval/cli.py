@@ -15,8 +15,8 @@ from pathlib import Path
 from m1_eval.errors import M1UserError
 
 EPILOG = """examples:
-  m1-eval demo                            tiny model + lm_eval m1-vllm on m1_demo + m1-report, a few minutes
-  m1-eval demo -o ./demo --budgets 64,256
+  m1-eval demo                            test-time scaling of a tiny model: m1-sweep + m1-report, ~3 minutes
+  m1-eval demo -o ./demo --budgets 8,32,128
   m1-eval doctor                          versions, plugin hook, registered tasks and models, data source
   m1-eval tiny-model                      build (once) and print the folder of the tiny test model
   m1-eval tiny-model -o ./tiny            build it into ./tiny
@@ -104,21 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
-        help="evaluate the tiny model on the bundled m1_demo task with budget forcing and render a report",
-        description="The whole pipeline on an embedded default, in a few minutes on 2 CPU cores: build the "
-        "tiny model (cached), run m1-sweep (m1-vllm, one model load) with budget forcing on the bundled "
-        "m1_demo task (30 questions written for m1-eval) at every thinking budget with 0 and 1 'Wait' rounds "
-        "(one lm-eval output folder per setting under <out>/runs/), then render the m1-report folder "
-        "(protocol header, Table 1 beside the paper's models, budget curves, sample browser) and print where "
-        "it is.",
-        epilog="examples:\n  m1-eval demo\n  m1-eval demo -o /tmp/m1-demo --budgets 64,256",
+        help="test-time scaling on a tiny model: budget forcing sweep on the bundled m1_demo_chain task, and a report",
+        description="The whole pipeline on an embedded default, in about 3 minutes on 2 CPU cores: build the "
+        "demo model (a tiny Qwen2 chat model trained in about a minute to answer the bundled m1_demo_chain task "
+        "by following its chain of ward transfers in its thinking; cached), run m1-sweep (m1-vllm, one model "
+        "load, greedy) with budget forcing on m1_demo_chain (100 questions of 2-22 steps) at every thinking "
+        "budget with 0 and 1 'Wait' rounds (one lm-eval output folder per setting under <out>/runs/), then "
+        "render the m1-report folder (protocol header, tables, budget curves, sample browser) and print where "
+        "it is. The report shows what the m1 paper is about: accuracy rises with the thinking budget, and a "
+        "'Wait' round helps where the model stopped thinking too early.",
+        epilog="examples:\n  m1-eval demo\n  m1-eval demo -o /tmp/m1-demo --budgets 8,32,128",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
         "-o", "--output_path", "--out", dest="out", metavar="DIR", default="m1-demo",
         help="output folder (default: ./m1-demo)",
     )
-    demo.add_argument("--budgets", help="comma-separated thinking budgets (default: 32,128,512)")
+    demo.add_argument("--budgets", help="comma-separated thinking budgets in tokens (default: 4,8,16,32,64)")
     _add_verbosity(demo, None)
     demo.set_defaults(run=_demo)
     doctor = commands.add_parser(

@@ -1,10 +1,13 @@
 """``m1-eval demo``: the whole pipeline on an embedded default, in a few minutes on 2 CPU cores.
 
-1. build (or reuse) the tiny Qwen2-style model;
-2. evaluate it with ``m1-sweep`` (one model load) and budget forcing on the bundled ``m1_demo`` task at every
-   thinking budget, with and without a "Wait" round (so the report has budget curves); each setting is a
-   standard lm-eval output folder;
+1. build (or reuse) the demo model (:mod:`m1_eval.demo_model`: a tiny Qwen2 chat model trained to answer the
+   bundled ``m1_demo_chain`` task by following its chain of transfers in its thinking, about a minute);
+2. evaluate it with ``m1-sweep`` (one model load, greedy) and budget forcing on ``m1_demo_chain`` at every
+   thinking budget, with and without a "Wait" round; each setting is a standard lm-eval output folder;
 3. render the ``m1-report`` folder and print where it is.
+
+The report shows test-time scaling: accuracy rises with the thinking budget (a longer chain needs more thinking
+tokens; cut short, the model guesses), and a "Wait" round raises it where the model stopped thinking too early.
 """
 
 from __future__ import annotations
@@ -21,17 +24,16 @@ class DemoPlan:
     model: Path
     out: Path
     report: Path
-    budgets: tuple[int, ...] = (32, 128, 512)
+    budgets: tuple[int, ...] = (4, 8, 16, 32, 64)
     ignores: tuple[int, ...] = (0, 1)
-    temperature: float = 0.7
+    task: str = "m1_demo_chain"
 
     def sweep_args(self) -> list[str]:
         return [
             "--model", "m1-vllm",
             "--model_args", f"pretrained={self.model},max_model_len=2048",
-            "--tasks", "m1_demo",
-            "--apply_chat_template",
-            "--gen_kwargs", f"temperature={self.temperature},max_tokens_answer=64",
+            "--tasks", self.task,
+            "--apply_chat_template",  # greedy: the task's do_sample: false
             "--budgets", ",".join(map(str, self.budgets)),
             "--ignores", ",".join(map(str, self.ignores)),
             "--output_path", str(self.out),
@@ -40,22 +42,22 @@ class DemoPlan:
 
 
 def run_demo(out: Path, budgets: tuple[int, ...] | None = None, console=None) -> Path:
-    """Build the tiny model, sweep it on ``m1_demo`` over the budgets (one load), render the report."""
+    """Build the demo model, sweep it on ``m1_demo_chain`` over the budgets (one load), render the report."""
     from rich.console import Console
 
+    from m1_eval.demo_model import ensure_demo_model
     from m1_eval.sweep import sweep
-    from m1_eval.tiny_model import ensure_tiny_model
 
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the engine's start-up chatter; errors still show
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     console = console or Console(stderr=True)
     out = out.resolve()
-    with console.status("building (or reusing) the tiny model"):
-        model = ensure_tiny_model()
+    with console.status("building (or reusing) the demo model (about a minute the first time)"):
+        model = ensure_demo_model()
     plan = DemoPlan(model=model, out=out / "runs", report=out / "report")
     if budgets:
         plan = DemoPlan(model=model, out=out / "runs", report=out / "report", budgets=tuple(budgets))
-    console.print(f"m1-sweep on m1_demo: budgets {', '.join(map(str, plan.budgets))} x 'Wait' rounds "
+    console.print(f"m1-sweep on {plan.task}: budgets {', '.join(map(str, plan.budgets))} x 'Wait' rounds "
                   f"{', '.join(map(str, plan.ignores))}, one model load")  # fmt: skip
     folders = sweep(plan.sweep_args(), console)
     with console.status("rendering the report"):

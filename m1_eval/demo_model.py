@@ -81,6 +81,9 @@ class DemoModelSpec:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
+DEFAULT_SPEC = DemoModelSpec()
+
+
 # ------------------------------------------------------------------------------------------ training text
 
 
@@ -230,7 +233,7 @@ def initialise(model: Any, tokenizer: Any, spec: DemoModelSpec) -> None:
 # ------------------------------------------------------------------------------------------------ build
 
 
-def build_demo_model(out_dir: Path, spec: DemoModelSpec = DemoModelSpec()) -> Path:
+def build_demo_model(out_dir: Path, spec: DemoModelSpec = DEFAULT_SPEC) -> Path:
     """Train the tokenizer and the model on fresh questions and save both (safetensors) into ``out_dir``.
 
     Torch runs on one thread here: the same weights on every machine, whatever its core count, and no threads
@@ -256,7 +259,10 @@ def _build(out_dir: Path, spec: DemoModelSpec) -> Path:
     for _ in range(spec.train_steps * spec.batch_size):
         question = make_question(rng, spec.chain)
         examples.append((question, training_segments(question, rng, spec)))
-    corpus = [chat_prompt(q) + THINK_START + "".join(text for text, _ in s) for q, s in examples[: spec.tokenizer_texts]]
+    corpus = [
+        chat_prompt(q) + THINK_START + "".join(text for text, _ in parts)
+        for q, parts in examples[: spec.tokenizer_texts]
+    ]
     tokenizer = train_tokenizer(corpus, spec.vocab_size, spec.max_position_embeddings)
     config = qwen2_config(
         tokenizer,
@@ -316,12 +322,12 @@ def _build(out_dir: Path, spec: DemoModelSpec) -> Path:
 MODEL_NAME = "demo-model"
 
 
-def demo_model_dir(spec: DemoModelSpec = DemoModelSpec()) -> Path:
+def demo_model_dir(spec: DemoModelSpec = DEFAULT_SPEC) -> Path:
     """``<cache>/demo-chain-qwen2-<spec hash>/demo-model``."""
     return default_cache_dir() / f"demo-chain-qwen2-{spec.digest()}" / MODEL_NAME
 
 
-def ensure_demo_model(path: Path | None = None, spec: DemoModelSpec = DemoModelSpec()) -> Path:
+def ensure_demo_model(path: Path | None = None, spec: DemoModelSpec = DEFAULT_SPEC) -> Path:
     """Return a folder holding the demo model, building it first (about a minute on one CPU core) when it is not
     there yet; an interrupted build leaves nothing behind."""
     what = "the demo model (about a minute on one CPU core)"

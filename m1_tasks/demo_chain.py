@@ -60,6 +60,9 @@ class ChainSpec:
             raise ValueError(f"n_options must be 2..{len(OPTION_LETTERS)}")
 
 
+DEFAULT_CHAIN = ChainSpec()
+
+
 @dataclass(frozen=True)
 class ChainQuestion:
     """One question: the wards of the chain in order, the shuffled transfers and the options (wards)."""
@@ -108,7 +111,7 @@ def draw_steps(rng: random.Random, spec: ChainSpec) -> int:
     return max(spec.min_steps, min(spec.max_steps, int(math.exp(rng.uniform(low, high)))))
 
 
-def make_question(rng: random.Random, spec: ChainSpec = ChainSpec()) -> ChainQuestion:
+def make_question(rng: random.Random, spec: ChainSpec = DEFAULT_CHAIN) -> ChainQuestion:
     steps = draw_steps(rng, spec)
     wards = rng.sample(ORDINARY_WARDS, steps + 1)
     if steps >= 2 and rng.random() < spec.stop_ward_rate:
@@ -129,7 +132,7 @@ def make_question(rng: random.Random, spec: ChainSpec = ChainSpec()) -> ChainQue
     return ChainQuestion(tuple(wards), tuple(transfers), tuple(options))
 
 
-def make_questions(n: int, seed: int, spec: ChainSpec = ChainSpec()) -> list[ChainQuestion]:
+def make_questions(n: int, seed: int, spec: ChainSpec = DEFAULT_CHAIN) -> list[ChainQuestion]:
     rng = random.Random(seed)
     return [make_question(rng, spec) for _ in range(n)]
 

@@ -13,13 +13,14 @@ What it learns (the training text is exactly what budget forcing makes of a resp
   random option.
 
 The transfers are single tokens (`` cf``), so a step is one look-up: find the transfer that leaves the current
-ward.  That look-up is where a 2-layer model needs thousands of steps to discover it, so the build starts from a
-designed initialisation instead of a random one: the embeddings of the ward tokens spell out their wards (a
+ward.  Trained from random weights, a 2-layer model needs thousands of steps to discover that look-up (measured:
+about 90 % per step after 1000), so the build starts from a designed initialisation instead: the embeddings of the ward tokens spell out their wards (a
 "from" coordinate and a "to" coordinate per ward), and the first attention head of the first layer is set to look
 a ward up among the transfers (its query reads the current ward, its key the ward a transfer leaves, in the
 head dimensions that rotary embeddings hardly turn).  All weights are then trained (:attr:`DemoModelSpec.train_steps`
 steps on fresh questions, about a minute on one CPU core), which teaches the model when to stop, "Wait" and the
-answer.  Greedy decoding follows a chain without a mistake.
+answer.  Greedy, it follows every chain of the bundled questions without a mistake (100 % at a budget of 64 with
+one "Wait" round, under vLLM's default bfloat16).
 
 The build is deterministic for a :class:`DemoModelSpec` and cached like the tiny test model
 (``$M1_EVAL_CACHE`` or ``~/.cache/m1-eval``, folder ``demo-chain-qwen2-<spec hash>/demo-model``).

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -171,14 +170,7 @@ def _scorer_text(t: TaskSettings) -> str:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
+_number = version_number  # a float or None: the same reading as the task versions'
 
 
 def _integer(value: Any) -> int | None:

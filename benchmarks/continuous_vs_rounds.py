@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import statistics
 
-from gen_common import StepCounter, alternate, instances, parser, questions, result_line, start_lm
+from gen_common import FORCED_GEN_KWARGS, StepCounter, alternate, instances, parser, questions, result_line, start_lm
 
-GEN_KWARGS = {"max_tokens_thinking": 512, "thinking_n_ignore": 2, "max_tokens_answer": 64, "temperature": 0.8}
+GEN_KWARGS = FORCED_GEN_KWARGS
 
 
 def main() -> None:

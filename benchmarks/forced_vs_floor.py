@@ -11,9 +11,9 @@ tokens without the forcing. Prints the ratio (target <= 1.10).
 
 from __future__ import annotations
 
-from gen_common import alternate, instances, parser, questions, result_line, start_lm
+from gen_common import FORCED_GEN_KWARGS, alternate, instances, parser, questions, result_line, start_lm
 
-GEN_KWARGS = {"max_tokens_thinking": 512, "thinking_n_ignore": 2, "max_tokens_answer": 64, "temperature": 0.8}
+GEN_KWARGS = FORCED_GEN_KWARGS
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
         n = max(1, record["thinking_tokens"] - record["ignore_rounds"] * wait + record["answer_tokens"])
         generated += n
         prompts.append(TokensPrompt(prompt_token_ids=lm.tokenizer.encode(request.args[0])))
-        params.append(SamplingParams(temperature=0.8, seed=request.doc_id, max_tokens=n, min_tokens=n,
+        params.append(SamplingParams(temperature=GEN_KWARGS["temperature"], seed=request.doc_id, max_tokens=n, min_tokens=n,
                                      ignore_eos=True))  # fmt: skip
     print(f"requests: {len(requests)}, generated tokens: {generated}, "
           f"ignore rounds used: {sum(r['ignore_rounds'] for r in keep.records)}")  # fmt: skip

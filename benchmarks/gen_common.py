@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 TOPICS = ["fever", "cough", "chest pain", "jaundice", "rash", "headache", "anemia", "dyspnea", "edema", "syncope"]
+#: the forced workload of forced_vs_floor and continuous_vs_rounds: long-tailed sampled thinking, 2 "Wait" rounds
+FORCED_GEN_KWARGS = {"max_tokens_thinking": 512, "thinking_n_ignore": 2, "max_tokens_answer": 64, "temperature": 0.8}
 OPTIONS = ["pneumonia", "sepsis", "asthma", "ulcer", "stroke", "hepatitis", "anemia", "heart failure"]
 
 

@@ -204,8 +204,13 @@ def find_most_similar_index(str_list: list[str], target_str: str) -> int | None:
     """HuatuoGPT-o1 evaluation/scorer.py, find_most_similar_index: ``>=``, so ties (and all-0) go to the last."""
     most_similar_index: int | None = None
     highest_similarity = 0.0
+    # One matcher, the target as its second sequence: difflib caches what it learns about the second sequence
+    # (its one-vs-many use), so each option costs a match, not a re-index of the long response. Same ratios as
+    # str_similarity(candidate, target_str), which the tests pin.
+    matcher = difflib.SequenceMatcher(None, "", target_str)
     for i, candidate in enumerate(str_list):
-        similarity = str_similarity(candidate, target_str)
+        matcher.set_seq1(candidate)
+        similarity = matcher.ratio()
         if similarity >= highest_similarity:
             most_similar_index = i
             highest_similarity = similarity

@@ -15,6 +15,7 @@ from m1_tasks.scoring import (
     answer_part,
     extract_answer,
     find_most_similar_index,
+    str_similarity,
     last_boxed_only_string,
     match_choice,
     parse_option_str,
@@ -239,6 +240,21 @@ def test_find_most_similar_index_ties_go_to_the_last():
     assert find_most_similar_index(["abc", "xyz", "abc"], "abc") == 2
     assert find_most_similar_index(["a", "b"], "") == 1
     assert find_most_similar_index([], "abc") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    options=st.lists(st.text(alphabet="abcde ", max_size=30), min_size=1, max_size=6),
+    target=st.text(alphabet="abcde .", max_size=600),  # past 200 characters difflib's autojunk applies
+)
+def test_find_most_similar_index_equals_upstream_pairwise_similarity(options, target):
+    """The one-matcher speed-up picks what upstream's loop of str_similarity(option, target) picks."""
+    expected, best = None, 0.0
+    for i, option in enumerate(options):
+        similarity = str_similarity(option, target)
+        if similarity >= best:
+            expected, best = i, similarity
+    assert find_most_similar_index(options, target) == expected
 
 
 def test_answered_responses_are_not_no_answer():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 
-from gen_common import FORCED_GEN_KWARGS, StepCounter, alternate, instances, parser, questions, result_line, start_lm
+from gen_common import engine_args, FORCED_GEN_KWARGS, StepCounter, alternate, instances, parser, questions, result_line, start_lm
 
 GEN_KWARGS = FORCED_GEN_KWARGS
 
@@ -22,7 +22,7 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--requests", type=int, default=256)
     args = p.parse_args()
-    lm = start_lm()
+    lm = start_lm(**engine_args(args))
     requests = instances(lm, questions(args.requests), GEN_KWARGS)
     counter = StepCounter(lm)
     outputs: dict[str, list[str]] = {}

@@ -11,7 +11,7 @@ tokens without the forcing. Prints the ratio (target <= 1.10).
 
 from __future__ import annotations
 
-from gen_common import FORCED_GEN_KWARGS, alternate, instances, parser, questions, result_line, start_lm
+from gen_common import engine_args, FORCED_GEN_KWARGS, alternate, instances, parser, questions, result_line, start_lm
 
 GEN_KWARGS = FORCED_GEN_KWARGS
 
@@ -25,7 +25,7 @@ def main() -> None:
 
     from m1_models.records import RecordSink
 
-    lm = start_lm()
+    lm = start_lm(**engine_args(args))
     requests = instances(lm, questions(args.requests), GEN_KWARGS)
 
     class Keep(RecordSink):

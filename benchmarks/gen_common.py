@@ -136,6 +136,21 @@ def result_line(name: str, ratio: float, target: float) -> str:
 
 
 def parser(description: str, repeats: int = 3) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=repeats, help=f"repetitions per side (default {repeats})")
+    p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="an extra m1-vllm model_arg / vllm.EngineArgs field for the engine, e.g. block_size=32 "
+                        "(repeatable)")  # fmt: skip
     return p
+
+
+def engine_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``--engine-arg KEY=VALUE`` options as keyword arguments (values parsed as JSON when they are JSON)."""
+    out: dict[str, Any] = {}
+    for item in args.engine_arg:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

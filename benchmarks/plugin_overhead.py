@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from gen_common import alternate, parser, result_line, start_lm, write_data
+from gen_common import engine_args, alternate, parser, result_line, start_lm, write_data
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="m1-bench-"))
     os.environ["M1_EVAL_DATA"] = str(write_data(folder, args.requests))
-    lm = start_lm()
+    lm = start_lm(**engine_args(args))
     manager = TaskManager()
     task = manager.load(["m1_medqa"])["tasks"]["m1_medqa"]
     docs = list(task.test_docs())

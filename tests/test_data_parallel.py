@@ -1,0 +1,210 @@
+"""m1-vllm's data parallelism (``data_parallel_size``): replicas in worker processes fed by work stealing.
+
+The dispatch is tested with fake replicas (real processes and pipes, no vLLM, tests/fake_replica.py); the real
+thing with two CPU replicas of the tiny model against one float32 engine (greedy parity, every phase of a request
+on one replica, the same workers across calls, nothing left after close).  GPUs are not tested here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+import pytest
+from lm_eval.api.instance import Instance
+
+from m1_eval.errors import ModelArgsError
+from m1_models.budget_forcing import GenerationStep, Phase
+from m1_models.data_parallel import (
+    DataParallelStepEngine,
+    ReplicaSpec,
+    cpu_replica_envs,
+    gpu_replica_envs,
+    parse_data_parallel_size,
+)
+from m1_models.records import RecordSink
+from tests.fake_replica import CRASH, DIE, fake_replica
+
+QUESTION = (
+    "A patient has fever and a productive cough. What is the most likely diagnosis?\n"
+    "A. asthma\nB. pneumonia\nC. sepsis\nD. ulcer\nReturn your final response within \\boxed{}."
+)
+IGNORE = " Alternatively"
+#: as in tests/test_server_model.py: short greedy generations (long greedy texts of the tiny model flip on float
+#: noise between batch compositions), budget hits, "Wait" rounds, a plain request and seeded sampling
+GEN_KWARGS = [
+    {"max_tokens_thinking": 40, "max_tokens_answer": 16, "do_sample": False},
+    {"max_tokens_thinking": 64, "thinking_n_ignore": 1, "max_tokens_answer": 16, "do_sample": False},
+    {"max_tokens_thinking": 300, "thinking_n_ignore": 2, "thinking_n_ignore_str": IGNORE, "max_tokens_answer": 16,
+     "temperature": 1.0},
+    {"max_gen_toks": 32, "until": ["<|im_end|>"], "do_sample": False},
+]  # fmt: skip
+RECORD_FIELDS = (  # not cached_tokens: which prompts share a replica's prefix cache depends on the dispatch
+    "forced", "budget", "prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_rounds", "budget_hit",
+    "finish_reasons", "thinking_text", "answer_text", "doc_id", "request_hash", "model",
+)  # fmt: skip
+FLOAT32 = {"max_model_len": 2048, "dtype": "float32"}
+
+
+def instances(lm, n_per_kwargs: int = 3, task: str = "dp_test") -> list[Instance]:
+    out = []
+    for k, gen_kwargs in enumerate(GEN_KWARGS):
+        for i in range(n_per_kwargs):
+            context = lm.apply_chat_template([{"role": "user", "content": QUESTION + " " * i + "\n" * k}])
+            doc = len(out)
+            out.append(Instance("generate_until", {}, (context, dict(gen_kwargs)), idx=0, metadata=(task, doc, 1)))
+    return out
+
+
+def records_of(lm, task: str = "dp_test") -> dict[int, dict]:
+    return {r["doc_id"]: {k: r[k] for k in RECORD_FIELDS} for r in lm.record_sink.pop(task)}
+
+
+def step(prompt: tuple[int, ...]) -> GenerationStep:
+    return GenerationStep(prompt_ids=prompt, max_tokens=1, stop=(), phase=Phase.THINKING)
+
+
+# -- the dispatch, with fake replicas (no vLLM) ----------------------------------------------------------------
+def test_work_stealing_a_slow_replica_takes_fewer_requests_and_none_gets_more_than_cap():
+    """20 requests of 3 phases each, cap 2, one replica 10x slower than the other: the queue feeds whichever
+    replica has room (the fake refuses a step beyond its cap), and every phase of a request stays on one replica."""
+    engine = DataParallelStepEngine([ReplicaSpec(fake_replica, (0.15, 2)), ReplicaSpec(fake_replica, (0.015, 2))])
+    try:
+        assert engine.cap == 2 and len(set(engine.pids)) == 2
+        prompts = {key: (key + 1,) for key in range(20)}
+        phases_left = dict.fromkeys(prompts, 3)
+        ran_on: dict[int, set[str]] = {key: set() for key in prompts}
+        for key, prompt in prompts.items():
+            engine.submit(key, step(prompt))
+        while any(phases_left.values()):
+            for key, result in engine.poll():
+                assert all(replica.in_flight <= engine.cap for replica in engine.replicas)
+                ran_on[key].add(result.text)  # the worker's pid
+                phases_left[key] -= 1
+                if phases_left[key]:  # the continuation extends the request's prompt: same replica, no queue
+                    prompts[key] += result.token_ids
+                    engine.submit(key, step(prompts[key]))
+        slow, fast = engine.steps_per_replica
+        assert slow + fast == 60 and fast > 3 * slow > 0, engine.steps_per_replica
+        assert all(len(pids) == 1 for pids in ran_on.values())
+        requests_on = {pid: sum(pids == {pid} for pids in ran_on.values()) for pid in map(str, engine.pids)}
+        assert requests_on[str(engine.pids[1])] > requests_on[str(engine.pids[0])]
+    finally:
+        engine.close()
+    assert not any(psutil.pid_exists(pid) for pid in engine.pids if pid is not None)
+
+
+@pytest.mark.parametrize(
+    "prompt, message",
+    [((CRASH,), r"replica \d \(pid \d+\) failed: ValueError: the fake replica was told to fail"),
+     ((DIE,), r"replica \d \(pid \d+\) exited with code 3")],
+)  # fmt: skip
+def test_a_failing_or_dying_replica_is_raised_from_poll_naming_it(prompt, message):
+    engine = DataParallelStepEngine([ReplicaSpec(fake_replica, (0.01, 4))] * 2)
+    try:
+        engine.submit(0, step((5,)))
+        engine.submit(1, step(prompt))
+        with pytest.raises(RuntimeError, match=message):
+            while True:
+                engine.poll()
+        engine.abort()  # what scheduling.run does next: must not hang on the dead worker
+        with pytest.raises(RuntimeError, match=message):  # and the engine stays failed, never an empty answer
+            engine.poll()
+    finally:
+        engine.close()
+    assert not any(psutil.pid_exists(pid) for pid in engine.pids if pid is not None)
+
+
+def test_replica_plans_devices_and_cores():
+    eight = [str(i) for i in range(8)]
+    assert gpu_replica_envs(8, 1, eight, "CUDA_VISIBLE_DEVICES")[7] == {"CUDA_VISIBLE_DEVICES": "7"}
+    assert gpu_replica_envs(2, 4, list("01234567"), "CUDA_VISIBLE_DEVICES") == [
+        {"CUDA_VISIBLE_DEVICES": "0,1,2,3"},
+        {"CUDA_VISIBLE_DEVICES": "4,5,6,7"},
+    ]
+    assert gpu_replica_envs(2, 1, ["4", "6"], "CUDA_VISIBLE_DEVICES")[1] == {"CUDA_VISIBLE_DEVICES": "6"}
+    with pytest.raises(ModelArgsError, match="needs 12 GPUs but 8 are visible.*at most 2"):
+        gpu_replica_envs(3, 4, list("01234567"), "CUDA_VISIBLE_DEVICES")
+    assert cpu_replica_envs(2, 1, [0, 1]) == [{"VLLM_CPU_OMP_THREADS_BIND": "0"}, {"VLLM_CPU_OMP_THREADS_BIND": "1"}]
+    assert cpu_replica_envs(2, 2, range(9)) == [
+        {"VLLM_CPU_OMP_THREADS_BIND": "0-1|2-3"},
+        {"VLLM_CPU_OMP_THREADS_BIND": "4-5|6-7"},
+    ]
+    with pytest.raises(ModelArgsError, match="at most 2"):
+        cpu_replica_envs(3, 1, [0, 1])
+    assert parse_data_parallel_size(4) == parse_data_parallel_size("4") == 4
+    for bad in (0, -1, "two", 1.5, True):
+        with pytest.raises(ModelArgsError, match="data_parallel_size"):
+            parse_data_parallel_size(bad)
+
+
+# -- model_args errors on the real m1-vllm: before any engine starts ---------------------------------------------
+@pytest.mark.engine
+@pytest.mark.parametrize("size, fix", [(0, "whole number >= 1"), (99, f"at most {len(os.sched_getaffinity(0))}")])
+def test_bad_data_parallel_size_fails_before_any_engine_starts(tiny_model, size, fix):
+    from m1_models.vllm_model import M1VLLM
+
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    with pytest.raises(ModelArgsError, match=f"data_parallel_size={size}.*{fix}") as error:
+        M1VLLM(pretrained=str(tiny_model), data_parallel_size=size, **FLOAT32)
+    assert "\n" not in str(error.value)
+    assert {child.pid for child in psutil.Process().children(recursive=True)} <= before
+    one = M1VLLM(pretrained=str(tiny_model), data_parallel_size=1, **FLOAT32)  # one copy: exactly as before
+    assert one.data_parallel_size == 1 and one._replica_specs == [] and one._engine is None and one._llm is None
+
+
+# -- two real CPU replicas against one engine --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reference(tiny_model):
+    """One float32 m1-vllm engine's texts and records (the replicas are float32 too)."""
+    from m1_models.vllm_model import M1VLLM
+
+    lm = M1VLLM(pretrained=str(tiny_model), gpu_memory_utilization=0.1, **FLOAT32)
+    lm.record_sink = RecordSink()
+    try:
+        return lm.generate_until(instances(lm), disable_tqdm=True), records_of(lm)
+    finally:
+        lm.close()
+
+
+@pytest.mark.engine
+def test_two_cpu_replicas_give_the_single_engine_results(tiny_model, reference):
+    from m1_models.vllm_model import M1VLLM
+
+    # gpu_memory_utilization is the total on CPU (one RAM): 0.1 per replica, as the reference engine has
+    lm = M1VLLM(pretrained=str(tiny_model), gpu_memory_utilization=0.2, data_parallel_size=2, **FLOAT32)
+    lm.record_sink = RecordSink()
+    with pytest.raises(RuntimeError, match="data_parallel_size=2 has no in-process vllm.LLM.*step_engine"):
+        _ = lm.llm
+    assert lm._engine is None  # nothing started yet: the replicas start at the first generation
+    try:
+        engine = lm.step_engine()
+        assert isinstance(engine, DataParallelStepEngine) and engine.cap >= 1
+        pids = engine.pids
+        workers = [psutil.Process(pid) for pid in pids]
+        engine_processes = workers + [child for worker in workers for child in worker.children(recursive=True)]
+        routes: dict[int, set[int]] = {}
+        send = engine._send_step
+
+        def recording_send(replica, ticket, key, step):
+            routes.setdefault(key, set()).add(replica.index)
+            send(replica, ticket, key, step)
+
+        engine._send_step = recording_send
+        texts = lm.generate_until(instances(lm), disable_tqdm=True)
+        ref_texts, ref_records = reference
+        assert texts == ref_texts
+        records = records_of(lm)
+        assert records == ref_records
+        assert any(r["ignore_rounds"] for r in records.values()) and any(r["budget_hit"] for r in records.values())
+        assert all(count > 0 for count in engine.steps_per_replica), engine.steps_per_replica
+        assert all(len(replicas) == 1 for replicas in routes.values())  # every phase of a request on one replica
+        assert sum(engine.steps_per_replica) > len(texts)  # continuations ran (and stayed put)
+        # a second call (another task, another m1-sweep setting) reuses the same workers and engines
+        again = lm.generate_until(instances(lm, n_per_kwargs=1, task="dp_again"), disable_tqdm=True)
+        assert again == [ref_texts[3 * k] for k in range(len(GEN_KWARGS))]
+        assert lm.step_engine() is engine and engine.pids == pids and all(w.is_running() for w in workers)
+    finally:
+        lm.close()
+    _, alive = psutil.wait_procs(engine_processes, timeout=30)
+    assert not alive, [process.pid for process in alive]

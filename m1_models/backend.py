@@ -87,12 +87,35 @@ class Backend:
     start_engine: Callable[[], StepEngine]
 
 
+#: strings up to this length are encoded once per tokenizer (markers, "Wait": several per request and round)
+_ENCODE_CACHE_MAX_CHARS = 64
+
+
 class HFTokenizer:
-    """:class:`BackendTokenizer` over a Hugging Face tokenizer, special tokens kept."""
+    """:class:`BackendTokenizer` over a Hugging Face tokenizer, special tokens kept.
+
+    With a "fast" tokenizer, ids and texts come from its Rust ``tokenizers.Tokenizer`` directly: the controller
+    encodes and decodes several times per request and phase, and transformers' per-call Python (argument
+    handling, a type check of every id) cost more than the Rust call; on 2 CPU cores that time is taken from the
+    engine's scheduler. The results are transformers' own (``add_special_tokens=False``; decode with special
+    tokens and without clean-up, which for these arguments is exactly the Rust call), pinned by
+    ``tests/test_tokenizer.py``. Short strings' ids are kept once computed.
+    """
 
     def __init__(self, tokenizer: Any) -> None:
         self.hf = tokenizer
         self._vocab: dict[str, int] | None = None
+        self._short: dict[str, list[int]] = {}
+        self._rust = None
+        backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+        if backend is not None:
+            from tokenizers import Tokenizer
+
+            # a copy, without the truncation or padding a tokenizer.json may carry (transformers switches them off
+            # for a call without truncation/padding arguments; the copy has them off for good)
+            self._rust = Tokenizer.from_str(backend.to_str())
+            self._rust.no_truncation()
+            self._rust.no_padding()
 
     @property
     def name(self) -> str:
@@ -107,9 +130,20 @@ class HFTokenizer:
         return getattr(self.hf, "chat_template", None)
 
     def encode(self, text: str) -> list[int]:
-        return list(self.hf(text, add_special_tokens=False)["input_ids"])
+        short = len(text) <= _ENCODE_CACHE_MAX_CHARS
+        if short and text in self._short:
+            return list(self._short[text])
+        if self._rust is not None:
+            ids = self._rust.encode(text, add_special_tokens=False).ids
+        else:
+            ids = list(self.hf(text, add_special_tokens=False)["input_ids"])
+        if short:
+            self._short[text] = list(ids)
+        return ids
 
     def decode(self, ids: Sequence[int]) -> str:
+        if self._rust is not None:
+            return self._rust.decode(list(ids), skip_special_tokens=False)
         return self.hf.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def has_token(self, token: str) -> bool:

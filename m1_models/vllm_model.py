@@ -61,6 +61,7 @@ CONTROLLED_SAMPLING_FIELDS = frozenset(
         "spaces_between_special_tokens",
         "include_stop_str_in_output",
         "output_text_buffer_length",
+        "skip_clone",
     }
 )
 
@@ -97,6 +98,7 @@ class VLLMStepEngine:
             skip_special_tokens=False,  # special-token stop strings only match on the text they appear in
             spaces_between_special_tokens=False,
             output_kind=self._final_only,
+            skip_clone=True,  # built for this one request: vLLM's deep copy of it (per add_request) is wasted
         )
         request_id = f"m1-{next(self._ids)}"
         self._keys[request_id] = key
@@ -304,11 +306,14 @@ def _replica_specs(replicas: int, llm_args: dict[str, Any], platform: Any) -> li
         if visible is not None:
             devices = [d.strip() for d in visible.split(",") if d.strip()]
         else:
-            devices = [str(i) for i in range(int(platform.device_count()))]
+            count = getattr(platform, "device_count", None)  # CUDA's counts without initialising CUDA here
+            if count is None:
+                import torch
+
+                count = torch.cuda.device_count
+            devices = [str(i) for i in range(int(count()))]
         envs = gpu_replica_envs(replicas, world, devices, env_var)
-        logger.info(
-            "m1-vllm: %d replicas, %s %s", replicas, env_var, " / ".join(env[env_var] for env in envs)
-        )
+        logger.info("m1-vllm: %d replicas, %s %s", replicas, env_var, " / ".join(env[env_var] for env in envs))
     return [ReplicaSpec(start_replica, (args,), env) for env in envs]
 
 

@@ -432,7 +432,7 @@ def cpu_replica_envs(replicas: int, world: int, cores: Sequence[int]) -> list[di
     envs = []
     for index in range(replicas):
         mine = cores[index * share : (index + 1) * share]
-        ranks = [_id_list(mine[rank * per_rank : (rank + 1) * per_rank]) for rank in range(world)]
+        ranks = [",".join(map(str, mine[rank * per_rank : (rank + 1) * per_rank])) for rank in range(world)]
         envs.append({"VLLM_CPU_OMP_THREADS_BIND": "|".join(ranks)})
     return envs
 
@@ -443,21 +443,10 @@ def gpu_replica_envs(replicas: int, world: int, devices: Sequence[str], env_var:
         per = f" x tensor_parallel_size*pipeline_parallel_size={world}" if world > 1 else ""
         raise ModelArgsError(
             f"model_arg data_parallel_size={replicas}{per} needs {replicas * world} GPUs but {len(devices)} are "
-            f"visible ({env_var}={','.join(devices) or 'none'}); lower data_parallel_size to at most "
-            f"{len(devices) // world} or make more GPUs visible"
+            f"visible ({','.join(devices) or 'none'}); lower data_parallel_size to at most {len(devices) // world} "
+            f"or make more GPUs visible ({env_var})"
         )
     return [{env_var: ",".join(devices[i * world : (i + 1) * world])} for i in range(replicas)]
-
-
-def _id_list(ids: Sequence[int]) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2,5"`` (vLLM's core-list syntax)."""
-    parts: list[str] = []
-    for number in ids:
-        if parts and parts[-1].split("-")[-1] == str(number - 1):
-            parts[-1] = f"{parts[-1].split('-')[0]}-{number}"
-        else:
-            parts.append(str(number))
-    return ",".join(parts)
 
 
 __all__ = [

@@ -127,8 +127,8 @@ def test_replica_plans_devices_and_cores():
         gpu_replica_envs(3, 4, list("01234567"), "CUDA_VISIBLE_DEVICES")
     assert cpu_replica_envs(2, 1, [0, 1]) == [{"VLLM_CPU_OMP_THREADS_BIND": "0"}, {"VLLM_CPU_OMP_THREADS_BIND": "1"}]
     assert cpu_replica_envs(2, 2, range(9)) == [
-        {"VLLM_CPU_OMP_THREADS_BIND": "0-1|2-3"},
-        {"VLLM_CPU_OMP_THREADS_BIND": "4-5|6-7"},
+        {"VLLM_CPU_OMP_THREADS_BIND": "0,1|2,3"},
+        {"VLLM_CPU_OMP_THREADS_BIND": "4,5|6,7"},
     ]
     with pytest.raises(ModelArgsError, match="at most 2"):
         cpu_replica_envs(3, 1, [0, 1])

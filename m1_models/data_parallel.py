@@ -20,6 +20,10 @@ submit / abort / close messages over a pipe, steps its engine while it has work 
 and sends finished ``(ticket, StepResult)`` pairs back.  An exception in a worker, or a worker that dies, is raised
 from the parent's :meth:`DataParallelStepEngine.poll` as a ``RuntimeError`` naming the replica: never a hang,
 never an empty answer.
+
+One module of ~460 lines on purpose: the parent's dispatch and the worker's loop are the two ends of one pipe
+protocol (submit / abort / close / ready / done / error), and the replica planning beside them decides what each
+worker is started with; split, every message would be defined in one file and read in another.
 """
 
 from __future__ import annotations

@@ -417,6 +417,10 @@ class M1HF(M1LM):
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in arg_dict}
         return cls(**arg_dict, **extra)
 
+    def check_sampling(self, sampling: dict[str, Any]) -> None:
+        """The step engine's parse of the sampling parameters, before any step is submitted."""
+        Sampling.from_dict(sampling)
+
     @property
     def model(self) -> Any:
         """The transformers model, loaded on first use (the weights load here)."""

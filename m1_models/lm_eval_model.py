@@ -170,10 +170,18 @@ class M1LM(LM):
                 self._check_markers(settings)
                 self._checked_markers.add(key)
         sampling = settings.sampling
+        self.check_sampling(sampling)
         temperature = float(sampling.get("temperature", 1.0) or 0.0)
         if temperature > 0 and "seed" not in sampling:
             sampling["seed"] = request_seed(self.seed, context)
         return settings
+
+    def check_sampling(self, sampling: dict[str, Any]) -> None:
+        """Raise :class:`~m1_eval.errors.GenKwargsError` for sampling values the engine would refuse.
+
+        Called for every request before the first step is submitted, so that a bad value ends the call before
+        any generation (and before a lazily started engine loads its weights) rather than in the middle of it.
+        A backend overrides it with its engine's own checks; by default the engine is left to judge."""
 
     def _encode_prompt(self, context: str) -> list[int]:
         ids = self.tokenizer.encode(context)

@@ -277,6 +277,8 @@ class ServerStepEngine:
                 return last or "left the fleet"
             assert server.limit is not None
             async with server.limit:
+                if flight.epoch != self._epoch:  # aborted before it was sent (abort's cancel is on its way)
+                    raise asyncio.CancelledError
                 try:
                     response = await self._client.post(server.url + "/completions", json=body)
                 except (httpx.TransportError, httpx.TimeoutException) as error:
@@ -482,6 +484,14 @@ class M1Server(M1LM):
             int(max_model_len),
             int(max_concurrency),
         )
+
+    def check_sampling(self, sampling: dict[str, Any]) -> None:
+        """The ranges vLLM and SGLang enforce for the common parameters (m1-hf's parser: vLLM's names and
+        ranges), checked before the first call instead of as an HTTP 400 in the middle of a run."""
+        from m1_models.hf_model import SAMPLING_KEYS as COMMON_KEYS
+        from m1_models.hf_model import Sampling
+
+        Sampling.from_dict({key: value for key, value in sampling.items() if key in COMMON_KEYS})
 
 
 def _load_tokenizer(source: str, trust_remote_code: bool) -> HFTokenizer:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny model (built once, cached) and one vLLM engine per test session.
+"""Shared fixtures: the tiny model (built once, cached) and one engine of each backend per test session (the
+m1-vllm engine, a vLLM OpenAI server for m1-server, the m1-hf model), each started at its first use.
 
 Plain helpers (paths, running ``lm_eval``, writing small tasks) are in ``tests/helpers.py``.
 """
@@ -44,3 +45,18 @@ def vllm_server(tiny_model, tmp_path_factory):
     server = VLLMServer(tiny_model, tmp_path_factory.mktemp("vllm_server") / "server.log").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def hf_lm(tiny_model):
+    """The one m1-hf model of the session (transformers, float32 on CPU, one torch thread)."""
+    import torch
+
+    from m1_models.hf_model import M1HF
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the tiny model's matrices are too small for a second thread to pay off
+    lm = M1HF(pretrained=str(tiny_model), max_model_len=2048, device="cpu", batch_size=16)
+    yield lm
+    lm.close()
+    torch.set_num_threads(threads)

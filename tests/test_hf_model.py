@@ -1,4 +1,8 @@
-"""m1-hf (transformers) on the tiny model: the shared controller's behaviour, parity with m1-vllm, model_args."""
+"""m1-hf (transformers) on the tiny model: its step engine, parity with m1-vllm, model_args, the lm_eval command.
+
+The shared controller's behaviour through m1-hf (budgets, ignore rounds, plain generation, records, schedules,
+bad gen_kwargs, seeds, aborts) is tested on every backend in tests/test_backend_contract.py; the session's
+``hf_lm`` is in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -35,20 +39,6 @@ def instances(lm, gen_kwargs: dict, n: int, task: str = "hf_test") -> list[Insta
         context = lm.apply_chat_template([{"role": "user", "content": question}])
         out.append(Instance("generate_until", {}, (context, dict(gen_kwargs)), idx=0, metadata=(task, i, 1)))
     return out
-
-
-@pytest.fixture(scope="module")
-def hf_lm(tiny_model):
-    import torch
-
-    from m1_models.hf_model import M1HF
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the tiny model's matrices are too small for a second thread to pay off
-    lm = M1HF(pretrained=str(tiny_model), max_model_len=2048, device="cpu", batch_size=16)
-    yield lm
-    lm.close()
-    torch.set_num_threads(threads)
 
 
 def generate(lm, gen_kwargs: dict, n: int, task: str = "hf_test") -> tuple[list[str], dict[int, dict]]:
@@ -145,64 +135,6 @@ def test_each_row_stops_at_its_own_stop_string_and_limit(hf_lm):
     assert tok.decode(results[4].token_ids).startswith(results[0].text + "step 2")
 
 
-# -- the shared controller behaviour through m1-hf ---------------------------------------------------------------
-
-
-@pytest.mark.engine
-def test_budgets_ignore_rounds_and_overflow(hf_lm):
-    budget = 200
-    texts, records = generate(
-        hf_lm,
-        {"max_tokens_thinking": budget, "thinking_n_ignore": 2, "thinking_n_ignore_str": IGNORE,
-         "max_tokens_answer": 32, "temperature": 1.0},
-        8,
-    )  # fmt: skip
-    assert len(texts) == len(records) == 8
-    early = 0
-    for i, text in enumerate(texts):
-        record = records[i]
-        assert text.startswith("<|im_start|>think\n") and "<|im_start|>answer" in text
-        thinking = text[len("<|im_start|>think\n") :].rpartition("<|im_start|>answer")[0]
-        assert record["thinking_tokens"] <= budget
-        assert len(hf_lm.tokenizer.encode(thinking.rstrip("\n"))) <= budget
-        assert text.count(IGNORE.strip()) == record["ignore_rounds"]
-        assert 1 <= record["answer_tokens"] <= 32
-        if record["budget_hit"]:
-            assert "<|im_start|>answer\nFinal Answer:" in text
-        else:
-            early += 1
-            assert record["ignore_rounds"] == 2 and record["finish_reasons"][:3] == ["stop", "stop", "stop"]
-    assert early >= 1, "the tiny model should end its thinking early for some of 8 sampled requests"
-
-
-@pytest.mark.engine
-def test_greedy_budget_hit_forces_the_overflow_answer(hf_lm):
-    texts, records = generate(hf_lm, {"max_tokens_thinking": 40, "max_tokens_answer": 16, "do_sample": False}, 2)
-    for i, text in enumerate(texts):
-        assert records[i]["thinking_tokens"] == 40 and records[i]["budget_hit"] is True
-        assert "<|im_start|>answer\nFinal Answer:" in text
-
-
-@pytest.mark.engine
-def test_without_budget_m1_hf_is_a_plain_generator(hf_lm):
-    texts, records = generate(hf_lm, {"max_gen_toks": 50, "until": ["<|im_end|>"], "do_sample": False}, 2)
-    for i, text in enumerate(texts):
-        assert records[i]["forced"] is False and records[i]["thinking_tokens"] == 0
-        assert 1 <= records[i]["answer_tokens"] <= 50
-        assert "<|im_end|>" not in text
-
-
-@pytest.mark.engine
-def test_seeded_sampling_is_reproducible(hf_lm):
-    kwargs = {"max_tokens_thinking": 60, "thinking_n_ignore": 1, "max_tokens_answer": 12, "temperature": 0.9}
-    first, _ = generate(hf_lm, kwargs, 6)
-    again, _ = generate(hf_lm, kwargs, 6)
-    assert first == again
-    assert len(set(first)) > 1
-    alone = hf_lm.generate_until(instances(hf_lm, kwargs, 6)[4:5], disable_tqdm=True)
-    assert alone == first[4:5]  # the per-request seed: the same text without the rest of the batch
-
-
 # -- parity with m1-vllm -----------------------------------------------------------------------------------------
 
 PARITY_KWARGS = [
@@ -244,19 +176,6 @@ def test_greedy_responses_and_accounting_match_m1_vllm(hf_lm, vllm_lm):
         for record in (hf, vl):
             assert record["budget"] is None or record["thinking_tokens"] <= record["budget"]
     assert share >= 0.8, f"only {sum(same)} of {len(same)} greedy responses agree"
-
-
-@pytest.mark.engine
-def test_both_schedules_give_the_same_greedy_texts(hf_lm):
-    kwargs = {"max_tokens_thinking": 60, "thinking_n_ignore": 1, "max_tokens_answer": 16, "do_sample": False}
-    continuous = hf_lm.generate_until(instances(hf_lm, kwargs, 4), disable_tqdm=True)
-    hf_lm.schedule = "rounds"
-    try:
-        rounds = hf_lm.generate_until(instances(hf_lm, kwargs, 4), disable_tqdm=True)
-    finally:
-        hf_lm.schedule = "continuous"
-    assert continuous == rounds
-    SINK.clear()
 
 
 # -- the plain lm_eval command -----------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""m1-vllm on the real vLLM engine (CPU build) and the tiny model: budgets, ignore rounds, records."""
+"""m1-vllm on the real vLLM engine (CPU build) and the tiny model: what only m1-vllm has.
+
+The budget-forcing contract (budgets, ignore rounds, plain generation, records, schedules, bad gen_kwargs, seeds,
+aborts) is tested on every backend in tests/test_backend_contract.py; here: the bare-prompt warning, the
+crash at scale (seeded sampling with chunked prefill), model_args, and the prefix-cache counters."""
 
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ QUESTION = (
     "A patient has fever and a productive cough. What is the most likely diagnosis?\n"
     "A. asthma\nB. pneumonia\nC. sepsis\nD. ulcer\nReturn your final response within \\boxed{}."
 )
-IGNORE = " Alternatively"  # a string the tiny model never writes itself, so it can be counted
 
 
 def instances(lm, gen_kwargs: dict, n: int, task: str = "engine_test") -> list[Instance]:
@@ -23,118 +26,6 @@ def instances(lm, gen_kwargs: dict, n: int, task: str = "engine_test") -> list[I
         context = lm.apply_chat_template([{"role": "user", "content": QUESTION + " " * i}])
         out.append(Instance("generate_until", {}, (context, dict(gen_kwargs)), idx=0, metadata=(task, i, 1)))
     return out
-
-
-def split_output(text: str) -> tuple[str, str]:
-    assert text.startswith("<|im_start|>think\n")
-    body = text[len("<|im_start|>think\n") :]
-    thinking, _, answer = body.rpartition("<|im_start|>answer")
-    return thinking, answer
-
-
-def test_budget_forcing_on_the_real_engine(vllm_lm):
-    SINK.clear()
-    budget = 300
-    requests = instances(
-        vllm_lm,
-        {"max_tokens_thinking": budget, "thinking_n_ignore": 2, "thinking_n_ignore_str": IGNORE, "temperature": 1.0},
-        12,
-    )
-    texts = vllm_lm.generate_until(requests, disable_tqdm=True)
-    records = {r["doc_id"]: r for r in SINK.pop("engine_test")}
-    assert len(texts) == 12 and len(records) == 12
-    tok = vllm_lm.tokenizer
-    early = 0
-    for i, text in enumerate(texts):
-        record = records[i]
-        thinking, answer = split_output(text)
-        assert "<|im_start|>answer" in text
-        # the engine's count and an independent count with the tokenizer both respect the budget
-        assert record["thinking_tokens"] <= budget
-        assert len(tok.encode(thinking.rstrip("\n"))) <= budget
-        assert text.count(IGNORE.strip()) == record["ignore_rounds"]
-        if not record["budget_hit"]:
-            early += 1
-            assert record["ignore_rounds"] == 2  # stopped early each time: every ignore round was used
-            assert record["finish_reasons"] == ["stop", "stop", "stop", "stop"]
-        else:
-            assert "Final Answer:" in text
-        assert record["answer_tokens"] >= 1
-    assert early >= 3, "the tiny model should end its thinking early for several of 12 sampled requests"
-    assert sum("\\boxed{" in t for t in texts) >= 6
-
-
-def test_greedy_budget_hit_forces_the_overflow_answer(vllm_lm):
-    SINK.clear()
-    texts = vllm_lm.generate_until(instances(vllm_lm, {"max_tokens_thinking": 40, "do_sample": False}, 2))
-    records = SINK.pop("engine_test")
-    assert len(records) == 2
-    for record in records:
-        assert record["thinking_tokens"] == 40 and record["budget_hit"] is True
-    assert all("<|im_start|>answer\nFinal Answer:" in t for t in texts)
-
-
-def test_without_budget_m1_vllm_is_a_plain_generator(vllm_lm):
-    SINK.clear()
-    texts = vllm_lm.generate_until(
-        instances(vllm_lm, {"max_gen_toks": 50, "until": ["<|im_end|>"], "do_sample": False}, 1)
-    )
-    record = SINK.pop("engine_test")[0]
-    assert record["forced"] is False and record["thinking_tokens"] == 0
-    assert 1 <= record["answer_tokens"] <= 50
-    assert "<|im_end|>" not in texts[0]
-
-
-def test_both_schedules_give_the_same_greedy_texts(vllm_lm):
-    kwargs = {"max_tokens_thinking": 60, "thinking_n_ignore": 1, "do_sample": False}
-    continuous = vllm_lm.generate_until(instances(vllm_lm, kwargs, 3), disable_tqdm=True)
-    vllm_lm.schedule = "rounds"
-    try:
-        rounds = vllm_lm.generate_until(instances(vllm_lm, kwargs, 3), disable_tqdm=True)
-    finally:
-        vllm_lm.schedule = "continuous"
-    assert continuous == rounds
-    SINK.clear()
-
-
-@pytest.mark.parametrize(
-    "gen_kwargs, key",
-    [
-        ({"max_tokens_thinking": 100, "thinking_budget_x": 1}, "thinking_budget_x"),
-        ({"max_tokens_thinking": 0}, "max_tokens_thinking"),
-        ({"max_tokens_thinking": -3}, "max_tokens_thinking"),
-        ({"max_tokens_thinking": 100_000}, "max_tokens_thinking"),
-        ({"max_tokens_thinking": 100, "thinking_n_ignore": -1}, "thinking_n_ignore"),
-    ],
-)
-def test_bad_gen_kwargs_fail_before_any_generation(vllm_lm, gen_kwargs, key):
-    good = instances(vllm_lm, {"max_tokens_thinking": 10}, 1)
-    bad = instances(vllm_lm, gen_kwargs, 1)
-    submitted = []
-    original = vllm_lm.step_engine
-
-    def counting_engine():
-        engine = original()
-        real_submit = engine.submit
-        engine.submit = lambda key, step: (submitted.append(key), real_submit(key, step))
-        return engine
-
-    vllm_lm.step_engine = counting_engine
-    try:
-        with pytest.raises(GenKwargsError) as error:
-            vllm_lm.generate_until(good + bad, disable_tqdm=True)
-    finally:
-        del vllm_lm.step_engine
-    assert key in str(error.value) and "\n" not in str(error.value)
-    assert submitted == []
-
-
-def test_markers_the_model_does_not_know_are_rejected(vllm_lm):
-    from m1_eval.errors import ModelArgsError
-
-    bad = instances(vllm_lm, {"max_tokens_thinking": 20, "thinking_start": "<|begin_of_thought|>"}, 1)
-    with pytest.raises(ModelArgsError, match=r"no <\|begin_of_thought\|> token"):
-        vllm_lm.generate_until(bad, disable_tqdm=True)
 
 
 def test_a_bare_prompt_with_budget_forcing_warns_once_with_the_fix(vllm_lm, caplog):

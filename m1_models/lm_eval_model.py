@@ -71,6 +71,7 @@ class M1LM(LM):
         self.schedule = schedule
         self.add_bos_token = add_bos_token in (True, "True", "true", "1", 1)
         self._checked_markers: set[tuple] = set()
+        self._checked_sampling: set[str] = set()
         self._chat_formatted = False  # set when lm-eval renders prompts with the chat template
         self._warned_bare_prompt = False
 
@@ -170,7 +171,10 @@ class M1LM(LM):
                 self._check_markers(settings)
                 self._checked_markers.add(key)
         sampling = settings.sampling
-        self.check_sampling(sampling)
+        checked = repr(sorted(sampling.items()))  # a task's requests share their gen_kwargs: check them once
+        if checked not in self._checked_sampling:
+            self.check_sampling(sampling)
+            self._checked_sampling.add(checked)
         temperature = float(sampling.get("temperature", 1.0) or 0.0)
         if temperature > 0 and "seed" not in sampling:
             sampling["seed"] = request_seed(self.seed, context)

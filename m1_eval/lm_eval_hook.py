@@ -11,7 +11,11 @@ imports one of the modules below, after which the finder runs a patch:
 * ``lm_eval.loggers.evaluation_tracker``: next to each ``samples_<task>_<date>.jsonl`` the m1 models'
   per-sample records are written as ``m1_generations_<task>_<date>.jsonl``;
 * ``lm_eval._cli.run``: m1-eval's user errors (``M1UserError``) end the command with their one-line message
-  and exit code 2 instead of a traceback (``--verbosity DEBUG`` keeps the traceback).
+  and exit code 2 instead of a traceback (``--verbosity DEBUG`` keeps the traceback);
+* ``lm_eval.evaluator``: the environment report ``add_env_info`` writes into the results (torch's
+  ``get_pretty_env_info``: ``pip list`` and ten other subprocesses, 0.5-1.5 s after the evaluation) is taken from
+  :func:`prefetch_env_info`, which an m1 model starts in the background when it begins generating: the same
+  text, collected once per process while the model works (an m1-sweep writes many results per process).
 
 Standard library only; safe to run twice; ``M1_EVAL_DISABLE_HOOK=1`` switches it off.
 """
@@ -116,7 +120,56 @@ def _patch_cli_run(module) -> None:
     run_cls._execute = staticmethod(_execute) if isinstance(original, staticmethod) else _execute
 
 
+_ENV_INFO: dict[str, object] = {}  # "thread": the collecting thread, "text": what it collected
+
+
+def prefetch_env_info() -> None:
+    """Start collecting torch's environment report in a daemon thread, once per process, when an lm-eval
+    evaluation is under way (``lm_eval.evaluator`` imported and patched); otherwise nothing happens."""
+    evaluator = sys.modules.get("lm_eval.evaluator")
+    if "thread" in _ENV_INFO or not getattr(getattr(evaluator, "add_env_info", None), _PATCHED_ATTR, False):
+        return
+    import threading
+
+    def collect() -> None:
+        try:
+            from torch.utils.collect_env import get_pretty_env_info
+
+            _ENV_INFO["text"] = get_pretty_env_info()
+        except Exception as error:  # noqa: BLE001 - lm-eval writes the error text in this case too
+            _ENV_INFO["text"] = str(error)
+
+    thread = threading.Thread(target=collect, name="m1-env-info", daemon=True)
+    _ENV_INFO["thread"] = thread
+    thread.start()
+
+
+def _patch_evaluator(module) -> None:
+    original = module.add_env_info
+    if getattr(original, _PATCHED_ATTR, False):
+        return
+
+    def add_env_info(storage):
+        thread = _ENV_INFO.get("thread")
+        if thread is None:  # no m1 model generated in this process
+            return original(storage)
+        thread.join()  # type: ignore[attr-defined]
+        import torch.utils.collect_env as collect_env
+
+        collect = collect_env.get_pretty_env_info
+        collect_env.get_pretty_env_info = lambda: _ENV_INFO["text"]  # lm-eval imports it at call time
+        try:
+            return original(storage)
+        finally:
+            collect_env.get_pretty_env_info = collect
+
+    setattr(add_env_info, _PATCHED_ATTR, True)
+    add_env_info.__wrapped__ = original  # type: ignore[attr-defined]
+    module.add_env_info = add_env_info
+
+
 PATCHES: dict[str, Callable] = {
+    "lm_eval.evaluator": _patch_evaluator,
     "lm_eval._cli.run": _patch_cli_run,
     "lm_eval.models": _register_models,
     "lm_eval.tasks.manager": _patch_task_manager,

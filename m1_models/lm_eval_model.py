@@ -20,6 +20,7 @@ from lm_eval.utils import handle_non_serializable, hash_string
 from tqdm import tqdm
 
 from m1_eval.errors import ModelArgsError
+from m1_eval.lm_eval_hook import prefetch_env_info
 from m1_models.backend import Backend, BackendTokenizer, HFTokenizer
 from m1_models.budget_forcing import ForcedRequest
 from m1_models.records import SINK, RecordSink, make_record, request_hash
@@ -245,7 +246,9 @@ class M1LM(LM):
             progress.update(1)
 
         try:
-            run(states, self.step_engine(), self.schedule, on_done=finished)
+            engine = self.step_engine()
+            prefetch_env_info()  # lm-eval's environment report, collected while the engine works (see the hook)
+            run(states, engine, self.schedule, on_done=finished)
         finally:
             progress.close()
         return [state.output_text() for state in states]

@@ -78,6 +78,7 @@ def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, tmp_path):
     assert early >= 2
     results = json.loads(next(run_dir.glob("results_*.json")).read_text())
     assert "m1_e2e_local" in results["results"]
+    assert "PyTorch version" in results["pretty_env_info"]  # torch's report, collected while the model generated
 
 
 def test_lm_eval_builtin_models_still_resolve(tmp_path):
@@ -204,3 +205,32 @@ def test_bad_model_arg_is_one_line_before_the_engine_starts(tiny_model, tmp_path
     result = run_lm_eval([*args, "--model_args", f"pretrained={tiny_model},max_model_len=99999"], cwd=tmp_path)
     _assert_one_line_error(result, "max_model_len", "99999")
     _assert_engine_never_started(result)
+
+
+def test_the_environment_report_is_collected_once_in_the_background_and_is_torchs(monkeypatch):
+    """The hook's add_env_info writes what torch's get_pretty_env_info returns, collected by the thread an m1
+    model starts, and leaves torch's function as it was."""
+    import lm_eval.evaluator
+    import torch.utils.collect_env as collect_env
+
+    from m1_eval import lm_eval_hook
+
+    assert getattr(lm_eval.evaluator.add_env_info, "_m1_eval_patched", False)
+    monkeypatch.setattr(lm_eval_hook, "_ENV_INFO", {})
+    calls = []
+    real = collect_env.get_pretty_env_info
+
+    def counted():
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(collect_env, "get_pretty_env_info", counted)
+    lm_eval_hook.prefetch_env_info()
+    lm_eval_hook.prefetch_env_info()  # once per process
+    first, second = {}, {}
+    lm_eval.evaluator.add_env_info(first)
+    lm_eval.evaluator.add_env_info(second)
+    assert len(calls) == 1
+    assert first["pretty_env_info"] == second["pretty_env_info"] == lm_eval_hook._ENV_INFO["text"]
+    assert "PyTorch version" in first["pretty_env_info"]
+    assert collect_env.get_pretty_env_info is counted  # restored after each report

@@ -14,8 +14,8 @@ imports one of the modules below, after which the finder runs a patch:
   and exit code 2 instead of a traceback (``--verbosity DEBUG`` keeps the traceback);
 * ``lm_eval.evaluator``: the environment report ``add_env_info`` writes into the results (torch's
   ``get_pretty_env_info``: ``pip list`` and ten other subprocesses, 0.5-1.5 s after the evaluation) is taken from
-  :func:`prefetch_env_info`, which an m1 model starts in the background when it begins generating: the same
-  text, collected once per process while the model works (an m1-sweep writes many results per process).
+  :func:`prefetch_env_info`, which an m1 model starts in the background before its engine starts: the same
+  text, collected once per process while the engine loads (an m1-sweep writes many results per process).
 
 Standard library only; safe to run twice; ``M1_EVAL_DISABLE_HOOK=1`` switches it off.
 """

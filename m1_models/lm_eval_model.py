@@ -246,9 +246,8 @@ class M1LM(LM):
             progress.update(1)
 
         try:
-            engine = self.step_engine()
-            prefetch_env_info()  # lm-eval's environment report, collected while the engine works (see the hook)
-            run(states, engine, self.schedule, on_done=finished)
+            prefetch_env_info()  # lm-eval's environment report, collected while the engine starts (see the hook)
+            run(states, self.step_engine(), self.schedule, on_done=finished)
         finally:
             progress.close()
         return [state.output_text() for state in states]

@@ -115,10 +115,13 @@ def test_killed_run_resumes_from_the_cache(workdir, tiny_model, reference_run):
     db = workdir / "resume_cache" / "c_rank0.db"
     deadline = time.monotonic() + 300
     total = N_GREEDY + N_SAMPLED
-    while cached_responses(db) < total // 3:
+    # kill at the first response seen in the cache: lm-eval's SqliteDict commits from a writer thread, so the
+    # count the database shows grows in bursts (13 -> 48 within one 50 ms poll has been seen); the first
+    # commit comes while most of the run is still ahead
+    while cached_responses(db) < 1:
         assert process.poll() is None, process.stderr.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "the run never cached a third of its requests"
-        time.sleep(0.05)
+        assert time.monotonic() < deadline, "the run never cached a response"
+        time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)  # the engine's worker processes too
     process.wait()
     done_before = cached_responses(db)

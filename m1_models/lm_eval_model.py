@@ -184,7 +184,8 @@ class M1LM(LM):
     def check_sampling(self, sampling: dict[str, Any]) -> None:
         """Raise :class:`~m1_eval.errors.GenKwargsError` for sampling values the engine would refuse.
 
-        Called for every request before the first step is submitted, so that a bad value ends the call before
+        Called once for each distinct set of sampling gen_kwargs (a task's requests share theirs), before the
+        first step is submitted, so that a bad value ends the call before
         any generation (and before a lazily started engine loads its weights) rather than in the middle of it.
         A backend overrides it with its engine's own checks; by default the engine is left to judge."""
 

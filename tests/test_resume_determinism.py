@@ -28,7 +28,9 @@ def write_tasks(folder: Path) -> None:
         + "\n".join(f"{chr(65 + k)}. {ORGANS[(i + k) % len(ORGANS)]}" for k in range(4))
         for i in range(N_GREEDY)
     ]
-    budget = {"until": [], "max_tokens_thinking": 120, "max_tokens_answer": 64}
+    # greedy, the tiny model thinks to the budget: 400 tokens make the generation last seconds, time for the
+    # kill test to see a third of the requests done before the rest are
+    budget = {"until": [], "max_tokens_thinking": 400, "max_tokens_answer": 64}
     write_local_task(folder, "m1_e2e_greedy", prompts, {**budget, "do_sample": False})
     write_local_task(
         folder,
@@ -101,7 +103,7 @@ def test_killed_run_resumes_from_the_cache(workdir, tiny_model, reference_run):
     progress bar: lm-eval's cache database is written by SqliteDict's writer thread, whose commits a reader sees
     late and in bursts (or not at all while it holds the lock), so the database cannot time the kill."""
     args = command(tiny_model, workdir / "tasks", "resumed", "resume_cache/c")
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}  # progress as it happens
     process = subprocess.Popen(
         [LM_EVAL, *args], cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,16 @@ class VLLMServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=30)
         self.process = None
+
+
+def cached_responses(db: Path) -> int:
+    """Responses in lm-eval's --use_cache database (m1 records left out); 0 while it does not exist or is locked.
+
+    lm-eval's SqliteDict commits from a writer thread: the count a reader sees lags and grows in bursts."""
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as connection:
+            return connection.execute("SELECT COUNT(*) FROM unnamed WHERE key NOT LIKE 'm1-record%'").fetchone()[0]
+    except sqlite3.Error:
+        return 0

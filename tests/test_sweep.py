@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from m1_eval.sweep import Setting, SweepError, is_complete, parse_settings
-from tests.helpers import read_jsonl, run_lm_eval
-from tests.test_resume_determinism import cached_responses
+from tests.helpers import cached_responses, read_jsonl, run_lm_eval
 
 M1_SWEEP = str(Path(sys.executable).with_name("m1-sweep"))
 SETTINGS = ("budget_24_ignore_0", "budget_24_ignore_1", "budget_64_ignore_0", "budget_64_ignore_1")

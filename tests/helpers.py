@@ -145,3 +145,30 @@ def cached_responses(db: Path) -> int:
             return connection.execute("SELECT COUNT(*) FROM unnamed WHERE key NOT LIKE 'm1-record%'").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+# -- the tests' shared prompts and gen_kwargs --------------------------------------------------------------------
+QUESTIONS = [
+    "A patient has fever and a productive cough. What is the most likely diagnosis?\n"
+    "A. asthma\nB. pneumonia\nC. sepsis\nD. ulcer",
+    "A child presents with chest pain after days of cough. What is the next step?\n"
+    "A. therapy\nB. test\nC. dose",
+    "An adult woman has high blood pressure and renal lesion. Which cause is likely?\n"
+    "A. hormone\nB. gene\nC. drug\nD. tumor",
+    "A man with chronic liver disease presents with low sodium. What is the first treatment?\n"
+    "A. insulin\nB. glucose\nC. potassium\nD. enzyme",
+]
+INSTRUCTION = "\nReturn your final response within \\boxed{}."
+QUESTION = QUESTIONS[0] + INSTRUCTION
+#: a string the tiny model never writes itself, so it can be counted in the response
+IGNORE = " Alternatively"
+#: requests compared between engines: short generations (the tiny model's near-uniform logits make long greedy
+#: texts flip on float noise between batch compositions): budget hits, an ignore round, a plain request, and
+#: seeded sampling (the per-request seed goes to every engine) for early stops and "Wait" rounds
+PARITY_GEN_KWARGS = [
+    {"max_tokens_thinking": 40, "max_tokens_answer": 16, "do_sample": False},
+    {"max_tokens_thinking": 64, "thinking_n_ignore": 1, "max_tokens_answer": 16, "do_sample": False},
+    {"max_tokens_thinking": 300, "thinking_n_ignore": 2, "thinking_n_ignore_str": IGNORE, "max_tokens_answer": 16,
+     "temperature": 1.0},
+    {"max_gen_toks": 32, "until": ["<|im_end|>"], "do_sample": False},
+]  # fmt: skip

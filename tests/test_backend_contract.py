@@ -42,21 +42,10 @@ from m1_models.markers import (
     THINKING_STOPS,
 )
 from m1_models.records import RECORD_FIELDS, RecordSink, request_hash
+from tests.helpers import IGNORE, INSTRUCTION, QUESTIONS
 
 pytestmark = pytest.mark.engine
 
-QUESTIONS = [
-    "A patient has fever and a productive cough. What is the most likely diagnosis?\n"
-    "A. asthma\nB. pneumonia\nC. sepsis\nD. ulcer",
-    "A child presents with chest pain after days of cough. What is the next step?\n"
-    "A. therapy\nB. test\nC. dose",
-    "An adult woman has high blood pressure and renal lesion. Which cause is likely?\n"
-    "A. hormone\nB. gene\nC. drug\nD. tumor",
-    "A man with chronic liver disease presents with low sodium. What is the first treatment?\n"
-    "A. insulin\nB. glucose\nC. potassium\nD. enzyme",
-]
-INSTRUCTION = "\nReturn your final response within \\boxed{}."
-IGNORE = " Alternatively"  # a string the tiny model never writes itself, so it can be counted in the response
 #: fields that depend on the engine's prefix cache or on the call, not on the generation
 VOLATILE = ("cached_tokens", "schedule")
 

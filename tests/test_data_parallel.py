@@ -24,21 +24,9 @@ from m1_models.data_parallel import (
 )
 from m1_models.records import RecordSink
 from tests.fake_replica import CRASH, DIE, fake_replica
+from tests.helpers import PARITY_GEN_KWARGS as GEN_KWARGS
+from tests.helpers import QUESTION
 
-QUESTION = (
-    "A patient has fever and a productive cough. What is the most likely diagnosis?\n"
-    "A. asthma\nB. pneumonia\nC. sepsis\nD. ulcer\nReturn your final response within \\boxed{}."
-)
-IGNORE = " Alternatively"
-#: as in tests/test_server_model.py: short greedy generations (long greedy texts of the tiny model flip on float
-#: noise between batch compositions), budget hits, "Wait" rounds, a plain request and seeded sampling
-GEN_KWARGS = [
-    {"max_tokens_thinking": 40, "max_tokens_answer": 16, "do_sample": False},
-    {"max_tokens_thinking": 64, "thinking_n_ignore": 1, "max_tokens_answer": 16, "do_sample": False},
-    {"max_tokens_thinking": 300, "thinking_n_ignore": 2, "thinking_n_ignore_str": IGNORE, "max_tokens_answer": 16,
-     "temperature": 1.0},
-    {"max_gen_toks": 32, "until": ["<|im_end|>"], "do_sample": False},
-]  # fmt: skip
 RECORD_FIELDS = (  # not cached_tokens: which prompts share a replica's prefix cache depends on the dispatch
     "forced", "budget", "prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_rounds", "budget_hit",
     "finish_reasons", "thinking_text", "answer_text", "doc_id", "request_hash", "model",

@@ -14,22 +14,10 @@ from lm_eval.api.instance import Instance
 from m1_eval.errors import GenKwargsError, ModelArgsError
 from m1_models.budget_forcing import GenerationStep, Phase
 from m1_models.records import SINK
-from tests.helpers import read_jsonl, run_lm_eval, write_local_task
+from tests.helpers import IGNORE, INSTRUCTION, QUESTIONS, read_jsonl, run_lm_eval, write_local_task
 
 logger = logging.getLogger(__name__)
 
-QUESTIONS = [
-    "A patient has fever and a productive cough. What is the most likely diagnosis?\n"
-    "A. asthma\nB. pneumonia\nC. sepsis\nD. ulcer",
-    "A child presents with chest pain after days of cough. What is the next step?\n"
-    "A. therapy\nB. test\nC. dose",
-    "An adult woman has high blood pressure and renal lesion. Which cause is likely?\n"
-    "A. hormone\nB. gene\nC. drug\nD. tumor",
-    "A man with chronic liver disease presents with low sodium. What is the first treatment?\n"
-    "A. insulin\nB. glucose\nC. potassium\nD. enzyme",
-]
-INSTRUCTION = "\nReturn your final response within \\boxed{}."
-IGNORE = " Alternatively"  # never written by the tiny model itself, so it can be counted
 
 
 def instances(lm, gen_kwargs: dict, n: int, task: str = "hf_test") -> list[Instance]:

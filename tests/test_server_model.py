@@ -14,25 +14,11 @@ import pytest
 from lm_eval.api.instance import Instance
 
 from m1_models.records import RecordSink
-from tests.helpers import VLLMServer, read_jsonl, run_lm_eval, write_local_task
+from tests.helpers import QUESTION, VLLMServer, read_jsonl, run_lm_eval, write_local_task
+from tests.helpers import PARITY_GEN_KWARGS as GREEDY
 
 pytestmark = pytest.mark.engine
 
-QUESTION = (
-    "A patient has fever and a productive cough. What is the most likely diagnosis?\n"
-    "A. asthma\nB. pneumonia\nC. sepsis\nD. ulcer\nReturn your final response within \\boxed{}."
-)
-IGNORE = " Alternatively"
-#: short generations (the tiny model's near-uniform logits make long greedy texts flip on float noise between
-#: batch compositions): budget hits, an ignore round, a plain request, and seeded sampling (the per-request seed
-#: goes to the server too) for early stops and "Wait" rounds
-GREEDY = [
-    {"max_tokens_thinking": 40, "max_tokens_answer": 16, "do_sample": False},
-    {"max_tokens_thinking": 64, "thinking_n_ignore": 1, "max_tokens_answer": 16, "do_sample": False},
-    {"max_tokens_thinking": 300, "thinking_n_ignore": 2, "thinking_n_ignore_str": IGNORE, "max_tokens_answer": 16,
-     "temperature": 1.0},
-    {"max_gen_toks": 32, "until": ["<|im_end|>"], "do_sample": False},
-]  # fmt: skip
 RECORD_FIELDS = (  # cached_tokens: the server's prefix cache is not the in-process engine's
     "forced", "budget", "prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_rounds", "budget_hit",
     "finish_reasons", "thinking_text", "answer_text", "doc_id", "request_hash", "model",

@@ -8,11 +8,13 @@ setting reuses it, so every replica loads the weights once.
 Why work stealing rather than an up-front split: budget-forced requests differ wildly in length (one stops after
 a hundred thinking tokens, the next spends its whole budget and a "Wait" round), so a split fixed in advance
 leaves one replica idle while another works through a long tail.  Here a request's first step waits in a
-parent-side FIFO queue and goes to a replica only when that replica has fewer than ``cap`` steps in flight (its
+parent-side FIFO queue and goes to a replica only when that replica holds fewer than ``cap`` requests (its
 ``max_num_seqs``: what it batches at once, so more would only queue inside vLLM, where no other replica can take
 it); a replica that finishes early pulls more of the queue.  A continuation of a request (its next "Wait" round,
 its answer: a step whose prompt extends that request's previous prompt) goes at once to the replica that ran the
-earlier phases, bypassing the queue: that replica's prefix cache holds the request's KV blocks.
+earlier phases, bypassing the queue: that replica holds the request's KV.  A request holds its replica's slot from
+its first step until its last (an answer or a plain generation) returns: between two steps vLLM keeps a session's
+slot too, and a schedule that holds requests between rounds must not be given more than the slots.
 
 Inside a worker the engine is whatever the replica factory returns (for vLLM the single-engine
 :class:`~m1_models.vllm_model.VLLMStepEngine`, so the vLLM calls live in one place); :func:`_worker_main` receives
@@ -45,7 +47,7 @@ from multiprocessing.util import Finalize
 from typing import Any
 
 from m1_eval.errors import ModelArgsError
-from m1_models.budget_forcing import GenerationStep, StepResult
+from m1_models.budget_forcing import GenerationStep, Phase, StepResult
 from m1_models.scheduling import StepEngine
 
 logger = logging.getLogger(__name__)
@@ -88,7 +90,7 @@ class Replica:
     process: Any  # a spawn-context multiprocessing.Process
     conn: Connection
     cap: int = 0
-    in_flight: int = 0  # steps sent and not yet returned
+    in_flight: int = 0  # requests it holds: first step sent, last step not yet returned
     steps_run: int = 0  # steps it finished (tests and the log read it)
 
     @property
@@ -112,8 +114,8 @@ class DataParallelStepEngine:
         context = multiprocessing.get_context("spawn")
         self.replicas: list[Replica] = []
         self._queue: deque[tuple[int, int, GenerationStep]] = deque()  # first steps waiting: (ticket, key, step)
-        self._tickets: dict[int, tuple[int, Replica]] = {}  # ticket in flight -> (key, replica)
-        self._sticky: dict[int, tuple[Replica, tuple[int, ...]]] = {}  # key -> its replica and last prompt
+        self._tickets: dict[int, tuple[int, Replica, bool]] = {}  # ticket in flight -> (key, replica, last step)
+        self._sticky: dict[int, tuple[Replica, tuple[int, ...]]] = {}  # open request's key -> replica, last prompt
         self._ids = itertools.count()
         self._failure: str | None = None
         # run at garbage collection or interpreter exit, before multiprocessing joins its (non-daemon) children
@@ -136,7 +138,7 @@ class DataParallelStepEngine:
             self._finalizer()
             raise
         logger.info(
-            "m1 data parallel: %d replicas ready (pids %s), at most %d steps in flight each",
+            "m1 data parallel: %d replicas ready (pids %s), at most %d requests each",
             len(self.replicas),
             ", ".join(str(r.pid) for r in self.replicas),
             self.cap,
@@ -145,8 +147,13 @@ class DataParallelStepEngine:
     # -- what tests and the log read ---------------------------------------------------------------------------
     @property
     def cap(self) -> int:
-        """Steps a replica is given at most from the queue at a time (its engine's max_num_seqs)."""
+        """Requests a replica holds at most at a time (its engine's max_num_seqs)."""
         return min(replica.cap for replica in self.replicas)
+
+    @property
+    def max_open_requests(self) -> int:
+        """Requests all replicas hold at once (see :attr:`VLLMStepEngine.max_open_requests`)."""
+        return sum(replica.cap for replica in self.replicas)
 
     @property
     def steps_per_replica(self) -> list[int]:
@@ -162,11 +169,11 @@ class DataParallelStepEngine:
         ticket = next(self._ids)
         previous = self._sticky.get(key)
         if previous is not None and _extends(step.prompt_ids, previous[1]):
-            replica = previous[0]  # a continuation: its replica's prefix cache holds the request's KV blocks
+            replica = previous[0]  # a continuation: its replica holds the request's KV
             self._sticky[key] = (replica, step.prompt_ids)
             self._send_step(replica, ticket, key, step)
         else:
-            self._sticky.pop(key, None)
+            self._release(key)
             self._queue.append((ticket, key, step))
 
     def poll(self) -> list[tuple[int, StepResult]]:
@@ -189,8 +196,9 @@ class DataParallelStepEngine:
                         entry = self._tickets.pop(ticket, None)
                         if entry is None:  # aborted: its slot was already given back
                             continue
-                        key, owner = entry
-                        owner.in_flight -= 1
+                        key, owner, last = entry
+                        if last:
+                            self._release(key)
                         owner.steps_run += 1
                         done.append((key, result))
             if done:
@@ -224,16 +232,22 @@ class DataParallelStepEngine:
             replica = min(open_replicas, key=lambda r: r.in_flight)
             ticket, key, step = self._queue.popleft()
             self._sticky[key] = (replica, step.prompt_ids)
+            replica.in_flight += 1
             self._send_step(replica, ticket, key, step)
+
+    def _release(self, key: int) -> None:
+        """Request ``key`` no longer holds a slot of its replica."""
+        entry = self._sticky.pop(key, None)
+        if entry is not None:
+            entry[0].in_flight -= 1
 
     def _send_step(self, replica: Replica, ticket: int, key: int, step: GenerationStep) -> None:
         try:
-            replica.conn.send(("submit", ticket, step))
+            replica.conn.send(("submit", ticket, key, step))
         except OSError:
             self._check_exit(replica)
             self._fail(replica, "closed its pipe")
-        self._tickets[ticket] = (key, replica)
-        replica.in_flight += 1
+        self._tickets[ticket] = (key, replica, step.phase in (Phase.ANSWER, Phase.PLAIN))
 
     def _receive(self, replica: Replica) -> list[tuple[str, Any]]:
         """The replica's "done" messages waiting in the pipe; its error, or its death, raised."""
@@ -378,7 +392,7 @@ def _send_loop(conn: Connection, outbox: queue.SimpleQueue[Any]) -> None:
 def _serve(conn: Connection, engine: StepEngine, outbox: queue.SimpleQueue[Any]) -> None:
     parent = multiprocessing.parent_process()
     idle_watch = [conn, *([parent.sentinel] if parent is not None else [])]
-    in_flight: set[int] = set()
+    in_flight: dict[int, int] = {}  # the parent's request key -> the ticket of its step in flight
     while True:
         if not in_flight and conn not in wait(idle_watch):
             return  # the parent died
@@ -386,9 +400,9 @@ def _serve(conn: Connection, engine: StepEngine, outbox: queue.SimpleQueue[Any])
             while conn.poll():
                 message = conn.recv()
                 if message[0] == "submit":
-                    _, ticket, step = message
-                    engine.submit(ticket, step)
-                    in_flight.add(ticket)
+                    _, ticket, key, step = message
+                    engine.submit(key, step)  # by request: the engine may keep a request's state between its steps
+                    in_flight[key] = ticket
                 elif message[0] == "abort":
                     engine.abort()
                     in_flight.clear()
@@ -401,8 +415,7 @@ def _serve(conn: Connection, engine: StepEngine, outbox: queue.SimpleQueue[Any])
         if in_flight:
             done = engine.poll()
             if done:
-                in_flight.difference_update(ticket for ticket, _ in done)
-                outbox.put(("done", done))
+                outbox.put(("done", [(in_flight.pop(key), result) for key, result in done]))
 
 
 # -- planning the replicas (before anything starts) ---------------------------------------------------------------

@@ -5,7 +5,10 @@ Two schedules, interchangeable so they can be measured against each other:
 * ``continuous`` (default): a request whose step finished gets its next step (next ignore round, or the answer)
   submitted at once, while the rest of the batch is still generating;
 * ``rounds``: every round is one batch and waits for its slowest request, as the m1 and s1 reference
-  implementations do.
+  implementations do.  An engine that keeps a request's state between its steps (``max_open_requests``: m1-vllm's
+  sessions hold a scheduler slot from a request's first step to its last) is given the requests in waves of at
+  most that many, each wave's rounds run to the end before the next wave starts; otherwise requests held between
+  rounds would take every slot and the rest of the round could never run.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class StepEngine(Protocol):
 
     def close(self) -> None:
         """Abort what is in flight and release the engine's resources (processes, connections, threads)."""
+
+    # optional: ``max_open_requests: int``, how many requests the engine can hold at once between their steps
 
 
 def run(
@@ -97,7 +102,18 @@ def _run_continuous(
 
 
 def _run_rounds(requests: Sequence[ForcedRequest], engine: StepEngine, on_done: Callable[[int], None] | None) -> None:
-    active = [i for i in range(len(requests)) if not requests[i].done]
+    wave = int(getattr(engine, "max_open_requests", 0) or 0) or max(len(requests), 1)
+    for first in range(0, len(requests), wave):
+        _run_rounds_of(requests, range(first, min(first + wave, len(requests))), engine, on_done)
+
+
+def _run_rounds_of(
+    requests: Sequence[ForcedRequest],
+    indices: Sequence[int],
+    engine: StepEngine,
+    on_done: Callable[[int], None] | None,
+) -> None:
+    active = [i for i in indices if not requests[i].done]
     round_number = 0
     while active:
         round_number += 1

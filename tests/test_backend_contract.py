@@ -7,8 +7,9 @@ controller through lm-eval's ``generate_until`` and checks what the SPEC says ag
 * the per-sample records (``lm.record_sink``);
 * a spy on the backend's step engine: every step the controller submitted (prompt ids, token limit, stop strings,
   sampling) and what the engine returned for it (ids, text, finish reason);
-* what reached the model itself: the prompt ids of vLLM's ``add_request``, of the server's HTTP body, of the
-  transformers prefill (unpadded).
+* what reached the model itself: the prompt ids of the requests vLLM's engine core receives (a session's steps
+  send only the ids appended since its last step: vLLM keeps every id generated but the last), of the server's
+  HTTP body, of the transformers prefill (unpadded).
 
 The expected values are computed here from the SPEC's algorithm (not with the controller's code), so a backend
 that returns more tokens than asked, reports a wrong finish reason, keeps a stop string, ignores a seed or
@@ -106,6 +107,8 @@ class Spy:
     calls: dict[int, list[list]] = field(default_factory=lambda: defaultdict(list))  # key -> [[step, result], ...]
     wire: list[tuple[int, ...]] = field(default_factory=list)
     request_ids: list[str] = field(default_factory=list)
+    held: dict[str, list[int]] = field(default_factory=dict)  # m1-vllm: a session's ids as its engine holds them
+    request_of: dict[int, str] = field(default_factory=dict)  # m1-vllm: key -> the engine request of its step
 
     def steps(self, key: int) -> list[tuple[GenerationStep, StepResult]]:
         return [(step, result) for step, result in self.calls[key]]
@@ -130,12 +133,18 @@ def spy(lm):
         flight = getattr(engine, "_flights", {}).get(key)  # m1-server: the request id of this step
         if flight is not None:
             seen.request_ids.append(flight.request_id)
+        for request_id, owner in getattr(engine, "_keys", {}).items():  # m1-vllm: the engine request of this step
+            if owner == key:
+                seen.request_of[key] = request_id
 
     def spy_poll() -> list[tuple[int, StepResult]]:
         done = poll()
         for key, result in done:
             assert seen.calls[key][-1][1] is None, f"a second result for request {key}'s step"
             seen.calls[key][-1][1] = result
+            held = seen.held.get(seen.request_of.get(key, ""))
+            if held is not None:  # a vLLM session keeps the KV of every id it generated but the last
+                held += list(result.token_ids)[:-1]
         return done
 
     undo = [_patch(engine, "submit", spy_submit), _patch(engine, "poll", spy_poll), _watch_wire(engine, seen)]
@@ -163,16 +172,25 @@ def _patch(obj, name: str, value):
 
 def _watch_wire(engine, seen: Spy):
     """Record the prompt ids each backend hands its model; returns the undo."""
-    if hasattr(engine, "_engine"):  # m1-vllm: vllm's LLMEngine.add_request(request_id, TokensPrompt, params)
-        llm_engine = engine._engine
-        add_request = llm_engine.add_request
+    if hasattr(engine, "_engine"):  # m1-vllm: the EngineCoreRequests vLLM's engine core receives
+        core = engine._engine.engine_core
+        add_request = core.add_request
 
-        def watched_add_request(request_id, prompt, params, *args, **kwargs):
-            seen.request_ids.append(request_id)
-            seen.wire.append(tuple(prompt["prompt_token_ids"]))
-            return add_request(request_id, prompt, params, *args, **kwargs)
+        def watched_add_request(request, *args, **kwargs):
+            request_id, ids = request.request_id, list(request.prompt_token_ids or ())
+            if request.resumable:  # a session's step: the ids appended to what the session holds
+                if request_id not in seen.held:
+                    seen.request_ids.append(request_id)
+                seen.held[request_id] = seen.held.get(request_id, []) + ids
+                seen.wire.append(tuple(seen.held[request_id]))
+            elif request_id in seen.held:  # the end of a session (its last step is in flight or done)
+                del seen.held[request_id]
+            else:  # a request of one step
+                seen.request_ids.append(request_id)
+                seen.wire.append(tuple(ids))
+            return add_request(request, *args, **kwargs)
 
-        return _patch(llm_engine, "add_request", watched_add_request)
+        return _patch(core, "add_request", watched_add_request)
     if hasattr(engine, "_client"):  # m1-server: the JSON body of each /completions call
         client = engine._client
         post = client.post
@@ -200,7 +218,7 @@ def engine_idle(lm) -> bool:
     """Nothing of an earlier call still runs in the backend (the counters each backend exposes)."""
     engine = lm.step_engine()
     if hasattr(engine, "_engine"):
-        return engine._engine.get_num_unfinished_requests() == 0 and not engine._keys
+        return engine._engine.get_num_unfinished_requests() == 0 and not engine._keys and not engine._sessions
     if hasattr(engine, "_client"):
         return not engine._flights
     return not engine._queue and not engine._in_flight
@@ -527,9 +545,10 @@ def test_the_engine_stays_usable_after_a_failed_call_and_across_calls(backend_lm
     assert strip(after_records) == strip(before_records)
     ids = first_seen.request_ids + failed_seen.request_ids + after_seen.request_ids
     assert len(ids) == len(set(ids)), "an engine request id was used twice"
-    if engine_has_request_ids(backend_lm):  # one fresh id per step, the failed call's included
+    if engine_has_request_ids(backend_lm):  # a fresh id per step (m1-vllm: per request, its steps one session)
         steps = first_seen.submitted() + failed_seen.submitted() + after_seen.submitted()
-        assert len(ids) == len(steps)
+        requests = len(reference) * 2 + len(failing)
+        assert len(ids) == len(steps) if hasattr(engine, "_client") else requests <= len(ids) <= len(steps)
 
 
 def engine_has_request_ids(lm) -> bool:

@@ -81,7 +81,9 @@ def test_model_args_and_gen_kwargs_fail_before_the_engine_starts(tiny_model):
 
 
 def test_continuations_are_prefilled_from_the_prefix_cache(vllm_lm):
-    """Each "Wait" round and the answer re-submit prompt + generated ids; vLLM reports the cached prefill."""
+    """Each "Wait" round and the answer continue prompt + generated ids without prefilling them again (the
+    request's vLLM session kept their KV; a request's first step finds the prompt's blocks in the prefix cache):
+    the record counts those ids as cached."""
     long_question = QUESTION + "\n" + "The patient also reports fatigue and night sweats. " * 20  # > one KV block
     forced = {"max_tokens_thinking": 160, "thinking_n_ignore": 2, "max_tokens_answer": 16, "temperature": 0.8}
     context = vllm_lm.apply_chat_template([{"role": "user", "content": long_question}])

@@ -10,9 +10,9 @@ a hundred thinking tokens, the next spends its whole budget and a "Wait" round),
 leaves one replica idle while another works through a long tail.  Here a request's first step waits in a
 parent-side FIFO queue and goes to a replica only when that replica holds fewer than ``cap`` requests (its
 ``max_num_seqs``: what it batches at once, so more would only queue inside vLLM, where no other replica can take
-it); a replica that finishes early pulls more of the queue.  A continuation of a request (its next "Wait" round,
-its answer: a step whose prompt extends that request's previous prompt) goes at once to the replica that ran the
-earlier phases, bypassing the queue: that replica holds the request's KV.  A request holds its replica's slot from
+it); a replica that finishes early pulls more of the queue.  A later step of a request (its next "Wait" round,
+its answer) goes at once to the replica that ran the earlier ones, bypassing the queue: that replica holds the
+request's KV.  A request holds its replica's slot from
 its first step until its last (an answer or a plain generation) returns: between two steps vLLM keeps a session's
 slot too, and a schedule that holds requests between rounds must not be given more than the slots.
 
@@ -115,7 +115,7 @@ class DataParallelStepEngine:
         self.replicas: list[Replica] = []
         self._queue: deque[tuple[int, int, GenerationStep]] = deque()  # first steps waiting: (ticket, key, step)
         self._tickets: dict[int, tuple[int, Replica, bool]] = {}  # ticket in flight -> (key, replica, last step)
-        self._sticky: dict[int, tuple[Replica, tuple[int, ...]]] = {}  # open request's key -> replica, last prompt
+        self._sticky: dict[int, Replica] = {}  # an open request's key -> the replica that holds it
         self._ids = itertools.count()
         self._failure: str | None = None
         # run at garbage collection or interpreter exit, before multiprocessing joins its (non-daemon) children
@@ -168,12 +168,11 @@ class DataParallelStepEngine:
         self._raise_failure()
         ticket = next(self._ids)
         previous = self._sticky.get(key)
-        if previous is not None and _extends(step.prompt_ids, previous[1]):
-            replica = previous[0]  # a continuation: its replica holds the request's KV
-            self._sticky[key] = (replica, step.prompt_ids)
-            self._send_step(replica, ticket, key, step)
+        if previous is not None:
+            # a later step of an open request: its replica holds the request's KV (and, should the step not extend
+            # it, is the one engine that must drop it)
+            self._send_step(previous, ticket, key, step)
         else:
-            self._release(key)
             self._queue.append((ticket, key, step))
 
     def poll(self) -> list[tuple[int, StepResult]]:
@@ -182,6 +181,11 @@ class DataParallelStepEngine:
         # poll returned: continuations take their replica's freed slots first, and no replica exceeds its cap
         self._dispatch()
         if not self._tickets:
+            if self._queue:  # nothing runs, yet no replica has room: requests left between steps hold every slot
+                raise RuntimeError(
+                    f"m1 data parallel: {len(self._queue)} requests wait while every replica's slots are held by "
+                    f"requests between two steps (a schedule must continue or finish the requests it started)"
+                )
             return []
         while True:
             # the timeout: a worker's forked engine processes may hold its pipe and sentinel open after it died,
@@ -231,15 +235,15 @@ class DataParallelStepEngine:
                 return
             replica = min(open_replicas, key=lambda r: r.in_flight)
             ticket, key, step = self._queue.popleft()
-            self._sticky[key] = (replica, step.prompt_ids)
+            self._sticky[key] = replica
             replica.in_flight += 1
             self._send_step(replica, ticket, key, step)
 
     def _release(self, key: int) -> None:
         """Request ``key`` no longer holds a slot of its replica."""
-        entry = self._sticky.pop(key, None)
-        if entry is not None:
-            entry[0].in_flight -= 1
+        replica = self._sticky.pop(key, None)
+        if replica is not None:
+            replica.in_flight -= 1
 
     def _send_step(self, replica: Replica, ticket: int, key: int, step: GenerationStep) -> None:
         try:
@@ -296,10 +300,6 @@ class DataParallelStepEngine:
     def _raise_failure(self) -> None:
         if self._failure is not None:
             raise RuntimeError(self._failure)
-
-
-def _extends(prompt: tuple[int, ...], previous: tuple[int, ...]) -> bool:
-    return len(prompt) > len(previous) and prompt[: len(previous)] == previous
 
 
 def _stop_all(replicas: list[Replica], timeout: float) -> None:

@@ -10,7 +10,7 @@ import os
 import time
 from collections import deque
 
-from m1_models.budget_forcing import GenerationStep, StepResult
+from m1_models.budget_forcing import GenerationStep, Phase, StepResult
 from m1_models.data_parallel import ReplicaEngine
 
 #: a first prompt id that makes the fake raise in submit / exit the process in poll
@@ -19,17 +19,20 @@ CRASH, DIE = -1, -2
 
 class FakeEngine:
     """Finishes its oldest step every ``delay`` seconds (one at a time: a slow or fast replica); refuses more
-    than ``cap`` steps in flight, as a check of the parent's dispatch. A result's text is the worker's pid."""
+    than ``cap`` requests held (from a request's first step until its last, an answer, returns: as vLLM's sessions
+    hold a slot between steps), as a check of the parent's dispatch. A result's text is the worker's pid."""
 
     def __init__(self, delay: float, cap: int) -> None:
         self.delay, self.cap = delay, cap
         self.pending: deque[tuple[int, GenerationStep]] = deque()
+        self.held: set[int] = set()
 
     def submit(self, key: int, step: GenerationStep) -> None:
         if step.prompt_ids[0] == CRASH:
             raise ValueError("the fake replica was told to fail")
-        if len(self.pending) >= self.cap:
-            raise AssertionError(f"more than cap={self.cap} steps in flight")
+        if key not in self.held and len(self.held) >= self.cap:
+            raise AssertionError(f"more than cap={self.cap} requests held")
+        self.held.add(key)
         self.pending.append((key, step))
 
     def poll(self) -> list[tuple[int, StepResult]]:
@@ -37,10 +40,13 @@ class FakeEngine:
         key, step = self.pending.popleft()
         if step.prompt_ids[0] == DIE:
             os._exit(3)
+        if step.phase in (Phase.ANSWER, Phase.PLAIN):
+            self.held.discard(key)
         return [(key, StepResult(token_ids=(7,), text=str(os.getpid()), finish_reason="length"))]
 
     def abort(self) -> None:
         self.pending.clear()
+        self.held.clear()
 
     def close(self) -> None:
         self.abort()

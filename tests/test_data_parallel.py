@@ -48,8 +48,9 @@ def records_of(lm, task: str = "dp_test") -> dict[int, dict]:
     return {r["doc_id"]: {k: r[k] for k in RECORD_FIELDS} for r in lm.record_sink.pop(task)}
 
 
-def step(prompt: tuple[int, ...]) -> GenerationStep:
-    return GenerationStep(prompt_ids=prompt, max_tokens=1, stop=(), phase=Phase.THINKING)
+def step(prompt: tuple[int, ...], last: bool = False) -> GenerationStep:
+    """A request's step; its ``last`` (the answer) gives its replica's slot back when it returns."""
+    return GenerationStep(prompt_ids=prompt, max_tokens=1, stop=(), phase=Phase.ANSWER if last else Phase.THINKING)
 
 
 # -- the dispatch, with fake replicas (no vLLM) ----------------------------------------------------------------
@@ -71,7 +72,7 @@ def test_work_stealing_a_slow_replica_takes_fewer_requests_and_none_gets_more_th
                 phases_left[key] -= 1
                 if phases_left[key]:  # the continuation extends the request's prompt: same replica, no queue
                     prompts[key] += result.token_ids
-                    engine.submit(key, step(prompts[key]))
+                    engine.submit(key, step(prompts[key], last=phases_left[key] == 1))
         slow, fast = engine.steps_per_replica
         assert slow + fast == 60 and fast > 3 * slow > 0, engine.steps_per_replica
         assert all(len(pids) == 1 for pids in ran_on.values())
@@ -80,6 +81,28 @@ def test_work_stealing_a_slow_replica_takes_fewer_requests_and_none_gets_more_th
     finally:
         engine.close()
     assert not any(psutil.pid_exists(pid) for pid in engine.pids if pid is not None)
+
+
+def test_requests_left_between_steps_cannot_starve_the_queue_silently():
+    """A request holds its replica's slot until its last step returns; a schedule that leaves requests between
+    steps while others wait gets an error naming it, never an endless empty poll."""
+    engine = DataParallelStepEngine([ReplicaSpec(fake_replica, (0.01, 1))] * 2)
+    try:
+        for key in range(3):
+            engine.submit(key, step((key + 1,)))
+        done = []
+        while len(done) < 2:
+            done += engine.poll()
+        with pytest.raises(RuntimeError, match="1 requests wait while every replica's slots are held"):
+            engine.poll()
+        key = done[0][0]
+        engine.submit(key, step((key + 1, 7), last=True))  # its last step goes to its replica; its return frees it
+        finished = []
+        while len(finished) < 2:
+            finished += engine.poll()
+        assert {k for k, _ in finished} == {key, 2}
+    finally:
+        engine.close()
 
 
 @pytest.mark.parametrize(

@@ -164,7 +164,8 @@ QUESTION = QUESTIONS[0] + INSTRUCTION
 IGNORE = " Alternatively"
 #: requests compared between engines: short generations (the tiny model's near-uniform logits make long greedy
 #: texts flip on float noise between batch compositions): budget hits, an ignore round, a plain request, and
-#: seeded sampling (the per-request seed goes to every engine) for early stops and "Wait" rounds
+#: seeded sampling for early stops and "Wait" rounds (the per-request seed goes to every engine; sampled texts
+#: are compared between engines of one kind: m1-vllm's sessions run a request's random stream on through its steps)
 PARITY_GEN_KWARGS = [
     {"max_tokens_thinking": 40, "max_tokens_answer": 16, "do_sample": False},
     {"max_tokens_thinking": 64, "thinking_n_ignore": 1, "max_tokens_answer": 16, "do_sample": False},

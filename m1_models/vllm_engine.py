@@ -14,7 +14,9 @@ so a step runs in a session only when each of its stop strings is one special to
 afterwards for the same string spelled from ordinary tokens, cutting where vLLM's stop-string check would have (the
 KV then holds more than the request keeps, so the next step no longer extends it and starts a fresh session).  The
 results are the ones vLLM's stop strings give (pinned by tests against the plain path and the other backends).
-Steps with other stop strings (plain generation with a task's ``until``, the s1 preset's answer) or with
+A plain generation (no forcing) is one request; when its stop strings are special tokens too (or none: m1's
+tasks stop at EOS) it is stopped the same way and its text decoded once, sparing vLLM's token-by-token
+detokenization.  Steps with other stop strings (a task's ``until`` text, the s1 preset's answer) or with
 ``min_tokens`` are one vLLM request each, with vLLM's own stop strings.
 
 Sessions change one thing a user can see: with seeded sampling, a request's random stream runs on through its
@@ -104,9 +106,10 @@ class VLLMStepEngine:
         self._keys: dict[str, int] = {}  # request id of each step in flight -> its key
         self._ids = itertools.count()
         self._sessions: dict[int, _Session] = {}  # key -> its open session
-        self._special = special_token_ids(tokenizer) if sessions and supports_sessions(engine) else {}
+        self._checked: dict[str, tuple[str, ...]] = {}  # request id of a one-step request stopped by id -> stops
+        self.sessions = bool(sessions and supports_sessions(engine))
+        self._special = special_token_ids(tokenizer) if self.sessions else {}
         self._tasks: Any = None
-        self.sessions = bool(self._special)
 
     @property
     def max_open_requests(self) -> int:
@@ -116,11 +119,18 @@ class VLLMStepEngine:
 
     # -- StepEngine --------------------------------------------------------------------------------------------
     def submit(self, key: int, step: GenerationStep) -> None:
-        stop_ids = self._session_stop_ids(step)
-        if stop_ids is not None:
+        stop_ids = self._stop_ids(step)
+        if stop_ids is not None and step.phase is not Phase.PLAIN:
             self._submit_to_session(key, step, stop_ids)
             return
         self._end_session(key)
+        request_id = f"m1-{next(self._ids)}"
+        self._keys[request_id] = key
+        if stop_ids is not None:  # one step (no forcing): stopped by id, its text decoded once and checked here
+            self._checked[request_id] = step.stop
+            params = self._by_id_params(step, stop_ids)
+            self._engine.add_request(request_id, self._prompt(prompt_token_ids=list(step.prompt_ids)), params)
+            return
         sampling = dict(step.sampling)
         if step.min_tokens > 0:  # budget_preset=s1's ignore rounds: vLLM then holds back EOS and stop_token_ids
             sampling["min_tokens"] = min(step.min_tokens, step.max_tokens)
@@ -135,8 +145,6 @@ class VLLMStepEngine:
             output_kind=self._final_only,
             skip_clone=True,  # built for this one request: vLLM's deep copy of it (per add_request) is wasted
         )
-        request_id = f"m1-{next(self._ids)}"
-        self._keys[request_id] = key
         self._engine.add_request(request_id, self._prompt(prompt_token_ids=list(step.prompt_ids)), params)
 
     def poll(self) -> list[tuple[int, StepResult]]:
@@ -155,6 +163,9 @@ class VLLMStepEngine:
             session = self._sessions.get(key)
             if session is not None and session.request_id == output.request_id:
                 result = self._session_result(key, session, output)
+            elif output.request_id in self._checked:
+                stops = self._checked.pop(output.request_id)
+                result = self._checked_result(list(completion.token_ids), completion, stops, output.num_cached_tokens)
             else:
                 result = StepResult(
                     token_ids=tuple(completion.token_ids),
@@ -171,28 +182,34 @@ class VLLMStepEngine:
             self._engine.abort_request(sorted(ids), internal=True)
         self._keys.clear()
         self._sessions.clear()
+        self._checked.clear()
 
     def close(self) -> None:
         self.abort()
 
-    # -- sessions ----------------------------------------------------------------------------------------------
-    def _session_stop_ids(self, step: GenerationStep) -> tuple[int, ...] | None:
-        """The step's stop strings as token ids when a session can run the step, else None."""
-        if not self._special or step.min_tokens > 0 or step.phase not in (Phase.THINKING, Phase.ANSWER):
+    # -- stopping by id: sessions, and one-step requests ----------------------------------------------------
+    def _stop_ids(self, step: GenerationStep) -> tuple[int, ...] | None:
+        """The step's stop strings as token ids when each is one special token (none: no stop strings), else
+        None: the step then runs with vLLM's own stop strings."""
+        if not self.sessions or step.min_tokens > 0:
             return None
         ids = tuple(self._special.get(stop, -1) for stop in step.stop)
         return None if -1 in ids else ids
 
-    def _submit_to_session(self, key: int, step: GenerationStep, stop_ids: tuple[int, ...]) -> None:
+    def _by_id_params(self, step: GenerationStep, stop_ids: tuple[int, ...]) -> Any:
         sampling = dict(step.sampling)
-        sampling["stop_token_ids"] = [*(sampling.get("stop_token_ids") or ()), *stop_ids]
-        params = self._params(
+        if stop_ids:
+            sampling["stop_token_ids"] = [*(sampling.get("stop_token_ids") or ()), *stop_ids]
+        return self._params(
             **sampling,
             max_tokens=step.max_tokens,
             detokenize=False,  # the text is decoded once per step here, not token by token by the engine
             output_kind=self._final_only,
             skip_clone=True,
         )
+
+    def _submit_to_session(self, key: int, step: GenerationStep, stop_ids: tuple[int, ...]) -> None:
+        params = self._by_id_params(step, stop_ids)
         ids = list(step.prompt_ids)
         session = self._sessions.get(key)
         if session is not None and not (len(ids) > len(session.known) and ids[: len(session.known)] == session.known):
@@ -236,19 +253,22 @@ class VLLMStepEngine:
         session.known += ids[:-1]  # vLLM keeps the KV of every id but the last sampled one
         if session.final:
             del self._sessions[key]
-        finish = str(completion.finish_reason)
         # the prompt ids not prefilled again: the prefix cache's hit for a session's first step, then what it kept
-        cached = session.kept or int(output.num_cached_tokens or 0)
+        return self._checked_result(ids, completion, session.stops, session.kept or output.num_cached_tokens)
+
+    def _checked_result(self, ids: list[int], completion: Any, stops: tuple[str, ...], cached: Any) -> StepResult:
+        """The result of a step the engine stopped by id (or at its limit): its text decoded once, without the
+        stopping id (as vLLM's text), and cut where vLLM's stop strings would have cut it should one of them be
+        spelled from ordinary tokens (a session's KV then runs past the cut, so its next step starts a new one)."""
+        finish = str(completion.finish_reason)
         by_id = finish == "stop" and not isinstance(completion.stop_reason, str)  # EOS or a stop token's id
-        text_ids = ids[:-1] if by_id and ids else ids  # as vLLM's text: the stopping id is not in it
+        text_ids = ids[:-1] if by_id and ids else ids
         decode = self._tokenizer.decode
-        stopped = text_stop(text_ids, session.stops, decode)
+        stopped = text_stop(text_ids, stops, decode)
         if stopped is None:
-            return StepResult(tuple(ids), decode(text_ids), finish, cached)
-        # a stop string spelled from ordinary tokens: cut where vLLM's check would have; the KV runs past it,
-        # so the next step no longer extends the session and starts a new one
+            return StepResult(tuple(ids), decode(text_ids), finish, int(cached or 0))
         end, text = stopped
-        return StepResult(tuple(text_ids[:end]), text, "stop", cached)
+        return StepResult(tuple(text_ids[:end]), text, "stop", int(cached or 0))
 
 
 __all__ = ["VLLMStepEngine", "special_token_ids", "supports_sessions", "text_stop"]

@@ -160,3 +160,31 @@ def test_rounds_with_more_requests_than_the_engines_slots_finish(vllm_lm, monkey
     monkeypatch.setattr(vllm_lm, "schedule", "rounds")
     assert generate(vllm_lm, reqs) == continuous
     assert max(sizes) == 3
+
+
+def test_plain_generations_stopped_by_id_return_what_vllms_stop_strings_return(vllm_lm):
+    """Without forcing, a request whose stop strings are special tokens (or none: m1's tasks stop at EOS) is
+    stopped by id and decoded once; one with an ordinary stop string keeps vLLM's own; all as vLLM returns them."""
+    reqs = []
+    for k, until in enumerate(([], ["<|im_end|>"], ["<|im_start|>", "<|im_end|>"], [" the"])):
+        for r in requests(vllm_lm, {"until": until, "max_gen_toks": 48, "do_sample": False}, 3, "sessions_plain"):
+            r.metadata = ("sessions_plain", len(reqs), 1)
+            reqs.append(r)
+    fresh = VLLMStepEngine(vllm_lm.llm.llm_engine, vllm_lm.tokenizer, sessions=False)
+    with engine_of(vllm_lm, fresh):
+        expected = generate(vllm_lm, reqs)
+    engine = vllm_lm.step_engine()
+    sent = []
+    add_request = engine._engine.add_request
+
+    def watched(request_id, prompt, params, *args, **kwargs):
+        sent.append(params.detokenize)
+        return add_request(request_id, prompt, params, *args, **kwargs)
+
+    engine._engine.add_request = watched
+    try:
+        assert generate(vllm_lm, reqs) == expected
+    finally:
+        del engine._engine.add_request
+    assert sent == [False] * 9 + [True] * 3  # by id, decoded once; vLLM's stop string for " the"
+    assert any(r["finish_reasons"] == ["stop"] for r in expected[1])

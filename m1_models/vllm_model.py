@@ -165,7 +165,9 @@ class M1VLLM(M1LM):
                 for name in vllm.SamplingParams.__struct_fields__
                 if not name.startswith("_") and name not in CONTROLLED_SAMPLING_FIELDS
             ),
-            start_engine=self._start_replicas if replicas > 1 else lambda: VLLMStepEngine(self.llm.llm_engine, tokenizer),
+            start_engine=(
+                self._start_replicas if replicas > 1 else lambda: VLLMStepEngine(self.llm.llm_engine, tokenizer)
+            ),
         )
         super().__init__(backend, seed=seed, schedule=schedule, add_bos_token=add_bos_token)
 

@@ -24,13 +24,16 @@ pytestmark = pytest.mark.engine
 FORCED = {"max_tokens_thinking": 90, "thinking_n_ignore": 2, "max_tokens_answer": 24, "do_sample": False}
 
 
+def question(i: int) -> str:
+    return QUESTIONS[i % len(QUESTIONS)] + INSTRUCTION + " " * i
+
+
 def requests(lm, gen_kwargs: dict, n: int, task: str) -> list[Instance]:
     return [
         Instance(
             "generate_until",
             {},
-            (lm.apply_chat_template([{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)] + INSTRUCTION + " " * i}]),
-             dict(gen_kwargs)),
+            (lm.apply_chat_template([{"role": "user", "content": question(i)}]), dict(gen_kwargs)),
             idx=0,
             metadata=(task, i, 1),
         )  # fmt: skip

@@ -57,8 +57,8 @@ class StepResult:
     ``text`` is the generated text with the stop string and what follows removed; ``finish_reason`` is
     ``"length"`` (the step's token limit) or why it ended before (``"stop"``: stop string or EOS; an engine may
     report its own reasons, e.g. vLLM's ``"repetition"``); anything but ``"length"`` is an early end.
-    ``cached_tokens`` is how many of the step's prompt tokens the engine served from its prefix cache (0 when
-    the engine does not say).
+    ``cached_tokens`` is how many of the step's prompt tokens the engine did not prefill again: served from its
+    prefix cache, or kept from the request's earlier steps (m1-vllm's sessions); 0 when the engine does not say.
     """
 
     token_ids: tuple[int, ...]

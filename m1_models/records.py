@@ -42,7 +42,7 @@ RECORD_SCHEMA: dict[str, str] = {
     "forced": "whether budget forcing ran (max_tokens_thinking given)",
     "budget": "the thinking budget in tokens (null without forcing)",
     "prompt_tokens": "tokens of the prompt",
-    "cached_tokens": "prompt tokens of all its engine calls served from the engine's prefix cache",
+    "cached_tokens": "prompt tokens of its engine calls not prefilled again (prefix cache, or a session's kept KV)",
     "thinking_tokens": "tokens of the thinking, appended ignore strings included",
     "answer_tokens": "tokens of the answer (of the whole generation without forcing)",
     "ignore_rounds": "early ends of thinking suppressed",

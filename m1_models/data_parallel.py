@@ -12,18 +12,18 @@ parent-side FIFO queue and goes to a replica only when that replica holds fewer 
 ``max_num_seqs``: what it batches at once, so more would only queue inside vLLM, where no other replica can take
 it); a replica that finishes early pulls more of the queue.  A later step of a request (its next "Wait" round,
 its answer) goes at once to the replica that ran the earlier ones, bypassing the queue: that replica holds the
-request's KV.  A request holds its replica's slot from
-its first step until its last (an answer or a plain generation) returns: between two steps vLLM keeps a session's
-slot too, and a schedule that holds requests between rounds must not be given more than the slots.
+request's KV.  A request holds its replica's slot from its first step until its last (an answer or a plain
+generation) returns: between two steps vLLM keeps a session's slot too, and a schedule that holds requests
+between rounds must not be given more than the slots.
 
 Inside a worker the engine is whatever the replica factory returns (for vLLM the single-engine
-:class:`~m1_models.vllm_model.VLLMStepEngine`, so the vLLM calls live in one place); :func:`_worker_main` receives
+:class:`~m1_models.vllm_engine.VLLMStepEngine`, so the vLLM calls live in one place); :func:`_worker_main` receives
 submit / abort / close messages over a pipe, steps its engine while it has work (blocking on the pipe when idle)
 and sends finished ``(ticket, StepResult)`` pairs back.  An exception in a worker, or a worker that dies, is raised
 from the parent's :meth:`DataParallelStepEngine.poll` as a ``RuntimeError`` naming the replica: never a hang,
 never an empty answer.
 
-One module of ~460 lines on purpose: the parent's dispatch and the worker's loop are the two ends of one pipe
+One module of ~480 lines on purpose: the parent's dispatch and the worker's loop are the two ends of one pipe
 protocol (submit / abort / close / ready / done / error), and the replica planning beside them decides what each
 worker is started with; split, every message would be defined in one file and read in another.
 """
@@ -178,7 +178,7 @@ class DataParallelStepEngine:
     def poll(self) -> list[tuple[int, StepResult]]:
         self._raise_failure()
         # queued first steps go out here, after the scheduler submitted the continuations of the steps the last
-        # poll returned: continuations take their replica's freed slots first, and no replica exceeds its cap
+        # poll returned (they go straight to their replicas): no replica holds more requests than its cap
         self._dispatch()
         if not self._tickets:
             if self._queue:  # nothing runs, yet no replica has room: requests left between steps hold every slot

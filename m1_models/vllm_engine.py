@@ -21,7 +21,7 @@ detokenization.  Steps with other stop strings (a task's ``until`` text, the s1 
 
 Sessions change one thing a user can see: with seeded sampling, a request's random stream runs on through its
 steps (a fresh request per step restarted it from the seed at every step).  Both are reproducible; greedy output
-is the same either way.
+is the same either way.  The model_arg ``sessions=false`` (or a vLLM without sessions) gives one request per step.
 """
 
 from __future__ import annotations

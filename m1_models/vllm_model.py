@@ -65,14 +65,14 @@ CONTROLLED_SAMPLING_FIELDS = frozenset(
 )
 
 
-def start_replica(llm_args: dict[str, Any]) -> ReplicaEngine:
+def start_replica(llm_args: dict[str, Any], sessions: bool = True) -> ReplicaEngine:
     """One data-parallel replica, built inside its worker process: its own ``vllm.LLM`` behind the same
     :class:`VLLMStepEngine` as the single engine; the cap is the scheduler's max_num_seqs (vLLM's default when
     the model_args do not set it)."""
     vllm = import_vllm()
     llm = vllm.LLM(**llm_args)
     cap = int(llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)
-    engine = VLLMStepEngine(llm.llm_engine, HFTokenizer(llm.get_tokenizer()))
+    engine = VLLMStepEngine(llm.llm_engine, HFTokenizer(llm.get_tokenizer()), sessions=sessions)
     return ReplicaEngine(engine, cap, shutdown=lambda: shutdown_llm(llm))
 
 
@@ -106,9 +106,11 @@ class M1VLLM(M1LM):
         max_batch_size: Any = None,
         device: Any = None,
         data_parallel_size: Any = 1,
+        sessions: Any = True,
         **engine_kwargs: Any,
     ) -> None:
         check_schedule(schedule)
+        self._use_sessions = _flag("sessions", sessions)
         replicas = parse_data_parallel_size(data_parallel_size)
         if str(pretrained).startswith((".", "/", "~")) and not Path(pretrained).expanduser().exists():
             raise ModelArgsError(
@@ -151,7 +153,9 @@ class M1VLLM(M1LM):
         # not self._device: lm-eval's LM.__init__ (below) resets that to None
         self._platform_name = "CPU" if on_cpu else str(current_platform.device_name).upper()
         self.data_parallel_size = replicas
-        self._replica_specs = _replica_specs(replicas, self._llm_args, current_platform) if replicas > 1 else []
+        self._replica_specs = (
+            _replica_specs(replicas, self._llm_args, current_platform, self._use_sessions) if replicas > 1 else []
+        )
         model_config = _model_config(vllm, self._llm_args)
         from vllm.tokenizers.registry import cached_tokenizer_from_config
 
@@ -166,7 +170,9 @@ class M1VLLM(M1LM):
                 if not name.startswith("_") and name not in CONTROLLED_SAMPLING_FIELDS
             ),
             start_engine=(
-                self._start_replicas if replicas > 1 else lambda: VLLMStepEngine(self.llm.llm_engine, tokenizer)
+                self._start_replicas
+                if replicas > 1
+                else lambda: VLLMStepEngine(self.llm.llm_engine, tokenizer, sessions=self._use_sessions)
             ),
         )
         super().__init__(backend, seed=seed, schedule=schedule, add_bos_token=add_bos_token)
@@ -212,7 +218,7 @@ class M1VLLM(M1LM):
         shutdown_llm(getattr(self, "_llm", None))
 
 
-def _replica_specs(replicas: int, llm_args: dict[str, Any], platform: Any) -> list[ReplicaSpec]:
+def _replica_specs(replicas: int, llm_args: dict[str, Any], platform: Any, sessions: bool) -> list[ReplicaSpec]:
     """Each replica's engine arguments and environment, checked against the machine (no engine starts here).
 
     On GPU a replica sees its own tensor_parallel_size*pipeline_parallel_size devices; on CPU it is bound to its
@@ -246,7 +252,19 @@ def _replica_specs(replicas: int, llm_args: dict[str, Any], platform: Any) -> li
             devices = [str(i) for i in range(int(count()))]
         envs = gpu_replica_envs(replicas, world, devices, env_var)
         logger.info("m1-vllm: %d replicas, %s %s", replicas, env_var, " / ".join(env[env_var] for env in envs))
-    return [ReplicaSpec(start_replica, (args,), env) for env in envs]
+    return [ReplicaSpec(start_replica, (args, sessions), env) for env in envs]
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A true/false model_arg (lm-eval passes ``True``/``False`` as booleans, other spellings as strings)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ModelArgsError(f"model_arg {name}={value!r} must be true or false; e.g. {name}=false")
 
 
 def _model_config(vllm: Any, llm_args: dict[str, Any]) -> Any:

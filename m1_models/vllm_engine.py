@@ -114,8 +114,9 @@ class VLLMStepEngine:
     @property
     def max_open_requests(self) -> int:
         """How many requests the engine holds at once (its scheduler's max_num_seqs): a session between two of
-        its steps keeps its slot, so a schedule that holds every request between rounds goes in waves of this."""
-        return int(self._engine.vllm_config.scheduler_config.max_num_seqs)
+        its steps keeps its slot, so a schedule that holds every request between rounds goes in waves of this.
+        0 without sessions: a request then holds nothing between its steps."""
+        return int(self._engine.vllm_config.scheduler_config.max_num_seqs) if self.sessions else 0
 
     # -- StepEngine --------------------------------------------------------------------------------------------
     def submit(self, key: int, step: GenerationStep) -> None:

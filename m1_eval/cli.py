@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from m1_eval.errors import M1UserError
+from m1_base.errors import M1UserError
 
 EPILOG = """examples:
   m1-eval demo                            test-time scaling of a tiny model: m1-sweep + m1-report, ~3 minutes

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from m1_eval.errors import CommandError
+from m1_base.errors import CommandError
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,14 @@ imports one of the modules below, after which the finder runs a patch:
   project's task folder (``include_defaults=False`` promises only the tasks under ``include_path``: kept);
 * ``lm_eval.loggers.evaluation_tracker``: next to each ``samples_<task>_<date>.jsonl`` the m1 models'
   per-sample records are written as ``m1_generations_<task>_<date>.jsonl``;
+* ``lm_eval._cli.utils``: a ``--model_args``/``--gen_kwargs`` key given twice is an error, not "the last wins";
 * ``lm_eval._cli.run``: m1-eval's user errors (``M1UserError``) end the command with their one-line message
   and exit code 2 instead of a traceback (``--verbosity DEBUG`` keeps the traceback);
-* ``lm_eval.evaluator``: the environment report ``add_env_info`` writes into the results (torch's
-  ``get_pretty_env_info``: ``pip list`` and ten other subprocesses, 0.5-1.5 s after the evaluation) is taken from
-  :func:`prefetch_env_info`, which an m1 model starts in the background before its engine starts: the same
-  text, collected once per process while the engine loads (an m1-sweep writes many results per process).
+* ``lm_eval.evaluator``: the environment report ``add_env_info`` writes into the results is the one an m1 model
+  collected in the background while its engine loaded (:mod:`m1_models.env_report`): the same text, collected
+  once per process.
+  Credentials in the model_args (``user:password@`` in an address, a key as ``api_key``/``api_key_env``) are
+  masked in the log line, the summary line and the results file lm-eval writes from them.
 
 Standard library only; safe to run twice; ``M1_EVAL_DISABLE_HOOK=1`` switches it off.
 """
@@ -108,7 +110,7 @@ def _patch_cli_run(module) -> None:
         try:
             return execute(args, *rest, **kwargs)
         except Exception as error:
-            from m1_eval.errors import find_user_error
+            from m1_base.errors import find_user_error
 
             user_error = find_user_error(error)  # lm-eval may wrap ours
             if user_error is None or str(getattr(args, "verbosity", "") or "").upper() == "DEBUG":
@@ -120,55 +122,84 @@ def _patch_cli_run(module) -> None:
     run_cls._execute = staticmethod(_execute) if isinstance(original, staticmethod) else _execute
 
 
-_ENV_INFO: dict[str, object] = {}  # "thread": the collecting thread, "text": what it collected
-
-
-def prefetch_env_info() -> None:
-    """Start collecting torch's environment report in a daemon thread, once per process, when an lm-eval
-    evaluation is under way (``lm_eval.evaluator`` imported and patched); otherwise nothing happens."""
-    evaluator = sys.modules.get("lm_eval.evaluator")
-    if "thread" in _ENV_INFO or not getattr(getattr(evaluator, "add_env_info", None), _PATCHED_ATTR, False):
-        return
-    import threading
-
-    def collect() -> None:
-        try:
-            from torch.utils.collect_env import get_pretty_env_info
-
-            _ENV_INFO["text"] = get_pretty_env_info()
-        except Exception as error:  # noqa: BLE001 - lm-eval writes the error text in this case too
-            _ENV_INFO["text"] = str(error)
-
-    thread = threading.Thread(target=collect, name="m1-env-info", daemon=True)
-    _ENV_INFO["thread"] = thread
-    thread.start()
-
-
 def _patch_evaluator(module) -> None:
-    original = module.add_env_info
+    from m1_models.env_report import wrap_add_env_info
+
+    module.add_env_info = wrap_add_env_info(module.add_env_info)
+    _patch_evaluator_credentials(module)
+
+
+def _patch_evaluator_credentials(module) -> None:
+    """lm-eval logs the model_args (INFO), prints them after the run and writes them into the results file
+    (``config.model_args`` and every task's ``metadata``): a ``user:password@`` in an address, an ``api_key`` or a
+    key pasted as ``api_key_env`` is masked there (``m1_models.server_model`` holds the rules; it is imported
+    only when a model_arg may carry one)."""
+    original = module.simple_evaluate
     if getattr(original, _PATCHED_ATTR, False):
         return
 
-    def add_env_info(storage):
-        thread = _ENV_INFO.get("thread")
-        if thread is None:  # no m1 model generated in this process
-            return original(storage)
-        thread.join()  # type: ignore[attr-defined]
-        import torch.utils.collect_env as collect_env
+    def may_carry_credentials(model_args) -> bool:
+        items = model_args.items() if isinstance(model_args, dict) else [("", model_args)]
+        return any(str(k).startswith("api_key") or any(c in str(v) for c in "@?#") for k, v in items)
 
-        collect = collect_env.get_pretty_env_info
-        collect_env.get_pretty_env_info = lambda: _ENV_INFO["text"]  # lm-eval imports it at call time
-        try:
-            return original(storage)
-        finally:
-            collect_env.get_pretty_env_info = collect
+    def simple_evaluate(*args, **kwargs):
+        model_args = kwargs["model_args"] if "model_args" in kwargs else args[1] if len(args) > 1 else None
+        if not may_carry_credentials(model_args):
+            return original(*args, **kwargs)
+        from m1_models import server_model
 
-    setattr(add_env_info, _PATCHED_ATTR, True)
-    add_env_info.__wrapped__ = original  # type: ignore[attr-defined]
-    module.add_env_info = add_env_info
+        server_model.guard_lm_eval_model_args(model_args)
+        return server_model.mask_lm_eval_results(original(*args, **kwargs))
+
+    def mask_record(record) -> bool:
+        server_model = sys.modules.get("m1_models.server_model")
+        if server_model is not None:
+            server_model.mask_log_record(record)
+        return True
+
+    simple_evaluate.__wrapped__ = original  # type: ignore[attr-defined]
+    simple_evaluate.__doc__ = original.__doc__
+    setattr(simple_evaluate, _PATCHED_ATTR, True)
+    module.simple_evaluate = simple_evaluate
+    module.eval_logger.addFilter(mask_record)
+
+
+def _patch_cli_utils(module) -> None:
+    """``--model_args``/``--gen_kwargs``: a key given twice is one line and exit code 2 (lm-eval keeps the last
+    one with a warning: ``max_tokens_thinking=512,max_tokens_thinking=1024`` would silently run at 1024)."""
+    action_cls = module.MergeDictAction
+    original = action_cls.__call__
+    if getattr(original, _PATCHED_ATTR, False):
+        return
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from m1_base.values import duplicated_keys
+
+        items = [values] if isinstance(values, str) else list(values or ())
+        pairs = []
+        for item in items:
+            if str(item).lstrip().startswith("{"):  # a JSON object: lm-eval merges it whole
+                continue
+            for part in module.split_top_level(str(item)):
+                key, _, value = part.partition("=")
+                pairs.append((key.strip(), value))
+        repeated = duplicated_keys(pairs)
+        if repeated:
+            given = [value for key, value in pairs if key == repeated[0]]
+            sys.stderr.write(
+                f"{parser.prog}: error: argument {option_string or self.dest}: {repeated[0]} is given "
+                f"{len(given)} times ({', '.join(given)}); give it once\n"
+            )
+            raise SystemExit(2)
+        return original(self, parser, namespace, values, option_string)
+
+    setattr(__call__, _PATCHED_ATTR, True)
+    __call__.__wrapped__ = original  # type: ignore[attr-defined]
+    action_cls.__call__ = __call__
 
 
 PATCHES: dict[str, Callable] = {
+    "lm_eval._cli.utils": _patch_cli_utils,
     "lm_eval.evaluator": _patch_evaluator,
     "lm_eval._cli.run": _patch_cli_run,
     "lm_eval.models": _register_models,

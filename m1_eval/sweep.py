@@ -35,9 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m1_eval.errors import M1UserError, SweepError
+from m1_base import values
+from m1_base.errors import M1UserError, SweepError
 
 logger = logging.getLogger("m1_eval.sweep")
+
+_FLAG = values.Source("", SweepError)  # messages read "--budgets 'x' must be ..."
 
 EPILOG = """examples:
   m1-sweep --model m1-vllm --model_args pretrained=UCSC-VLAA/m1-7B-23K --tasks m1_table1 --apply_chat_template \\
@@ -77,28 +80,36 @@ def parse_settings(budgets: str, ignores: str = "0") -> list[Setting]:
         if raw.lower() in ("none", "off"):
             chosen.append(None)
             continue
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SweepError(f"--budgets: {raw!r} is not a number; pass e.g. --budgets 512,1024,2048 (or none)") from None
-        if value < 1:
-            raise SweepError(f"--budgets: {value} must be >= 1 (a thinking budget in tokens), or none")
-        chosen.append(value)
-    rounds: list[int] = []
-    for raw in (piece.strip() for piece in str(ignores).split(",")):
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SweepError(f"--ignores: {raw!r} is not a number; pass e.g. --ignores 0,1,2") from None
-        if value < 0:
-            raise SweepError(f"--ignores: {value} must be >= 0 (the number of 'Wait' rounds)")
-        rounds.append(value)
+        chosen.append(
+            values.token_count(raw, "--budgets", _FLAG, hint="thinking budgets in tokens, e.g. 512,1024 (or none)")
+        )
+    rounds = [
+        values.whole(raw.strip(), "--ignores", _FLAG, minimum=0, maximum=1000, hint="'Wait' rounds, e.g. 0,1,2")
+        for raw in str(ignores).split(",")
+    ]
     settings: list[Setting] = []
     for budget, ignore in itertools.product(chosen, rounds):
         setting = Setting(budget, 0 if budget is None else ignore)
         if setting not in settings:
             settings.append(setting)
     return settings
+
+
+def check_output_folder(folder: Path) -> None:
+    """The sweep's ``-o`` folder can be created and written: checked before the model loads (a setting's folder
+    is renamed into it only after all generation)."""
+    if folder.exists() and not folder.is_dir():
+        raise SweepError(f"-o/--output_path {folder} is a file, not a folder; choose a folder for the settings")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".m1-sweep-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise SweepError(
+            f"-o/--output_path {folder} cannot be written ({reason}); choose a folder you can write"
+        ) from None
 
 
 def is_complete(folder: Path) -> bool:
@@ -378,10 +389,25 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace, settings: Sequence[Setting]) -> Any:
     from lm_eval.config.evaluate_config import EvaluatorConfig
 
+    samples = getattr(args, "samples", None)
+    if samples is not None and not (
+        isinstance(samples, dict)
+        and all(isinstance(v, list) and all(isinstance(i, int) for i in v) for v in samples.values())
+    ):
+        raise SweepError(
+            f"--samples {samples!r} is lm-eval's choice of documents, a JSON object of task -> document indices "
+            f"(e.g. --samples '{{\"m1_medqa\": [0, 5]}}'); for a number of documents use --limit"
+        )
     namespace = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in ("budgets", "ignores")})
-    cfg = EvaluatorConfig.from_cli(namespace)
+    try:
+        cfg = EvaluatorConfig.from_cli(namespace)
+    except (ValueError, TypeError, AttributeError) as error:  # lm-eval's own checks of its flags
+        if isinstance(error, M1UserError):
+            raise
+        raise SweepError(f"lm-eval rejects the arguments: {' '.join(str(error).split())[:300]}") from None
     if not cfg.output_path:
         raise SweepError("m1-sweep needs -o/--output_path: every setting is written as a folder under it")
+    check_output_folder(Path(cfg.output_path))
     if not cfg.model:
         raise SweepError("m1-sweep needs --model (m1-vllm) and --model_args pretrained=<model>")
     for key in ("max_tokens_thinking", "thinking_n_ignore"):
@@ -396,7 +422,7 @@ def _config(args: argparse.Namespace, settings: Sequence[Setting]) -> Any:
 def sweep(argv: list[str], console: Any = None) -> list[Path]:
     """Run a sweep from an ``m1-sweep`` command line (without the program name); returns the settings' folders.
 
-    User errors raise :class:`~m1_eval.errors.M1UserError` (``m1-eval demo`` calls this in-process)."""
+    User errors raise :class:`~m1_base.errors.M1UserError` (``m1-eval demo`` calls this in-process)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     verbosity = str(getattr(args, "verbosity", None) or "WARNING").upper()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from m1_models.markers import ANSWER_MARKER, THINK_START
+from m1_base.markers import ANSWER_MARKER, THINK_START
 
 logger = logging.getLogger(__name__)
 

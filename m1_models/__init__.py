@@ -15,7 +15,7 @@ start-up hook's records writer and the scorer's markers cause) imports nothing e
 * lm-eval models: :class:`M1LM` (the shared base, imports lm-eval) and :class:`M1VLLM` (``m1-vllm``, imports
   vLLM when constructed);
 * the user errors the controller raises: :class:`GenKwargsError`, :class:`ModelArgsError` (from
-  :mod:`m1_eval.errors`).
+  :mod:`m1_base.errors`).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ _EXPORTS: dict[str, str] = {
     "HFTokenizer": "m1_models.backend",
     "M1LM": "m1_models.lm_eval_model",
     "M1VLLM": "m1_models.vllm_model",
-    "GenKwargsError": "m1_eval.errors",
-    "ModelArgsError": "m1_eval.errors",
+    "GenKwargsError": "m1_base.errors",
+    "ModelArgsError": "m1_base.errors",
 }
 
 __all__ = [  # the keys of _EXPORTS
@@ -85,7 +85,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
-    from m1_eval.errors import GenKwargsError, ModelArgsError
+    from m1_base.errors import GenKwargsError, ModelArgsError
     from m1_models.backend import Backend, BackendTokenizer, HFTokenizer
     from m1_models.budget_forcing import ForcedRequest, GenerationRecord, GenerationStep, Phase, StepResult
     from m1_models.lm_eval_model import M1LM

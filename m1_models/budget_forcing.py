@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from m1_eval.errors import GenKwargsError
+from m1_base.errors import GenKwargsError
 from m1_models.settings import ForcingConfig, GenerationSettings
 
 

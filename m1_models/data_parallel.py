@@ -46,7 +46,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.util import Finalize
 from typing import Any
 
-from m1_eval.errors import ModelArgsError
+from m1_base import values
+from m1_base.errors import ModelArgsError
 from m1_models.budget_forcing import GenerationStep, Phase, StepResult
 from m1_models.scheduling import StepEngine
 
@@ -421,17 +422,13 @@ def _serve(conn: Connection, engine: StepEngine, outbox: queue.SimpleQueue[Any])
 # -- planning the replicas (before anything starts) ---------------------------------------------------------------
 def parse_data_parallel_size(value: Any) -> int:
     """model_arg ``data_parallel_size`` as an int >= 1, or a one-line :class:`ModelArgsError`."""
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
-    if number is None or number < 1:
-        raise ModelArgsError(
-            f"model_arg data_parallel_size={value!r} must be a whole number >= 1 (the number of model copies); "
-            f"pass e.g. data_parallel_size=2, or leave it out for one copy"
-        )
-    return number
+    return values.whole(  # type: ignore[return-value]
+        value,
+        "data_parallel_size",
+        values.MODEL_ARG,
+        minimum=1,
+        hint="the number of model copies, e.g. data_parallel_size=2; leave it out for one copy",
+    )
 
 
 def cpu_replica_envs(replicas: int, world: int, cores: Sequence[int]) -> list[dict[str, str]]:

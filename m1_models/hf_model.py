@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from m1_eval.errors import GenKwargsError, ModelArgsError
+from m1_base import values
+from m1_base.errors import GenKwargsError, ModelArgsError
 from m1_models.budget_forcing import GenerationStep, StepResult
 from m1_models.backend import Backend, HFTokenizer
-from m1_models.lm_eval_model import M1LM, check_schedule
+from m1_models.lm_eval_model import M1LM, check_schedule, check_seed, check_unique_keys
 
 logger = logging.getLogger(__name__)
 
@@ -359,6 +360,10 @@ class M1HF(M1LM):
                 f"max_model_len, seed, schedule, add_bos_token, trust_remote_code, batch_size"
             )
         check_schedule(schedule)
+        check_seed(seed)
+        values.boolean(add_bos_token, "add_bos_token", values.MODEL_ARG)
+        pretrained = values.text(pretrained, "pretrained", values.MODEL_ARG)  # type: ignore[assignment]
+        max_model_len = values.token_count(max_model_len, "max_model_len", values.MODEL_ARG, optional=True)
         expanded = Path(str(pretrained)).expanduser()
         if str(pretrained).startswith((".", "/", "~")) and not expanded.exists():
             raise ModelArgsError(
@@ -367,7 +372,7 @@ class M1HF(M1LM):
             )
         self._source = str(expanded) if expanded.exists() else str(pretrained)
         self._revision = revision
-        self._trust = trust_remote_code in (True, "True", "true", "1", 1)
+        self._trust = values.boolean(trust_remote_code, "trust_remote_code", values.MODEL_ARG)
         self._torch_device = resolve_device(device)
         self._dtype = _resolve_dtype(dtype, self._torch_device)
         self.batch_size = _resolve_batch_size(batch_size)
@@ -383,7 +388,6 @@ class M1HF(M1LM):
             raise ModelArgsError(f"m1-hf cannot read the model or tokenizer {pretrained}: {reason[:400]}") from None
         window = getattr(config, "max_position_embeddings", None)
         if max_model_len is not None:
-            max_model_len = int(max_model_len)
             if window and max_model_len > window:
                 raise ModelArgsError(
                     f"model_arg max_model_len={max_model_len} exceeds the model's max_position_embeddings={window}; "
@@ -408,6 +412,7 @@ class M1HF(M1LM):
         1 by default) instead of clashing with them."""
         from lm_eval.utils import simple_parse_args_string
 
+        check_unique_keys(arg_string)
         args = simple_parse_args_string(arg_string)
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in args}
         return cls(**args, **extra)

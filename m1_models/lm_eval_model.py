@@ -19,8 +19,9 @@ from lm_eval.api.model import LM
 from lm_eval.utils import handle_non_serializable, hash_string
 from tqdm import tqdm
 
-from m1_eval.errors import ModelArgsError
-from m1_eval.lm_eval_hook import prefetch_env_info
+from m1_base import values
+from m1_base.errors import ModelArgsError
+from m1_models import env_report
 from m1_models.backend import Backend, BackendTokenizer, HFTokenizer
 from m1_models.budget_forcing import ForcedRequest
 from m1_models.records import SINK, RecordSink, make_record, request_hash
@@ -43,10 +44,23 @@ def request_seed(base_seed: int, prompt: str) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def check_schedule(schedule: str) -> None:
+def check_schedule(schedule: str) -> str:
     """A backend calls this first, before it loads anything (M1LM checks again)."""
-    if schedule not in SCHEDULES:
-        raise ModelArgsError(f"model_arg schedule={schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
+    return values.choice(schedule, "schedule", values.MODEL_ARG, SCHEDULES)
+
+
+def check_unique_keys(arg_string: str | None) -> None:
+    """``key=value,...`` with a key given twice: one line naming it (lm-eval would keep the last silently)."""
+    pairs = [tuple(item.split("=", 1)) for item in str(arg_string or "").split(",") if "=" in item]
+    repeated = values.duplicated_keys([(key.strip(), value) for key, value in pairs])
+    if repeated:
+        given = [value for key, value in pairs if key.strip() == repeated[0]]
+        raise ModelArgsError(f"model_arg {repeated[0]} is given {len(given)} times ({', '.join(given)}); give it once")
+
+
+def check_seed(seed: Any) -> int:
+    """model_arg ``seed``: a whole number >= 0 (the engine's and every request's seed derive from it)."""
+    return values.whole(seed, "seed", values.MODEL_ARG, minimum=0, maximum=2**63 - 1)  # type: ignore[return-value]
 
 
 class M1LM(LM):
@@ -65,16 +79,21 @@ class M1LM(LM):
         add_bos_token: bool = False,
     ) -> None:
         super().__init__()
-        check_schedule(schedule)
+        self.schedule = check_schedule(schedule)
         self.backend = backend
         self._engine: StepEngine | None = None
-        self.seed = int(seed)
-        self.schedule = schedule
-        self.add_bos_token = add_bos_token in (True, "True", "true", "1", 1)
+        self.seed = check_seed(seed)
+        self.add_bos_token = values.boolean(add_bos_token, "add_bos_token", values.MODEL_ARG)
         self._checked_markers: set[tuple] = set()
         self._checked_sampling: set[str] = set()
         self._chat_formatted = False  # set when lm-eval renders prompts with the chat template
         self._warned_bare_prompt = False
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> M1LM:
+        """lm-eval's, but a key given twice is an error (lm-eval keeps the last one silently)."""
+        check_unique_keys(arg_string)
+        return super().create_from_arg_string(arg_string, additional_config)
 
     # -- what the backend provides --------------------------------------------------------------------------
     @property
@@ -182,7 +201,7 @@ class M1LM(LM):
         return settings
 
     def check_sampling(self, sampling: dict[str, Any]) -> None:
-        """Raise :class:`~m1_eval.errors.GenKwargsError` for sampling values the engine would refuse.
+        """Raise :class:`~m1_base.errors.GenKwargsError` for sampling values the engine would refuse.
 
         Called once for each distinct set of sampling gen_kwargs (a task's requests share theirs), before the
         first step is submitted, so that a bad value ends the call before
@@ -247,7 +266,7 @@ class M1LM(LM):
             progress.update(1)
 
         try:
-            prefetch_env_info()  # lm-eval's environment report, collected while the engine starts (see the hook)
+            env_report.prefetch()  # lm-eval's environment report, collected while the engine starts
             run(states, self.step_engine(), self.schedule, on_done=finished)
         finally:
             progress.close()

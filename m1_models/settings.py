@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from m1_eval.errors import GenKwargsError
-from m1_models.markers import (
+from m1_base import values
+from m1_base.errors import GenKwargsError
+from m1_base.markers import (
     ANSWER_MARKER,
     FINAL_ANSWER_SUFFIX,
     IM_START,
@@ -158,24 +159,16 @@ class GenerationSettings:
     sampling: dict[str, Any]
 
 
-def _as_int(key: str, value: Any, *, minimum: int, fix: str) -> int:
-    try:
-        number = int(value)
-        if isinstance(value, float) and number != value:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise GenKwargsError(f"gen_kwarg {key}={value!r} is not an integer; {fix}") from None
-    if number < minimum:
-        raise GenKwargsError(f"gen_kwarg {key}={number} must be >= {minimum}; {fix}")
-    return number
+GEN_KWARG = values.GEN_KWARG  # gen_kwargs' values go through the strict parsers of m1_base.values
 
-
-def _as_strings(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(v) for v in value)
+#: sampling gen_kwargs every backend understands, parsed here (the backend's own check covers the rest)
+_SAMPLING_PARSERS: dict[str, Any] = {
+    "temperature": lambda v: values.number(v, "temperature", GEN_KWARG, minimum=0.0),
+    "top_p": lambda v: values.probability(v, "top_p", GEN_KWARG),
+    "min_p": lambda v: values.probability(v, "min_p", GEN_KWARG, zero=True),
+    "top_k": lambda v: values.whole(v, "top_k", GEN_KWARG, minimum=-1, hint="-1 or 0 means no limit"),
+    "seed": lambda v: values.whole(v, "seed", GEN_KWARG, minimum=0, maximum=2**63 - 1),
+}
 
 
 def parse_gen_kwargs(gen_kwargs: dict[str, Any], sampling_keys: frozenset[str] | set[str]) -> GenerationSettings:
@@ -200,54 +193,68 @@ def parse_gen_kwargs(gen_kwargs: dict[str, Any], sampling_keys: frozenset[str] |
             f"({', '.join(FORCING_KEYS)}), lm-eval's ({', '.join(LM_EVAL_KEYS)}) or a sampling parameter of "
             f"the engine (e.g. temperature, top_p, top_k, seed)"
         )
-    preset_name = str(kwargs.pop("budget_preset", "m1"))
-    if preset_name not in PRESETS:
-        raise GenKwargsError(f"gen_kwarg budget_preset={preset_name!r} is unknown; use one of {sorted(PRESETS)}")
+    preset_name = values.choice(kwargs.pop("budget_preset", "m1"), "budget_preset", GEN_KWARG, PRESETS)
     preset = PRESETS[preset_name]
     rules = PRESET_RULES[preset_name]
 
-    until = _as_strings(kwargs.pop("until", None))
-    max_gen_toks = _as_int(
-        "max_gen_toks", kwargs.pop("max_gen_toks", DEFAULT_MAX_GEN_TOKS), minimum=1, fix="pass max_gen_toks>=1"
-    )
+    until = values.texts(kwargs.pop("until", None), "until", GEN_KWARG)
+    max_gen_toks = values.token_count(kwargs.pop("max_gen_toks", DEFAULT_MAX_GEN_TOKS), "max_gen_toks", GEN_KWARG)
     do_sample = kwargs.pop("do_sample", None)
+    if do_sample is not None:
+        do_sample = values.boolean(do_sample, "do_sample", GEN_KWARG)
 
-    budget: int | Literal["auto"] | None
-    raw_budget = kwargs.pop("max_tokens_thinking", None)
-    if raw_budget is None or (isinstance(raw_budget, str) and raw_budget.strip().lower() in ("", "none")):
-        budget = None
-    elif isinstance(raw_budget, str) and raw_budget.strip().lower() == "auto":
-        budget = "auto"
-    else:
-        budget = _as_int(
-            "max_tokens_thinking",
-            raw_budget,
-            minimum=1,
-            fix="pass a thinking budget of at least 1 token, or max_tokens_thinking=auto",
-        )
+    budget: int | Literal["auto"] | None = None
+    if "max_tokens_thinking" in kwargs:
+        raw_budget = kwargs.pop("max_tokens_thinking")
+        word = raw_budget.strip().lower() if isinstance(raw_budget, str) else raw_budget
+        if word == "auto":
+            budget = "auto"
+        elif word == "":  # an unset shell variable ($B): never silently a run without forcing
+            raise GEN_KWARG.fail(
+                "max_tokens_thinking",
+                raw_budget,
+                "is empty; give a number of thinking tokens (e.g. max_tokens_thinking=4096), auto, or none for a "
+                "run without forcing",
+            )
+        elif word in (None, "none"):  # documented: an explicit run without forcing
+            budget = None
+        else:
+            budget = values.token_count(
+                raw_budget, "max_tokens_thinking", GEN_KWARG, hint="a number of thinking tokens, or auto"
+            )
+
+    def given(key: str) -> bool:
+        return key in kwargs
 
     def setting(key: str) -> Any:
         return kwargs.pop(key, preset[key])
 
-    n_ignore = _as_int(
-        "thinking_n_ignore", setting("thinking_n_ignore"), minimum=0, fix="pass thinking_n_ignore=0 or more"
-    )
-    answer_cap = setting("max_tokens_answer")
+    n_ignore = values.whole(setting("thinking_n_ignore"), "thinking_n_ignore", GEN_KWARG, minimum=0)
     max_tokens_answer = (
-        max_gen_toks
-        if answer_cap is None
-        else _as_int("max_tokens_answer", answer_cap, minimum=1, fix="pass max_tokens_answer>=1")
+        values.token_count(kwargs.pop("max_tokens_answer"), "max_tokens_answer", GEN_KWARG)
+        if given("max_tokens_answer")
+        else (max_gen_toks if preset["max_tokens_answer"] is None else preset["max_tokens_answer"])
     )
-    thinking_end = str(setting("thinking_end"))
-    overflow = setting("thinking_end_overflow")
+
+    def marker(key: str, *, empty: bool = False) -> str:
+        return values.text(setting(key), key, GEN_KWARG, empty=empty)  # type: ignore[return-value]
+
+    thinking_end = marker("thinking_end")
+    overflow = (
+        marker("thinking_end_overflow")
+        if given("thinking_end_overflow") or preset["thinking_end_overflow"] is not None
+        else thinking_end + S1_OVERFLOW_SUFFIX
+    )
+    until_thinking = values.texts(setting("until_thinking"), "until_thinking", GEN_KWARG, optional=False)
+    until_thinking_2 = values.texts(kwargs.pop("until_thinking_2", None), "until_thinking_2", GEN_KWARG)
     forcing = ForcingConfig(
         max_tokens_thinking=budget,
         thinking_n_ignore=n_ignore,
-        thinking_n_ignore_str=str(setting("thinking_n_ignore_str")),
-        thinking_start=str(setting("thinking_start")),
+        thinking_n_ignore_str=marker("thinking_n_ignore_str", empty=True),
+        thinking_start=marker("thinking_start"),
         thinking_end=thinking_end,
-        thinking_end_overflow=thinking_end + S1_OVERFLOW_SUFFIX if overflow is None else str(overflow),
-        until_thinking=_as_strings(setting("until_thinking")) + _as_strings(kwargs.pop("until_thinking_2", None)),
+        thinking_end_overflow=overflow,
+        until_thinking=until_thinking + until_thinking_2,
         max_tokens_answer=max_tokens_answer,
         budget_preset=preset_name,
         rules=rules,
@@ -262,12 +269,11 @@ def parse_gen_kwargs(gen_kwargs: dict[str, Any], sampling_keys: frozenset[str] |
                 f"add max_tokens_thinking=<budget> (or auto) to use budget forcing"
             )
     sampling = dict(kwargs)
-    if do_sample is not None and not _truthy(do_sample) and "temperature" not in sampling:
+    for key, parse in _SAMPLING_PARSERS.items():
+        if key in sampling:
+            parsed = parse(sampling[key])  # checked; a value lm-eval already converted is kept as it came
+            if isinstance(sampling[key], str):
+                sampling[key] = parsed
+    if do_sample is False and "temperature" not in sampling:
         sampling["temperature"] = 0.0
     return GenerationSettings(forcing=forcing, until=until, max_gen_toks=max_gen_toks, sampling=sampling)
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes")
-    return bool(value)

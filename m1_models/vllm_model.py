@@ -20,7 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from m1_eval.errors import GenKwargsError, ModelArgsError
+from m1_base import values
+from m1_base.errors import GenKwargsError, ModelArgsError
 from m1_models.backend import Backend, HFTokenizer
 from m1_models.data_parallel import (
     DataParallelStepEngine,
@@ -30,7 +31,7 @@ from m1_models.data_parallel import (
     gpu_replica_envs,
     parse_data_parallel_size,
 )
-from m1_models.lm_eval_model import M1LM, check_schedule
+from m1_models.lm_eval_model import M1LM, check_schedule, check_seed
 from m1_models.vllm_engine import VLLMStepEngine
 
 logger = logging.getLogger(__name__)
@@ -109,9 +110,18 @@ class M1VLLM(M1LM):
         sessions: Any = True,
         **engine_kwargs: Any,
     ) -> None:
+        arg = values.MODEL_ARG
         check_schedule(schedule)
-        self._use_sessions = _flag("sessions", sessions)
+        seed = check_seed(seed)
+        values.boolean(add_bos_token, "add_bos_token", arg)
+        trust_remote_code = values.boolean(trust_remote_code, "trust_remote_code", arg)
+        self._use_sessions = values.boolean(sessions, "sessions", arg)
         replicas = parse_data_parallel_size(data_parallel_size)
+        pretrained = values.text(pretrained, "pretrained", arg)  # type: ignore[assignment]
+        max_model_len = values.token_count(
+            max_model_len, "max_model_len", arg, optional=True, hint="leave it out for the model's context window"
+        )
+        gpu_memory_utilization = values.probability(gpu_memory_utilization, "gpu_memory_utilization", arg, optional=True)
         if str(pretrained).startswith((".", "/", "~")) and not Path(pretrained).expanduser().exists():
             raise ModelArgsError(
                 f"model_arg pretrained={pretrained} is not a folder that exists; pass a local model folder or a "
@@ -142,9 +152,9 @@ class M1VLLM(M1LM):
             tokenizer=tokenizer,
             revision=revision,
             dtype=dtype,
-            max_model_len=int(max_model_len) if max_model_len else None,
-            gpu_memory_utilization=float(gpu_memory_utilization),
-            seed=int(seed),
+            max_model_len=max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization,
+            seed=seed,
             trust_remote_code=trust_remote_code,
             **engine_kwargs,
         )
@@ -253,18 +263,6 @@ def _replica_specs(replicas: int, llm_args: dict[str, Any], platform: Any, sessi
         envs = gpu_replica_envs(replicas, world, devices, env_var)
         logger.info("m1-vllm: %d replicas, %s %s", replicas, env_var, " / ".join(env[env_var] for env in envs))
     return [ReplicaSpec(start_replica, (args, sessions), env) for env in envs]
-
-
-def _flag(name: str, value: Any) -> bool:
-    """A true/false model_arg (lm-eval passes ``True``/``False`` as booleans, other spellings as strings)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise ModelArgsError(f"model_arg {name}={value!r} must be true or false; e.g. {name}=false")
 
 
 def _model_config(vllm: Any, llm_args: dict[str, Any]) -> Any:

@@ -10,7 +10,7 @@ Library use::
 run and task) are the tidy pandas frames behind every table.
 """
 
-from m1_eval.errors import ReportInputError
+from m1_base.errors import ReportInputError
 from m1_reports.frames import Loaded, LoadOptions, load
 from m1_reports.report import Report, ReportOptions, build_report, write_report
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from m1_eval.errors import ReportInputError
+from m1_base.errors import ReportInputError
 from m1_reports.columns import is_cot
 
 BUDGET_KEY = "max_tokens_thinking"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from m1_eval.errors import ReportInputError
+from m1_base.errors import ReportInputError
 from m1_reports.columns import AVG, TABLE1_COLUMNS
 
 DATA_FILE = "paper_table1.csv"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from m1_eval.errors import ReportInputError
+from m1_base.errors import ReportInputError
 from m1_reports.average import table1_average
 from m1_reports.columns import AVG, TABLE1_COLUMNS, benchmark, order_tasks
 from m1_reports.frames import Loaded, group_positions

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m1_eval.errors import M1DataError
+from m1_base.errors import M1DataError
 from m1_tasks.benchmarks import EXPECTED_COUNTS, task_of_source
 from m1_tasks.prompt import PLAIN, normalize_variant, options_rows
 

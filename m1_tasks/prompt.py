@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from m1_eval.errors import M1PromptError
+from m1_base.errors import M1PromptError
 from m1_tasks.benchmarks import COT, PLAIN  # the prompt variants (their task names too) are the registry's
 
 PROMPT_ENV = "M1_PROMPT"

@@ -63,7 +63,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from m1_models.markers import ANSWER_MARKER  # the answer marker the m1 models write (its one home)
+from m1_base.markers import ANSWER_MARKER  # the answer marker the m1 models write (its one home)
 
 logger = logging.getLogger("lm_eval.m1_tasks.scoring")
 

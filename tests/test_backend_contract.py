@@ -30,10 +30,10 @@ import pytest
 from lm_eval.api.instance import Instance
 from lm_eval.utils import hash_string
 
-from m1_eval.errors import GenKwargsError, ModelArgsError
+from m1_base.errors import GenKwargsError, ModelArgsError
 from m1_models.budget_forcing import GenerationStep, Phase, StepResult
 from m1_models.lm_eval_model import doc_hash, request_seed
-from m1_models.markers import (
+from m1_base.markers import (
     ANSWER_MARKER,
     IM_END,
     IM_START,

@@ -8,7 +8,7 @@ import pytest
 from lm_eval.api.instance import Instance
 from lm_eval.utils import simple_parse_args_string
 
-from m1_eval.errors import GenKwargsError
+from m1_base.errors import GenKwargsError
 from m1_models import lm_eval_model
 from m1_models.budget_forcing import (
     ForcedRequest,
@@ -243,10 +243,17 @@ def test_budget_larger_than_the_context_window_is_rejected_before_generation():
         ForcedRequest(TOK.encode(PROMPT), settings, TOK, max_model_len=4096)
 
 
-@pytest.mark.parametrize("off", [None, "none", ""])
+@pytest.mark.parametrize("off", [None, "none", "None"])
 def test_budget_can_be_switched_off_explicitly(off):
     settings = parse_gen_kwargs({"max_tokens_thinking": off, "max_gen_toks": 9}, SAMPLING_KEYS)
     assert settings.forcing.forced is False and settings.max_gen_toks == 9
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_budget_is_an_error_not_a_run_without_forcing(empty):
+    """``max_tokens_thinking=$B`` with B unset: one line, never a silent unforced run."""
+    with pytest.raises(GenKwargsError, match=r"max_tokens_thinking=\(empty\) is empty.*none for a run without"):
+        parse_gen_kwargs({"max_tokens_thinking": empty}, SAMPLING_KEYS)
 
 
 # -- budget_preset=s1: the s1 fork's behaviour (github.com/simplescaling/s1, commit 77272c6,

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from lm_eval.api.instance import Instance
 
-from m1_eval.errors import ModelArgsError
+from m1_base.errors import ModelArgsError
 from m1_models.budget_forcing import GenerationStep, Phase
 from m1_models.data_parallel import (
     DataParallelStepEngine,

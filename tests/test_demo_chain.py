@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from m1_eval import demo_model
-from m1_models.markers import ANSWER_MARKER, OVERFLOW_MARKER, THINK_START
+from m1_base.markers import ANSWER_MARKER, OVERFLOW_MARKER, THINK_START
 from m1_tasks import demo_chain
 from m1_tasks.demo_chain import STOP_WARDS, ChainQuestion, demo_questions, make_questions
 from m1_tasks.scoring import score_response

@@ -213,10 +213,10 @@ def test_the_environment_report_is_collected_once_in_the_background_and_is_torch
     import lm_eval.evaluator
     import torch.utils.collect_env as collect_env
 
-    from m1_eval import lm_eval_hook
+    from m1_models import env_report
 
-    assert getattr(lm_eval.evaluator.add_env_info, "_m1_eval_patched", False)
-    monkeypatch.setattr(lm_eval_hook, "_ENV_INFO", {})
+    assert getattr(lm_eval.evaluator.add_env_info, env_report.WRAPPED_ATTR, False)
+    monkeypatch.setattr(env_report, "_STATE", {})
     calls = []
     real = collect_env.get_pretty_env_info
 
@@ -225,12 +225,12 @@ def test_the_environment_report_is_collected_once_in_the_background_and_is_torch
         return real()
 
     monkeypatch.setattr(collect_env, "get_pretty_env_info", counted)
-    lm_eval_hook.prefetch_env_info()
-    lm_eval_hook.prefetch_env_info()  # once per process
+    env_report.prefetch()
+    env_report.prefetch()  # once per process
     first, second = {}, {}
     lm_eval.evaluator.add_env_info(first)
     lm_eval.evaluator.add_env_info(second)
     assert len(calls) == 1
-    assert first["pretty_env_info"] == second["pretty_env_info"] == lm_eval_hook._ENV_INFO["text"]
+    assert first["pretty_env_info"] == second["pretty_env_info"] == env_report.collected_text()
     assert "PyTorch version" in first["pretty_env_info"]
     assert collect_env.get_pretty_env_info is counted  # restored after each report

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from m1_eval.errors import M1UserError
+from m1_base.errors import M1UserError
 from m1_tasks import data, prompt, task_utils
 from m1_tasks.benchmarks import EXPECTED_COUNTS
 from m1_tasks.data import M1DataError

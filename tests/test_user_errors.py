@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from m1_eval.errors import ModelArgsError
+from m1_base.errors import ModelArgsError
 
 M1_EVAL = str(Path(sys.executable).with_name("m1-eval"))
 

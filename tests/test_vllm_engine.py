@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from lm_eval.api.instance import Instance
 
-from m1_eval.errors import GenKwargsError
+from m1_base.errors import GenKwargsError
 from m1_models.records import SINK
 
 pytestmark = pytest.mark.engine
@@ -65,7 +65,7 @@ def test_hundreds_of_seeded_sampled_requests_at_once(vllm_lm):
 
 def test_model_args_and_gen_kwargs_fail_before_the_engine_starts(tiny_model):
     """A fresh m1-vllm reads the config and tokenizer only; the weights load at the first valid generation."""
-    from m1_eval.errors import ModelArgsError
+    from m1_base.errors import ModelArgsError
     from m1_models.vllm_model import M1VLLM
 
     with pytest.raises(ModelArgsError, match="no_such_engine_arg"):

@@ -14,7 +14,7 @@ import contextlib
 import pytest
 from lm_eval.api.instance import Instance
 
-from m1_models.markers import ANSWER_MARKER, OVERFLOW_MARKER, THINKING_STOPS
+from m1_base.markers import ANSWER_MARKER, OVERFLOW_MARKER, THINKING_STOPS
 from m1_models.records import RecordSink
 from m1_models.vllm_engine import VLLMStepEngine, text_stop
 from tests.helpers import INSTRUCTION, QUESTIONS

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from m1_base import values
+from m1_base.errors import M1UserError
 from m1_models.settings import DEFAULT_MAX_GEN_TOKS, PRESETS
 from m1_reports.columns import benchmark, order_tasks
 from m1_reports.naming import budget_of, ignore_of, parse_gen_kwargs, short_model_name
@@ -178,10 +180,13 @@ def _integer(value: Any) -> int | None:
     return int(number) if number is not None and number.is_integer() else None
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes")
-    return bool(value)
+def _flag(key: str, value: Any) -> bool | None:
+    """A run's true/false setting read with the models' own parser; None when it is spelled otherwise (a run of
+    another model may have taken any spelling: its meaning is then unknown, not guessed)."""
+    try:
+        return values.boolean(value, key, values.GEN_KWARG)
+    except M1UserError:
+        return None
 
 
 def task_settings(task: str, result: TaskResult, samples_variant: str | None) -> TaskSettings:
@@ -197,7 +202,7 @@ def task_settings(task: str, result: TaskResult, samples_variant: str | None) ->
     max_tokens_answer = (_integer(answer_cap) or max_gen_toks) if forced else None
 
     temperature = _number(kwargs.get("temperature"))
-    if temperature is None and "do_sample" in kwargs and not _truthy(kwargs["do_sample"]):
+    if temperature is None and "do_sample" in kwargs and _flag("do_sample", kwargs["do_sample"]) is False:
         temperature = 0.0  # do_sample=false without a temperature: greedy (lm-eval's models and m1-vllm)
 
     m1 = is_m1_task(task, result)

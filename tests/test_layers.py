@@ -1,0 +1,57 @@
+"""The packages form layers that only import downwards: ``m1_base`` < ``m1_tasks`` < ``m1_models`` <
+``m1_reports`` < ``m1_eval`` (see ``m1_base/__init__.py``).  Every import statement counts, also one inside a
+function; ``m1_base`` imports the standard library only."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ["m1_base", "m1_tasks", "m1_models", "m1_reports", "m1_eval"]
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def modules_of(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", LAYERS)
+def test_a_package_imports_only_the_layers_below_it(package):
+    rank = LAYERS.index(package)
+    upward = []
+    for path in modules_of(package):
+        for line, name in imported_modules(path):
+            top = name.split(".")[0]
+            if top in LAYERS and LAYERS.index(top) > rank:
+                upward.append(f"{path.relative_to(ROOT)}:{line}: imports {name}")
+    assert not upward, "\n".join(upward)
+
+
+def test_the_bottom_layer_imports_the_standard_library_only():
+    outside = [
+        f"{path.relative_to(ROOT)}:{line}: imports {name}"
+        for path in modules_of("m1_base")
+        for line, name in imported_modules(path)
+        if name.split(".")[0] not in sys.stdlib_module_names and name.split(".")[0] != "m1_base"
+    ]
+    assert not outside, "\n".join(outside)
+
+
+def test_the_check_sees_an_upward_import(tmp_path):
+    """The walk finds an import inside a function, where the upward ones used to hide."""
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from m1_eval.errors import M1UserError\n")
+    assert imported_modules(module) == [(2, "m1_eval.errors")]

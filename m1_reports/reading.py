@@ -2,22 +2,25 @@
 
 Each results file is one run (:class:`RunInfo`); its samples and m1 generation records are the files with the
 same date suffix (:class:`RunFiles`), streamed by :mod:`m1_reports.streams`.  Every problem is a
-:class:`~m1_eval.errors.ReportInputError` naming the file and line.
+:class:`~m1_base.errors.ReportInputError` naming the file and line.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from m1_eval.errors import ReportInputError, located
+from m1_base.errors import ReportInputError, located
 from m1_models.records import RECORD_FILE_PREFIX as GENERATIONS_PREFIX
+from m1_reports.files import kind_of, open_regular
 from m1_reports.naming import BUDGET_KEY, IGNORE_KEY, budget_of, ignore_of, parse_gen_kwargs
 
 SUPPORTED_LM_EVAL_VERSIONS = ("0.4.13",)
@@ -75,6 +78,9 @@ def discover_runs(paths: Iterable[Path | str]) -> list[RunFiles]:
         if found is None:
             problems.append(located(path, None, "no such file or folder"))
             continue
+        if isinstance(found, str):
+            problems.append(located(path, None, f"is {found}, not an lm-eval output folder or results file"))
+            continue
         if not found and path.is_file():
             problems.append(located(path, None, "not an lm-eval results file (results_<date>.json)"))
             continue
@@ -99,10 +105,14 @@ def discover_runs(paths: Iterable[Path | str]) -> list[RunFiles]:
     return runs
 
 
-def _results_files(path: Path) -> list[Path] | None:
-    """The results files a command-line path names (None: it does not exist; [] for a file that is not one)."""
+def _results_files(path: Path) -> list[Path] | str | None:
+    """The results files a command-line path names (None: it does not exist; [] for a file that is not one; what
+    it is, for a path that is neither a folder nor a regular file: a FIFO, a socket, a device)."""
     if not path.exists():
         return None
+    mode = os.stat(path).st_mode
+    if not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):
+        return kind_of(mode)
     if path.is_file():
         return [path] if path.suffix == ".json" else []
     found = sorted(path.glob(f"{RESULTS_PREFIX}*.json"))
@@ -172,7 +182,8 @@ def _line_of(text: str, needle: str) -> int | None:
 
 def _load_json_file(path: Path) -> tuple[Any, str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as handle:
+            text = handle.read().decode("utf-8")
     except UnicodeDecodeError as error:
         raise ReportInputError(f"not UTF-8 text ({error.reason})", path=path) from None
     except OSError as error:
@@ -235,18 +246,65 @@ def _date(data: Mapping[str, Any], date_id: str) -> datetime | None:
     return None
 
 
+# Metrics the report reads besides the task's accuracy metric; all of them are fractions.
+FRACTION_METRICS = ("acc_strict", "no_answer")
+# lm-eval's stderr when it was not computed (bootstrap_iters=0, or a metric without one).
+NO_STDERR = "N/A"
+
+
+def _metric_line(text: str, task: str, key: str) -> int | None:
+    """The line of ``"key"`` in the results entry of ``task`` (the first such entry in the file)."""
+    start = text.find(f'"{task}": {{')
+    index = text.find(f'"{key}"', max(start, 0))
+    return text.count("\n", 0, index) + 1 if index >= 0 else _line_of(text, f'"{key}"')
+
+
+def _fraction(value: Any, *, stderr: bool, task: str, key: str, path: Path, text: str) -> float:
+    """A metric value of a results file as the report reads it: a number in [0, 1] (a stderr may also be
+    lm-eval's ``"N/A"``: NaN).  Anything else is a one-line error naming the file, task and metric: a value the
+    report cannot show is never replaced by another metric's."""
+    if stderr and value == NO_STDERR:
+        return math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0:  # False for NaN
+        return float(value)
+    shown = f"the string {value!r}" if isinstance(value, str) else json.dumps(value, allow_nan=True, default=str)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise ReportInputError(
+        f'{task} "{key}" is {shown}, not a number in [0, 1]' + (f' (or "{NO_STDERR}")' if stderr else ""),
+        path=path,
+        line=_metric_line(text, task, key),
+        hint="m1-report reads accuracies as fractions, as lm-eval writes them; re-run the task, or correct the "
+        "results file",
+    )
+
+
 def _task_result(
-    task: str, entry: Mapping[str, Any], data: Mapping[str, Any], run_gen_kwargs: dict[str, Any]
+    task: str,
+    entry: Mapping[str, Any],
+    data: Mapping[str, Any],
+    run_gen_kwargs: dict[str, Any],
+    path: Path,
+    text: str,
 ) -> TaskResult:
-    by_filter: dict[str, dict[str, float]] = {}
+    by_filter: dict[str, dict[str, Any]] = {}
     for key, value in entry.items():
-        if "," not in key or isinstance(value, bool) or not isinstance(value, int | float):
+        if "," not in key:
             continue
         metric, filt = key.split(",", 1)
-        by_filter.setdefault(filt, {})[metric] = float(value)
+        by_filter.setdefault(filt, {})[metric] = value
     filt = "none" if "none" in by_filter else (sorted(by_filter)[0] if by_filter else None)
-    values = by_filter.get(filt, {}) if filt is not None else {}
-    metric = "acc" if "acc" in values else next((m for m in values if not m.endswith("_stderr")), None)
+    raw = by_filter.get(filt, {}) if filt is not None else {}
+    metric = "acc" if "acc" in raw else next((m for m in raw if not m.endswith("_stderr")), None)
+    # the metrics the report reads are checked (whatever their type: never a silent swap to another metric);
+    # the others are kept when they are numbers
+    read = {name for name in (metric, *FRACTION_METRICS) if name is not None}
+    values: dict[str, float] = {}
+    for name, value in raw.items():
+        base = name.removesuffix("_stderr")
+        if base in read:
+            values[name] = _fraction(value, stderr=name != base, task=task, key=f"{name},{filt}", path=path, text=text)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            values[name] = float(value)
     counts = (data.get("n-samples") or {}).get(task) or {}
     if not isinstance(counts, Mapping):
         counts = {}
@@ -310,7 +368,7 @@ def read_results(files: RunFiles, *, allow_other_versions: bool = False) -> RunI
             raise ReportInputError(
                 f'results entry of task "{name}" is not an object', path=path, line=_line_of(text, f'"{name}"')
             )
-        tasks[name] = _task_result(name, entry, data, gen_kwargs)
+        tasks[name] = _task_result(name, entry, data, gen_kwargs, path, text)
 
     budget, ignore = budget_of(gen_kwargs), ignore_of(gen_kwargs)
     if BUDGET_KEY not in gen_kwargs and tasks:

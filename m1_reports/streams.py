@@ -2,7 +2,7 @@
 
 Each line is parsed once (the C scanner) and only the fields a report needs are kept: numbers in compact
 arrays, texts only for the few samples the sample browser keeps (handed to a :data:`SampleKeeper` in the same
-pass).  Every problem is a :class:`~m1_eval.errors.ReportInputError` naming the file and line.
+pass).  Every problem is a :class:`~m1_base.errors.ReportInputError` naming the file and line.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from m1_eval.errors import ReportInputError, located
+from m1_base.errors import ReportInputError, located
+from m1_reports.files import open_regular
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +69,7 @@ def iter_jsonl(path: Path, progress: Progress | None = None) -> Iterator[tuple[i
     """``(line number, object)`` for every non-blank line; a line that is not a JSON object is an error."""
     loads = _loads_line
     pending = 0
-    try:
-        handle = path.open("rb")
-    except OSError as error:
-        raise ReportInputError(f"cannot read ({error.strerror})", path=path) from None
-    with handle:
+    with open_regular(path) as handle:
         for lineno, raw in enumerate(handle, 1):
             if progress is not None:
                 pending += len(raw)
@@ -98,11 +95,22 @@ def iter_jsonl(path: Path, progress: Progress | None = None) -> Iterator[tuple[i
 RECORD_FIELDS = ("thinking_tokens", "answer_tokens", "prompt_tokens", "budget", "budget_hit", "ignore_rounds", "forced")
 
 
-def _score(value: Any) -> float:
-    """A per-sample metric value as float (NaN when absent or not a number)."""
-    if value is None or isinstance(value, list | dict | str):
+def _score(value: Any, path: Path, lineno: int, name: str) -> float:
+    """A per-sample metric value as a float in [0, 1]: NaN when absent or a corpus metric's per-sample items (a
+    list, as lm-eval writes for bleu or f1); true/false as 1/0; anything else (a string, NaN, infinity, a number
+    outside [0, 1]) is an error naming the file, line and metric."""
+    if value is None or isinstance(value, list | dict):
         return math.nan
-    return float(value)
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float) and 0.0 <= value <= 1.0:  # False for NaN
+        return float(value)
+    raise ReportInputError(
+        f'"{name}" is {value!r}, not a number in [0, 1]',
+        path=path,
+        line=lineno,
+        hint="m1-report reads accuracies as fractions; re-run the task, or correct the samples file",
+    )
 
 
 def _number(value: Any) -> float:
@@ -282,14 +290,14 @@ def read_samples(
                 prompt_variant = str(doc["prompt_variant"])
         first_line[doc_id] = lineno
         acc = row.get(metric)
-        if type(acc) is not float:
-            acc = number(acc)
+        if type(acc) is not float or not 0.0 <= acc <= 1.0:  # the checks only off the common path
+            acc = number(acc, path, lineno, metric)
         strict = row.get("acc_strict")
-        if type(strict) is not float:
-            strict = number(strict)
+        if type(strict) is not float or not 0.0 <= strict <= 1.0:
+            strict = number(strict, path, lineno, "acc_strict")
         no_answer = row.get("no_answer")
-        if type(no_answer) is not float:
-            no_answer = number(no_answer)
+        if type(no_answer) is not float or not 0.0 <= no_answer <= 1.0:
+            no_answer = number(no_answer, path, lineno, "no_answer")
         position = -1
         if index_get is not None:
             found = index_get((doc_id, row.get("prompt_hash", "")))

@@ -64,12 +64,12 @@ def summary_table(table: Table1) -> Table:
     summary = Table(title="Table 1: accuracy (%)", header_style="bold")
     summary.add_column("benchmark")
     for row in shown:
-        header = row + (" (baseline)" if row == table.baseline else "")
+        header = escape(row) + (" (baseline)" if row == table.baseline else "")
         summary.add_column(header, justify="right", overflow="fold")
     for column in table.columns:
         if all(math.isnan(table.at("value", row, column)) for row in shown):
             continue
-        cells = [table.labels[column]]
+        cells = [escape(table.labels[column])]
         for row in shown:
             value = table.at("value", row, column)
             text = pct(value)

@@ -1,5 +1,6 @@
 """Cell formatting shared by every renderer (Markdown, LaTeX, HTML, the console): percentages, confidence
-intervals, p-values, signed differences, counts, and Markdown / LaTeX escaping.
+intervals, p-values, signed differences, counts, and the escaping of text for Markdown, LaTeX and CSV (HTML is
+Jinja2's autoescaping, :mod:`m1_reports.html`).
 
 Accuracies are fractions (0..1) in the frames; these functions show them as percentages, as the paper does.  A
 missing value (None or NaN) is ``–`` where a cell needs a value and ``""`` where it is an addition to one (a
@@ -72,9 +73,38 @@ def task_label(task: str, avg_benchmarks: Any = None) -> str:
     return average_label(avg_benchmarks) if task == AVG else benchmark(str(task)).label
 
 
+# Every character Python (and so a Markdown or LaTeX reader) may take as the end of a line: \n, \r, \v, \f,
+# the file/group/record separators, NEL and the Unicode line and paragraph separators (``str.splitlines``).
+_LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
+
+
+def one_line(value: Any) -> str:
+    """``str(value)`` on one line: every line break a space (a name from a file can then start no new line, row
+    or list item of the text it is put in)."""
+    return str(value).translate(_LINE_BREAKS)
+
+
+def markdown_text(value: Any) -> str:
+    """Text from a file or the command line inside a Markdown line (a heading, a list item, a note): on one
+    line."""
+    return one_line(value)
+
+
 def markdown_escape(value: Any) -> str:
-    """A Markdown table cell: ``|`` escaped, newlines as spaces."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """A Markdown table cell: ``|`` escaped, line breaks as spaces."""
+    return one_line(value).replace("|", "\\|")
+
+
+# A spreadsheet reads a cell that starts with one of these as a formula (OWASP's "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell of a CSV file, defused for spreadsheets: a text starting with ``= + - @``, a tab or a carriage
+    return gets a leading ``'`` (the OWASP rule); numbers and other values are returned as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 _LATEX_SPECIAL = {
@@ -92,5 +122,6 @@ _LATEX_SPECIAL = {
 
 
 def latex_escape(text: str) -> str:
-    """Text for LaTeX: the ten special characters escaped."""
-    return "".join(_LATEX_SPECIAL.get(char, char) for char in str(text))
+    """Text for LaTeX: the ten special characters escaped, on one line (an empty line would end the table's
+    paragraph)."""
+    return "".join(_LATEX_SPECIAL.get(char, char) for char in one_line(text))

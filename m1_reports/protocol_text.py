@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from m1_reports.counts import COUNT_MARK
+from m1_reports.formatting import markdown_text
 from m1_reports.protocol import FIELDS, INFO
 from m1_reports.protocol_header import ProtocolHeader
 from m1_reports.tables_text import markdown_table
@@ -35,25 +36,31 @@ def protocol_markdown(header: ProtocolHeader) -> str:
         lines += ["Differences from the paper's protocol:", ""]
         for row in flagged:
             for flag in row["flags"]:
-                lines.append(f"- {row['run']}: {flag.message}" + (" (note)" if flag.level == INFO else ""))
+                lines.append(
+                    f"- {markdown_text(row['run'])}: {markdown_text(flag.message)}"
+                    + (" (note)" if flag.level == INFO else "")
+                )
         lines.append("")
     if header.differences:
         lines += ["The compared runs differ in:", ""]
         for difference in header.differences:
             values = "; ".join(f"{run}: {text}" for run, text in difference.values.items())
-            lines.append(f"- {difference.label}: {values}")
+            lines.append(f"- {markdown_text(difference.label)}: {markdown_text(values)}")
         lines.append("")
     if header.forcing_note:
-        lines += [header.forcing_note, ""]
+        lines += [markdown_text(header.forcing_note), ""]
     if header.counts:
         lines += [f"{COUNT_MARK} Document counts that differ from the paper's (marked {COUNT_MARK} in Table 1):", ""]
         for row in rows:
             if row["counts"]:
-                lines.append(f"- {row['run']}: {'; '.join(row['counts'])}")
+                lines.append(f"- {markdown_text(row['run'])}: {markdown_text('; '.join(row['counts']))}")
         lines.append("")
     if header.reference_notes:
         lines += ["Published rows, their own protocol:", ""]
-        lines += [f"- {', '.join(names)}: {note}" for names, note in header.grouped_reference_notes()]
+        lines += [
+            f"- {markdown_text(', '.join(names))}: {markdown_text(note)}"
+            for names, note in header.grouped_reference_notes()
+        ]
         lines.append("")
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ from m1_reports.formatting import (
     ci_text,
     latex_escape,
     markdown_escape,
+    markdown_text,
     number,
     p_text,
     pct,
@@ -96,16 +97,20 @@ def table1_markdown(table: Table1) -> str:
         "",
         "Columns: the ten benchmarks of the m1 paper's Table 1, their unweighted average (Avg), then other tasks. "
         "Bold: best in column. [low, high]: 95 % confidence interval (Wilson; Avg: normal)."
-        + (f" (±x.xx): difference to the baseline **{table.baseline}** in points." if table.baseline else ""),
+        + (
+            f" (±x.xx): difference to the baseline **{markdown_text(table.baseline)}** in points."
+            if table.baseline
+            else ""
+        ),
         "",
         markdown_table(headers, body),
     ]
     if table.notes:
-        lines += [*table.notes, ""]
+        lines += [*(markdown_text(note) for note in table.notes), ""]
     row_notes = [(row, table.row_notes(row)) for row in table.rows if table.row_notes(row)]
     if row_notes:
         lines += ["Protocol notes of published rows:", ""]
-        lines += [f"- {row}: {' '.join(notes)}" for row, notes in row_notes]
+        lines += [f"- {markdown_text(row)}: {markdown_text(' '.join(notes))}" for row, notes in row_notes]
         lines.append("")
     if PAPER in table.sources:
         lines.append(f"Source of the published rows: {table.citation.text} {table.citation.url}")
@@ -166,7 +171,7 @@ def paired_markdown(paired: pd.DataFrame) -> str:
         "",
     ]
     for (a_label, b_label), part in paired.groupby(["run_a", "run_b"], sort=False):
-        parts.append(f"## {a_label} vs {b_label}")
+        parts.append(f"## {markdown_text(a_label)} vs {markdown_text(b_label)}")
         parts.append("")
         body = [
             [

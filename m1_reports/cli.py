@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import unicodedata
 from pathlib import Path
+from typing import Any, NoReturn
 
-from m1_eval.errors import M1UserError, ReportInputError
+from m1_base import values
+from m1_base.errors import M1UserError, ReportInputError
+from m1_base.values import argparse_type
 
 # lm-eval's --verbosity levels (Python's logging level names)
 VERBOSITY_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_BOOTSTRAP = 10_000  # m1_reports.stats.DEFAULT_BOOTSTRAP (not imported here: --help stays fast)
+MIN_BOOTSTRAP, MAX_BOOTSTRAP = 100, 1_000_000  # below: no usable interval; above: memory for nothing
 
 DESCRIPTION = """\
 Compare lm-eval runs of medical reasoning models the way the m1 paper (arXiv 2504.00869) did.
@@ -50,8 +57,63 @@ Options named as lm_eval names them: -o/--output_path (our --out still works), -
 Exit codes: 0 written; 2 bad input or options (one line per problem on stderr, naming file and line)."""
 
 
+# --------------------------------------------------------------------------------------------- flag values
+# Each flag's value goes through one of m1_base.values' parsers (argparse_type): a bad value is argparse's one
+# line and exit code 2, before anything is read.
+
+
+def _printable(value: str, key: str, source: values.Source) -> str:
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in value):
+        raise source.fail(key, value, "must be one line of text, without line breaks or control characters")
+    return value
+
+
+def display_text(value: Any, key: str, source: values.Source) -> str:
+    """A name shown in the report (--label, --baseline, --pair, --title): a non-empty line of text."""
+    return _printable(values.text(value, key, source) or "", key, source)  # text() returns a str here
+
+
+def reference_pattern(value: Any, key: str, source: values.Source) -> str:
+    """--reference: a name, a pattern, table1, table2, all or none (``none`` is a documented value here)."""
+    if not isinstance(value, str) or not value.strip():
+        raise source.fail(key, value, "must not be empty; e.g. --reference table1 (see --list-references)")
+    return _printable(value, key, source)
+
+
+def folder_name(value: Any, key: str, source: values.Source) -> str:
+    """--name: one folder name under reports/ (no path separators; -o takes a path)."""
+    name = display_text(value, key, source)
+    separators = {"/", os.sep, os.altsep or "/"}
+    if name.strip() in (".", "..") or any(sep in name for sep in separators):
+        raise source.fail(key, value, "must be a folder name without path separators; give a path with -o instead")
+    return name
+
+
+def path(value: Any, key: str, source: values.Source) -> Path:
+    """A path on the command line (a run folder, the output folder): not empty (an empty argument would read as
+    the current folder)."""
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise source.fail(key, value, "must be a path; e.g. out/run_a")
+    return Path(value)
+
+
+def verbosity(value: Any, key: str, source: values.Source) -> str:
+    """-v/--verbosity: one of lm_eval's levels, in any case."""
+    level = value.strip().upper() if isinstance(value, str) else value
+    if level in VERBOSITY_LEVELS:
+        return level
+    raise source.fail(key, value, f"is unknown; use one of {', '.join(VERBOSITY_LEVELS)}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the project's one line (no usage block): ``m1-report: error: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="m1-report",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -60,15 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "folders",
         nargs="*",
-        type=Path,
+        type=argparse_type(path, "FOLDER"),
         metavar="FOLDER",
         help="lm-eval --output_path folders, their <model> subfolders, or results_<date>.json files",
     )
     parser.add_argument(
-        "--label", action="append", metavar="NAME", help="name of a run (repeat: one per run, in order)"
+        "--label",
+        action="append",
+        type=argparse_type(display_text, "--label"),
+        metavar="NAME",
+        help="name of a run (repeat: one per run, in order)",
     )
     parser.add_argument(
         "--baseline",
+        type=argparse_type(display_text, "--baseline"),
         metavar="NAME",
         help="row the deltas are computed against: a run label or a paper row (e.g. HuatuoGPT-o1-8B, "
         "paper:m1-7B-23K); a unique prefix is enough",
@@ -76,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--reference",
         action="append",
+        type=argparse_type(reference_pattern, "--reference"),
         metavar="PATTERN",
         help="paper rows to show: a name, a pattern (UltraMedical-*), table1, table2, all or none; repeatable "
         "or comma-separated (default: HuatuoGPT-o1-*, UltraMedical-*, m1-*)",
@@ -84,24 +152,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--pair",
         action="append",
         nargs=2,
+        type=argparse_type(display_text, "--pair"),
         metavar=("RUN_A", "RUN_B"),
         help="paired comparison of two runs (repeatable); default: every run against the baseline run or the first run",
     )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--name", help="write to reports/NAME/ (default: a name made of the run labels)")
+    where.add_argument(
+        "--name",
+        type=argparse_type(folder_name, "--name"),
+        help="write to reports/NAME/ (default: a name made of the run labels)",
+    )
     where.add_argument(
         "-o",
         "--output_path",
         "--out",
         dest="out",
-        type=Path,
+        type=argparse_type(path, "--output_path"),
         metavar="DIR",
-        help="write to this folder (replaced atomically); lm_eval's flag name, --out is an alias",
+        help="write to this folder (replaced atomically, when it is empty or an old report holding only the files "
+        "m1-report wrote; never a folder that holds or lies in a run read, never a symbolic link); lm_eval's flag "
+        "name, --out is an alias",
     )
-    parser.add_argument("--title", help="title of the HTML pages")
+    parser.add_argument("--title", type=argparse_type(display_text, "--title"), help="title of the HTML pages")
     parser.add_argument(
         "--browser-limit",
-        type=int,
+        type=argparse_type(values.whole, "--browser-limit", minimum=0),
         default=50,
         metavar="N",
         help="wrong/unanswered samples shown per run and task in samples.html (default 50; 0 = no browser)",
@@ -109,9 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-html", action="store_true", help="skip index.html and samples.html")
     parser.add_argument("--no-plots", action="store_true", help="skip budget_scaling.png/.svg")
     parser.add_argument(
-        "--bootstrap", type=int, default=10_000, metavar="N", help="bootstrap resamples (default 10000)"
+        "--bootstrap",
+        type=argparse_type(values.whole, "--bootstrap", minimum=MIN_BOOTSTRAP, maximum=MAX_BOOTSTRAP),
+        default=DEFAULT_BOOTSTRAP,
+        metavar="N",
+        help=f"bootstrap resamples, {MIN_BOOTSTRAP} to {MAX_BOOTSTRAP} (default {DEFAULT_BOOTSTRAP})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=argparse_type(values.whole, "--seed", minimum=0),
+        default=0,
+        help="seed of the paired bootstrap, a whole number >= 0 (default 0)",
+    )
     parser.add_argument(
         "--allow-mismatch",
         action="store_true",
@@ -125,8 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v",
         "--verbosity",
-        type=str.upper,
-        choices=VERBOSITY_LEVELS,
+        type=argparse_type(verbosity, "--verbosity"),
         default="WARNING",
         metavar="LEVEL",
         help="logging level, as lm_eval's: DEBUG, INFO, WARNING (default), ERROR, CRITICAL",
@@ -164,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     from m1_reports.console import RichProgress, protocol_summary, summary_table
-    from m1_reports.report import ReportOptions, build_report, default_name, write_report
+    from m1_reports.report import ReportOptions, build_report, name_of, write_report
 
     console = Console(stderr=True)
     options = ReportOptions(
@@ -181,10 +264,16 @@ def main(argv: list[str] | None = None) -> int:
         allow_other_versions=args.allow_other_versions,
         title=args.title,
     )
+    name: str | None = args.name
+
+    def default_output(labels: list[str]) -> Path:
+        return Path("reports") / (name or name_of(labels))
+
     try:
         progress = None if args.quiet or not console.is_terminal else RichProgress(console)
-        report = build_report(args.folders, options, progress)
-        target = args.out if args.out is not None else Path("reports") / (args.name or default_name(report))
+        # the output folder is checked once the results files are read, before any samples file is
+        report = build_report(args.folders, options, progress, output=args.out or default_output)
+        target = report.output
         files = write_report(report, target)
     except M1UserError as error:  # every user error of the project; an OSError while writing is one too
         for line in error.lines() if isinstance(error, ReportInputError) else [str(error)]:
@@ -194,5 +283,5 @@ def main(argv: list[str] | None = None) -> int:
         out = Console()
         out.print(protocol_summary(report.protocol))
         out.print(summary_table(report.table1))
-        out.print(f"wrote {len(files)} files to {target}/", highlight=False)
+        out.print(f"wrote {len(files)} files to {target}/", highlight=False, markup=False)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from m1_eval.errors import ReportInputError, located
+from m1_base.errors import ReportInputError, located
 from m1_reports.browser import BrowserSample, attach_verdicts, sample_keeper
 from m1_reports.columns import TABLE1_COLUMNS, base_task, benchmark, is_cot, order_tasks
 from m1_reports.naming import budget_of, format_gen_kwargs, ignore_of, run_labels, short_model_name
@@ -41,6 +41,9 @@ class LoadOptions:
     browser_limit: int = 50  # wrong/unanswered samples kept with their texts, per run and task (0 = none)
     allow_mismatch: bool = False  # runs that evaluated different documents: warn instead of failing
     allow_other_versions: bool = False
+    # Called with the runs (results files read, labels given) before any samples file is read: the report's
+    # check of its output folder (m1_reports.writing.check_output), so that a refusal comes before the long part.
+    check_runs: Callable[[list[RunInfo]], None] | None = None
 
 
 @dataclass
@@ -99,6 +102,8 @@ def load(
     _raise_all(problems)
     for run, label in zip(runs, run_labels(runs, options.labels), strict=True):
         run.label = label
+    if options.check_runs is not None:
+        options.check_runs(runs)
 
     warnings: list[str] = []
     plan: list[tuple[int, RunInfo, str]] = []
@@ -121,6 +126,8 @@ def load(
                         "(run lm_eval with --log_samples for paired comparisons and the sample browser)",
                     )
                 )
+
+    warnings.extend(_missing_records(plan))
 
     columns = SampleColumns()
     browser: list[BrowserSample] = []
@@ -189,6 +196,30 @@ def load(
         sample_files=summaries,
         warnings=warnings,
     )
+
+
+def _missing_records(plan: list[tuple[int, RunInfo, str]]) -> list[str]:
+    """One warning per run whose samples files have no generation records beside them (a run of a model other
+    than the m1 models', or records removed): which file is missing and which columns are blank because of it."""
+    missing: dict[int, list[tuple[str, Path]]] = {}
+    for index, run, task in plan:
+        path = run.files.generations_path(task)
+        if not path.exists():
+            missing.setdefault(index, []).append((task, path))
+    warnings = []
+    for index, absent in missing.items():
+        run = next(run for i, run, _ in plan if i == index)
+        tasks = [task for task, _ in absent]
+        others = f" (and {len(absent) - 1} more of this run's)" if len(absent) > 1 else ""
+        warnings.append(
+            located(
+                absent[0][1],
+                None,
+                f"missing{others}: the token columns (thinking and answer tokens, budget hits, ignore rounds) of "
+                f"{run.label!r} are blank for {', '.join(tasks)} (only the m1 models write generation records)",
+            )
+        )
+    return warnings
 
 
 # ------------------------------------------------------------------------------------------------ frames

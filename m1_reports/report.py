@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-from m1_eval.errors import ReportInputError
+from m1_base.errors import ReportInputError
 from m1_reports import html, plots
 from m1_reports.counts import CountNote, count_notes, log_count_notes
+from m1_reports.formatting import csv_cell
 from m1_reports.frames import Loaded, LoadOptions, ProgressSink, load
 from m1_reports.protocol_header import ProtocolHeader, compare
 from m1_reports.protocol_text import protocol_frame, protocol_markdown
+from m1_reports.reading import RunInfo
 from m1_reports.reference import Citation, citation, select_references
 from m1_reports.stats import DEFAULT_BOOTSTRAP
 from m1_reports.table1 import Table1, build_table1, table1_frame
@@ -36,7 +41,7 @@ from m1_reports.tables_text import (
     table1_latex,
     table1_markdown,
 )
-from m1_reports.writing import atomic_directory, write_text
+from m1_reports.writing import atomic_directory, check_output, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -71,16 +76,43 @@ class Report:
     protocol: ProtocolHeader
     counts: list[CountNote] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    output: Path | None = None  # the output folder build_report checked (its ``output`` argument)
+
+    @property
+    def run_folders(self) -> list[Path]:
+        """The folders of the runs read (their results files'): the report's output stays out of them."""
+        return [run.files.folder for run in self.loaded.runs]
+
+
+# The output folder, or how to name it from the run labels (m1-report's default: reports/<run labels>/).
+Output = Path | Callable[[Sequence[str]], Path]
 
 
 def build_report(
-    paths: Iterable[Path | str], options: ReportOptions | None = None, progress: ProgressSink | None = None
+    paths: Iterable[Path | str],
+    options: ReportOptions | None = None,
+    progress: ProgressSink | None = None,
+    *,
+    output: Output | None = None,
 ) -> Report:
+    """Read the runs and build every table.  ``output``: the folder the report will be written to (or a function
+    of the run labels giving it), checked (:func:`m1_reports.writing.check_output`) once the results files are
+    read and before any samples file is: a folder that holds or lies in a run read, a symbolic link or a folder
+    with files m1-report did not write is refused before the long part.  It is ``Report.output``."""
     options = options or ReportOptions()
     if options.browser_limit < 0:
         raise ReportInputError("--browser-limit must be 0 or more")
     if options.n_boot < 100:
         raise ReportInputError("--bootstrap must be at least 100", hint="10000 is the default")
+    if options.seed < 0:
+        raise ReportInputError("--seed must be 0 or more (a whole number)")
+    chosen: list[Path] = []
+
+    def check_runs(runs: list[RunInfo]) -> None:
+        target = output([run.label for run in runs]) if callable(output) else Path(output)  # type: ignore[arg-type]
+        check_output(target, [run.files.folder for run in runs])
+        chosen.append(target)
+
     references = select_references(options.references)
     loaded = load(
         paths,
@@ -89,6 +121,7 @@ def build_report(
             browser_limit=options.browser_limit if options.html else 0,
             allow_mismatch=options.allow_mismatch,
             allow_other_versions=options.allow_other_versions,
+            check_runs=check_runs if output is not None else None,
         ),
         progress,
     )
@@ -123,30 +156,52 @@ def build_report(
         protocol=header,
         counts=counts,
         warnings=list(loaded.warnings),
+        output=chosen[0] if chosen else None,
     )
 
 
 def default_name(report: Report) -> str:
     """A folder name from the run labels: ``m1-7B-23K_budget_4096__HuatuoGPT-o1-8B``."""
-    parts = [re.sub(r"[^A-Za-z0-9.+-]+", "_", label).strip("_") for label in report.loaded.labels]
+    return name_of(report.loaded.labels)
+
+
+def name_of(labels: Sequence[str]) -> str:
+    """:func:`default_name` from the labels alone (known before the samples files are read)."""
+    parts = [re.sub(r"[^A-Za-z0-9.+-]+", "_", label).strip("_") for label in labels]
     name = "__".join(p for p in parts if p) or "report"
     return name[:80].rstrip("_.") or "report"
 
 
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell and column name defused for spreadsheets (:func:`csv_cell`); numeric and
+    boolean columns are left as they are."""
+    renamed = {column: csv_cell(column) for column in frame.columns if csv_cell(column) != column}
+    safe = frame.rename(columns=renamed) if renamed else frame
+    for position in range(safe.shape[1]):
+        series = safe.iloc[:, position]
+        if is_numeric_dtype(series.dtype) or is_bool_dtype(series.dtype):
+            continue
+        if series.map(lambda value: csv_cell(value) is not value).any():
+            safe = safe.copy() if safe is frame else safe
+            safe.isetitem(position, series.astype(object).map(csv_cell))
+    return safe
+
+
 def _csv(frame: pd.DataFrame) -> str:
-    return frame.to_csv(index=False, lineterminator="\n")
+    return csv_safe(frame).to_csv(index=False, lineterminator="\n")
 
 
 def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
+        return _json_clean(value.item())
     return str(value)
 
 
 def _json_clean(value: Any) -> Any:
-    if isinstance(value, float) and value != value:  # NaN -> null (valid JSON)
+    """``value`` as strict JSON takes it: numpy scalars as Python numbers, NaN and infinities as null."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):  # NaN, inf -> null (valid JSON)
         return None
     if isinstance(value, dict):
         return {str(k): _json_clean(v) for k, v in value.items()}
@@ -155,11 +210,17 @@ def _json_clean(value: Any) -> Any:
     return value
 
 
-def write_report(report: Report, target: Path) -> list[Path]:
-    """Write every output into ``target`` atomically; returns the files written (at their final place)."""
+def write_report(report: Report, target: Path | None = None) -> list[Path]:
+    """Write every output into ``target`` (default: ``report.output``) atomically; returns the files written (at
+    their final place).  ``target`` is checked as :func:`build_report` checks its ``output`` (again: the
+    folders may have changed since)."""
+    if target is None:
+        if report.output is None:
+            raise ReportInputError("no output folder: pass write_report a target, or build_report an output")
+        target = report.output
     options = report.options
     written: list[str] = []
-    with atomic_directory(target) as folder:
+    with atomic_directory(target, report.run_folders) as folder:
 
         def put(name: str, text: str) -> None:
             write_text(folder, name, text)
@@ -181,7 +242,10 @@ def write_report(report: Report, target: Path) -> list[Path]:
         put("run_tasks.csv", _csv(report.loaded.run_tasks))
         put(
             "leaderboard.json",
-            json.dumps(_json_clean(report.leaderboard), indent=2, ensure_ascii=False, default=_json_default) + "\n",
+            json.dumps(
+                _json_clean(report.leaderboard), indent=2, ensure_ascii=False, allow_nan=False, default=_json_default
+            )
+            + "\n",
         )
         put("leaderboard.csv", _csv(leaderboard_frame(report.leaderboard)))
 

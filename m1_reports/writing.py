@@ -92,7 +92,7 @@ def check_output(target: Path, run_folders: Iterable[Path] = ()) -> None:
                 f"is a symbolic link (to {os.readlink(target)}); m1-report would replace the link, not the folder "
                 "it points to",
                 path=target,
-                hint=f"give the folder itself (-o {target.resolve()}) or {_HINT}",
+                hint=f"give the folder itself (-o {os.path.realpath(target)}) or {_HINT}",
             )
         resolved = target.resolve()
         for folder in run_folders:

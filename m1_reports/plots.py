@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from m1_reports.columns import AVG, benchmark, order_tasks
+from m1_reports.formatting import one_line
 
 PLOT_NAME = "budget_scaling"
 
@@ -18,6 +19,13 @@ def plotting_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def plot_text(value: object) -> str:
+    """A name from a file as matplotlib text: on one line, ``$`` literal (a pair would start mathtext, and a bad
+    formula stops the save), and a leading ``_`` kept visible (matplotlib hides such legend entries)."""
+    text = one_line(value).replace("$", r"\$")
+    return " " + text if text.startswith("_") else text
 
 
 def budget_figure(budget: pd.DataFrame):
@@ -69,8 +77,8 @@ def budget_figure(budget: pd.DataFrame):
             line = part[part["series"] == name].sort_values("budget_x")
             if line.empty:
                 continue
-            axes.plot(line["budget_x"], 100 * line["acc"], marker="o", markersize=3.5, color=colors[name], label=name)
-        axes.set_title("Average (Table 1 tasks)" if task == AVG else benchmark(task).label, fontsize=10)
+            axes.plot(line["budget_x"], 100 * line["acc"], marker="o", markersize=3.5, color=colors[name], label=plot_text(name))
+        axes.set_title("Average (Table 1 tasks)" if task == AVG else plot_text(benchmark(task).label), fontsize=10)
         budgets = sorted(set(part["budget_x"]))
         if budgets and budgets[-1] / max(budgets[0], 1) >= 8:
             axes.set_xscale("log", base=2)

@@ -231,14 +231,24 @@ def _list_references() -> int:
     return 0
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Log records on one line each (a name read from a file may hold line breaks); a traceback stays as it is."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return " ".join(super().formatMessage(record).splitlines())
+
+
 def _error(message: str) -> None:
-    sys.stderr.write(f"m1-report: error: {message}\n")
+    """One problem, on one line (a name read from a file may hold line breaks)."""
+    sys.stderr.write(f"m1-report: error: {' '.join(message.splitlines())}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.verbosity, format="m1-report: %(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLineFormatter("m1-report: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=args.verbosity, handlers=[handler])
     if args.list_references:
         return _list_references()
     if not args.folders:

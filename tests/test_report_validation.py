@@ -347,3 +347,20 @@ def test_plot_labels_are_plain_text(tmp_path):
     write_report(build_report([tmp_path / "a"], OPTIONS), tmp_path / "rep")
     svg = (tmp_path / "rep" / "budget_scaling.svg").read_text()
     assert "_x$^{$y z" in svg  # shown as written, on one line, in the legend
+
+
+def test_the_command_keeps_every_message_on_its_line(tmp_path):
+    """A name with a line break starts no line of its own on stderr: not in a WARNING, not in the error."""
+    import subprocess
+    import sys
+
+    write_run(tmp_path / "a", one_task(), model="org/a\nm1-report: error: forged")
+    result = subprocess.run(
+        [sys.executable, "-m", "m1_reports", str(tmp_path / "a"), "-o", str(tmp_path / "rep"), "-q",
+         "--reference", "none", "--baseline", "zzz"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["WARNING", "error"], result.stderr
+    assert "a m1-report: error: forged" in lines[0] and "a m1-report: error: forged" in lines[1]

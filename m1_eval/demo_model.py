@@ -39,8 +39,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from m1_eval.tiny_model import default_cache_dir, ensure_built, qwen2_config, save_model, train_tokenizer
 from m1_base.markers import ANSWER_MARKER, IM_END, IM_START, OVERFLOW_MARKER, THINK_START
+from m1_eval.tiny_model import default_cache_dir, ensure_built, qwen2_config, save_model, train_tokenizer
 from m1_tasks.demo_chain import STOP_WARDS, WARDS, ChainQuestion, ChainSpec, make_question
 from m1_tasks.prompt import render_prompt
 

@@ -1,27 +1,28 @@
 """Budget-forcing models for lm-evaluation-harness.
 
-The public surface is below; every name is imported on first use (PEP 562), so ``import m1_models`` (which the
-start-up hook's records writer and the scorer's markers cause) imports nothing else::
+Every public name is imported on first use (PEP 562), so ``import m1_models`` imports nothing else::
 
     from m1_models import ForcedRequest, parse_gen_kwargs, M1VLLM
 
-* settings: :func:`parse_gen_kwargs` -> :class:`GenerationSettings` (:class:`ForcingConfig`, :data:`PRESETS`,
-  :class:`PresetRules`) in :mod:`m1_models.settings`;
-* the per-request state machine: :class:`ForcedRequest`, :class:`GenerationStep`, :class:`StepResult`,
-  :class:`GenerationRecord`, :class:`Phase` in :mod:`m1_models.budget_forcing`;
-* engines and schedules: :class:`StepEngine`, :func:`run` in :mod:`m1_models.scheduling`;
-* the backend contract: :class:`Backend`, :class:`BackendTokenizer`, :class:`HFTokenizer` in
-  :mod:`m1_models.backend` (a new backend builds a ``Backend`` and hands it to :class:`M1LM`);
-* lm-eval models: :class:`M1LM` (the shared base, imports lm-eval) and :class:`M1VLLM` (``m1-vllm``, imports
-  vLLM when constructed);
-* the user errors the controller raises: :class:`GenKwargsError`, :class:`ModelArgsError` (from
-  :mod:`m1_base.errors`).
+The modules, bottom up (each imports only those above it in this list, and ``m1_base``, ``m1_tasks``):
+
+* :mod:`m1_models.settings`: the gen_kwargs and presets, parsed into :class:`GenerationSettings`;
+* :mod:`m1_models.engine_types`: the types that cross the engine boundary (steps, results, the engine and
+  tokenizer protocols);
+* :mod:`m1_models.budget_forcing`: the per-request state machine :class:`ForcedRequest`;
+* :mod:`m1_models.scheduling`: the schedules that move steps between requests and an engine;
+* :mod:`m1_models.backend`: what a backend hands :class:`M1LM`; :mod:`m1_models.lm_eval_model`: ``M1LM``;
+* the backends: :mod:`m1_models.vllm_model` (``m1-vllm``, its engine adapter :mod:`m1_models.vllm_engine` and
+  :mod:`m1_models.data_parallel`), :mod:`m1_models.server_model` (``m1-server``), :mod:`m1_models.hf_model`
+  (``m1-hf``).
+
+The public names are the keys of ``_EXPORTS`` below (their one home).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -31,15 +32,15 @@ _EXPORTS: dict[str, str] = {
     "PRESETS": "m1_models.settings",
     "PresetRules": "m1_models.settings",
     "parse_gen_kwargs": "m1_models.settings",
+    "BackendTokenizer": "m1_models.engine_types",
+    "GenerationStep": "m1_models.engine_types",
+    "Phase": "m1_models.engine_types",
+    "StepEngine": "m1_models.engine_types",
+    "StepResult": "m1_models.engine_types",
     "ForcedRequest": "m1_models.budget_forcing",
     "GenerationRecord": "m1_models.budget_forcing",
-    "GenerationStep": "m1_models.budget_forcing",
-    "Phase": "m1_models.budget_forcing",
-    "StepResult": "m1_models.budget_forcing",
-    "StepEngine": "m1_models.scheduling",
     "run": "m1_models.scheduling",
     "Backend": "m1_models.backend",
-    "BackendTokenizer": "m1_models.backend",
     "HFTokenizer": "m1_models.backend",
     "M1LM": "m1_models.lm_eval_model",
     "M1VLLM": "m1_models.vllm_model",
@@ -47,28 +48,7 @@ _EXPORTS: dict[str, str] = {
     "ModelArgsError": "m1_base.errors",
 }
 
-__all__ = [  # the keys of _EXPORTS
-    "Backend",
-    "BackendTokenizer",
-    "DEFAULT_MAX_GEN_TOKS",
-    "ForcedRequest",
-    "ForcingConfig",
-    "GenKwargsError",
-    "GenerationRecord",
-    "GenerationSettings",
-    "GenerationStep",
-    "HFTokenizer",
-    "M1LM",
-    "M1VLLM",
-    "ModelArgsError",
-    "PRESETS",
-    "Phase",
-    "PresetRules",
-    "StepEngine",
-    "StepResult",
-    "parse_gen_kwargs",
-    "run",
-]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
@@ -82,20 +62,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-if TYPE_CHECKING:  # for type checkers and IDEs; never executed
-    from m1_base.errors import GenKwargsError, ModelArgsError
-    from m1_models.backend import Backend, BackendTokenizer, HFTokenizer
-    from m1_models.budget_forcing import ForcedRequest, GenerationRecord, GenerationStep, Phase, StepResult
-    from m1_models.lm_eval_model import M1LM
-    from m1_models.scheduling import StepEngine, run
-    from m1_models.settings import (
-        DEFAULT_MAX_GEN_TOKS,
-        PRESETS,
-        ForcingConfig,
-        GenerationSettings,
-        PresetRules,
-        parse_gen_kwargs,
-    )
-    from m1_models.vllm_model import M1VLLM

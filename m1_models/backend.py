@@ -28,44 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from m1_models.scheduling import StepEngine
-
-
-@runtime_checkable
-class BackendTokenizer(Protocol):
-    """The tokenizer the controller counts with (it must be the one the engine generates with)."""
-
-    @property
-    def name(self) -> str:
-        """A name for lm-eval's cache keys of chat-formatted runs (``tokenizer_name``)."""
-        ...
-
-    @property
-    def bos_token_id(self) -> int | None: ...
-
-    @property
-    def chat_template(self) -> str | None:
-        """The chat template (None: the tokenizer has none; ``--apply_chat_template`` is then an error)."""
-        ...
-
-    def encode(self, text: str) -> list[int]:
-        """Ids of ``text``, special tokens written in the text kept as such, no BOS added."""
-        ...
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of ``ids``, special tokens kept, no clean-up of spaces."""
-        ...
-
-    def has_token(self, token: str) -> bool:
-        """Whether ``token`` (e.g. ``<|im_start|>``) is one token of the vocabulary."""
-        ...
-
-    def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool) -> str:
-        """The chat template applied to ``messages`` as text (``add_generation_prompt=False``: continue the last
-        message, as a task's gen_prefix prefills the assistant turn)."""
-        ...
+from m1_models.engine_types import BackendTokenizer, StepEngine
 
 
 @dataclass(frozen=True)

@@ -14,57 +14,12 @@ request's budget.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from m1_base.errors import GenKwargsError
+from m1_models.engine_types import BackendTokenizer, GenerationStep, Phase, StepResult
 from m1_models.settings import ForcingConfig, GenerationSettings
-
-
-class TokenizerLike(Protocol):
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: Sequence[int]) -> str: ...
-
-
-class Phase(enum.Enum):
-    THINKING = "thinking"
-    ANSWER = "answer"
-    PLAIN = "plain"  # no forcing: one generation, like lm-eval's vllm model
-    DONE = "done"
-
-
-@dataclass(frozen=True)
-class GenerationStep:
-    """One engine call a request needs: continue ``prompt_ids`` for at most ``max_tokens``."""
-
-    prompt_ids: tuple[int, ...]
-    max_tokens: int
-    stop: tuple[str, ...]
-    phase: Phase
-    sampling: dict[str, Any] = field(default_factory=dict)  # engine sampling parameters (temperature, seed...)
-    min_tokens: int = 0  # generate at least this many tokens before EOS / a stop may end the step (0: no minimum)
-    stop_token_ids: tuple[int, ...] = ()  # the single-token stop strings as ids, held back during min_tokens
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What the engine generated for a step.
-
-    ``token_ids`` are all generated ids (an engine may include the tokens of a matched stop string);
-    ``text`` is the generated text with the stop string and what follows removed; ``finish_reason`` is
-    ``"length"`` (the step's token limit) or why it ended before (``"stop"``: stop string or EOS; an engine may
-    report its own reasons, e.g. vLLM's ``"repetition"``); anything but ``"length"`` is an early end.
-    ``cached_tokens`` is how many of the step's prompt tokens the engine did not prefill again: served from its
-    prefix cache, or kept from the request's earlier steps (m1-vllm's sessions); 0 when the engine does not say.
-    """
-
-    token_ids: tuple[int, ...]
-    text: str
-    finish_reason: str
-    cached_tokens: int = 0
 
 
 @dataclass
@@ -87,7 +42,7 @@ class GenerationRecord:
 def resolve_budget(
     forcing: ForcingConfig,
     prompt_len: int,
-    tokenizer: TokenizerLike,
+    tokenizer: BackendTokenizer,
     max_model_len: int,
     *,
     max_gen_toks: int | None = None,
@@ -149,7 +104,7 @@ def resolve_budget(
     return forcing.max_tokens_thinking
 
 
-def kept_ids(result: StepResult, tokenizer: TokenizerLike) -> tuple[tuple[int, ...], str]:
+def kept_ids(result: StepResult, tokenizer: BackendTokenizer) -> tuple[tuple[int, ...], str]:
     """The generated ids without a matched stop string, and the text they decode to.
 
     Engines report the text cut before the stop string but may keep the stop string's tokens; continuing from
@@ -174,7 +129,7 @@ class ForcedRequest:
         self,
         prompt_ids: Sequence[int],
         settings: GenerationSettings,
-        tokenizer: TokenizerLike,
+        tokenizer: BackendTokenizer,
         max_model_len: int,
         longest_prompt: int | None = None,
     ) -> None:

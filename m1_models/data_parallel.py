@@ -48,8 +48,7 @@ from typing import Any
 
 from m1_base import values
 from m1_base.errors import ModelArgsError
-from m1_models.budget_forcing import GenerationStep, Phase, StepResult
-from m1_models.scheduling import StepEngine
+from m1_models.engine_types import GenerationStep, Phase, StepEngine, StepResult
 
 logger = logging.getLogger(__name__)
 

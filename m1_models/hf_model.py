@@ -37,8 +37,8 @@ from typing import Any
 
 from m1_base import values
 from m1_base.errors import GenKwargsError, ModelArgsError
-from m1_models.budget_forcing import GenerationStep, StepResult
 from m1_models.backend import Backend, HFTokenizer
+from m1_models.engine_types import GenerationStep, StepResult
 from m1_models.lm_eval_model import M1LM, check_schedule, check_seed, check_unique_keys
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,8 @@ class _Row:
 
 class HFStepEngine:
     """:class:`~m1_models.scheduling.StepEngine` over a transformers causal LM, batched by phase."""
+
+    max_open_requests = 0  # a request holds nothing here between its steps (see engine_types.StepEngine)
 
     def __init__(
         self,

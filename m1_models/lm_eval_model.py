@@ -22,10 +22,11 @@ from tqdm import tqdm
 from m1_base import values
 from m1_base.errors import ModelArgsError
 from m1_models import env_report
-from m1_models.backend import Backend, BackendTokenizer, HFTokenizer
+from m1_models.backend import Backend, HFTokenizer
 from m1_models.budget_forcing import ForcedRequest
+from m1_models.engine_types import BackendTokenizer, StepEngine
 from m1_models.records import SINK, RecordSink, make_record, request_hash
-from m1_models.scheduling import SCHEDULES, StepEngine, run
+from m1_models.scheduling import SCHEDULES, run
 from m1_models.settings import GenerationSettings, parse_gen_kwargs
 
 logger = logging.getLogger(__name__)

@@ -15,38 +15,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from typing import Literal
 
-from m1_models.budget_forcing import ForcedRequest, GenerationStep, StepResult
+from m1_models.budget_forcing import ForcedRequest
+from m1_models.engine_types import StepEngine, StepResult
 
 logger = logging.getLogger(__name__)
 
 Schedule = Literal["continuous", "rounds"]
 SCHEDULES: tuple[str, ...] = ("continuous", "rounds")
-
-
-class StepEngine(Protocol):
-    """What a backend offers the schedulers.
-
-    One engine serves every ``generate_until`` call of a model, so the ids it gives its requests internally must
-    stay unique for its whole life (``key`` is only unique within one :func:`run`).
-    """
-
-    def submit(self, key: int, step: GenerationStep) -> None:
-        """Queue ``step`` for request ``key`` (at most one step per key is in flight)."""
-
-    def poll(self) -> list[tuple[int, StepResult]]:
-        """Advance the engine; return the steps that finished (may be empty while work is in flight).
-
-        A failure the engine cannot recover from is raised here (e.g. every server of a fleet is down)."""
-
-    def abort(self) -> None:
-        """Drop every step in flight (their results are never returned); the engine stays usable."""
-
-    def close(self) -> None:
-        """Abort what is in flight and release the engine's resources (processes, connections, threads)."""
-
-    # optional: ``max_open_requests: int``, how many requests the engine can hold at once between their steps
 
 
 def run(
@@ -102,7 +79,7 @@ def _run_continuous(
 
 
 def _run_rounds(requests: Sequence[ForcedRequest], engine: StepEngine, on_done: Callable[[int], None] | None) -> None:
-    wave = int(getattr(engine, "max_open_requests", 0) or 0) or max(len(requests), 1)
+    wave = engine.max_open_requests or max(len(requests), 1)
     for first in range(0, len(requests), wave):
         _run_rounds_of(requests, range(first, min(first + wave, len(requests))), engine, on_done)
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from m1_models.budget_forcing import GenerationStep, Phase, StepResult
+from m1_models.engine_types import GenerationStep, Phase, StepResult
 
 logger = logging.getLogger(__name__)
 

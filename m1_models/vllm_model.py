@@ -121,7 +121,9 @@ class M1VLLM(M1LM):
         max_model_len = values.token_count(
             max_model_len, "max_model_len", arg, optional=True, hint="leave it out for the model's context window"
         )
-        gpu_memory_utilization = values.probability(gpu_memory_utilization, "gpu_memory_utilization", arg, optional=True)
+        gpu_memory_utilization = values.probability(
+            gpu_memory_utilization, "gpu_memory_utilization", arg, optional=True
+        )
         if str(pretrained).startswith((".", "/", "~")) and not Path(pretrained).expanduser().exists():
             raise ModelArgsError(
                 f"model_arg pretrained={pretrained} is not a folder that exists; pass a local model folder or a "

@@ -10,8 +10,8 @@ import os
 import time
 from collections import deque
 
-from m1_models.budget_forcing import GenerationStep, Phase, StepResult
 from m1_models.data_parallel import ReplicaEngine
+from m1_models.engine_types import GenerationStep, Phase, StepResult
 
 #: a first prompt id that makes the fake raise in submit / exit the process in poll
 CRASH, DIE = -1, -2
@@ -21,6 +21,8 @@ class FakeEngine:
     """Finishes its oldest step every ``delay`` seconds (one at a time: a slow or fast replica); refuses more
     than ``cap`` requests held (from a request's first step until its last, an answer, returns: as vLLM's sessions
     hold a slot between steps), as a check of the parent's dispatch. A result's text is the worker's pid."""
+
+    max_open_requests = 0  # a request holds nothing here between its steps (see engine_types.StepEngine)
 
     def __init__(self, delay: float, cap: int) -> None:
         self.delay, self.cap = delay, cap

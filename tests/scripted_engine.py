@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from m1_models.budget_forcing import GenerationStep, StepResult
+from m1_models.engine_types import GenerationStep, StepResult
 
 EOS = "\x00"
 
@@ -36,6 +36,8 @@ class _InFlight:
 
 @dataclass
 class ScriptedEngine:
+
+    max_open_requests = 0  # a request holds nothing here between its steps (see engine_types.StepEngine)
     model: Callable[[str], str]
     tokens_per_poll: int = 1
     clock: int = 0

@@ -31,8 +31,6 @@ from lm_eval.api.instance import Instance
 from lm_eval.utils import hash_string
 
 from m1_base.errors import GenKwargsError, ModelArgsError
-from m1_models.budget_forcing import GenerationStep, Phase, StepResult
-from m1_models.lm_eval_model import doc_hash, request_seed
 from m1_base.markers import (
     ANSWER_MARKER,
     IM_END,
@@ -42,6 +40,8 @@ from m1_base.markers import (
     THINK_START,
     THINKING_STOPS,
 )
+from m1_models.engine_types import GenerationStep, Phase, StepResult
+from m1_models.lm_eval_model import doc_hash, request_seed
 from m1_models.records import RECORD_FIELDS, RecordSink, request_hash
 from tests.helpers import IGNORE, INSTRUCTION, QUESTIONS
 

@@ -10,12 +10,8 @@ from lm_eval.utils import simple_parse_args_string
 
 from m1_base.errors import GenKwargsError
 from m1_models import lm_eval_model
-from m1_models.budget_forcing import (
-    ForcedRequest,
-    Phase,
-    StepResult,
-    kept_ids,
-)
+from m1_models.budget_forcing import ForcedRequest, kept_ids
+from m1_models.engine_types import Phase, StepResult
 from m1_models.records import RecordSink
 from m1_models.scheduling import run
 from m1_models.settings import parse_gen_kwargs

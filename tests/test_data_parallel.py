@@ -14,7 +14,6 @@ import pytest
 from lm_eval.api.instance import Instance
 
 from m1_base.errors import ModelArgsError
-from m1_models.budget_forcing import GenerationStep, Phase
 from m1_models.data_parallel import (
     DataParallelStepEngine,
     ReplicaSpec,
@@ -22,6 +21,7 @@ from m1_models.data_parallel import (
     gpu_replica_envs,
     parse_data_parallel_size,
 )
+from m1_models.engine_types import GenerationStep, Phase
 from m1_models.records import RecordSink
 from tests.fake_replica import CRASH, DIE, fake_replica
 from tests.helpers import PARITY_GEN_KWARGS as GEN_KWARGS

@@ -12,7 +12,7 @@ import pytest
 from lm_eval.api.instance import Instance
 
 from m1_base.errors import GenKwargsError, ModelArgsError
-from m1_models.budget_forcing import GenerationStep, Phase
+from m1_models.engine_types import GenerationStep, Phase
 from m1_models.records import SINK
 from tests.helpers import IGNORE, INSTRUCTION, QUESTIONS, read_jsonl, run_lm_eval, write_local_task
 

@@ -55,3 +55,16 @@ def test_the_check_sees_an_upward_import(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from m1_eval.errors import M1UserError\n")
     assert imported_modules(module) == [(2, "m1_eval.errors")]
+
+
+def test_every_public_name_of_m1_models_resolves_to_its_one_home():
+    import importlib
+
+    import m1_models
+
+    for name in m1_models.__all__:
+        home = importlib.import_module(m1_models._EXPORTS[name])
+        value = getattr(m1_models, name)
+        assert value is getattr(home, name), name
+        if isinstance(value, type) or callable(value):
+            assert value.__module__ == home.__name__, (name, value.__module__)  # defined there, not re-exported

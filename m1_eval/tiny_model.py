@@ -22,17 +22,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from m1_base.markers import ANSWER_MARKER, THINK_START
+from m1_base.markers import ANSWER_MARKER, IM_END, IM_START, THINK_START
 
 logger = logging.getLogger(__name__)
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+ENDOFTEXT = "<|endoftext|>"
+SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END]
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    f"{{{{ '{IM_START}' + message['role'] + '\\n' + message['content'] + '{IM_END}' + '\\n' }}}}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    f"{{% if add_generation_prompt %}}{{{{ '{IM_START}assistant\\n' }}}}{{% endif %}}"
 )
 
 _WORDS = (
@@ -107,9 +108,9 @@ def synthetic_conversation(rng: random.Random, median_thinking_words: int) -> st
         steps.append("Wait, " + " ".join(rng.choice(_THINK_WORDS) for _ in range(5)) + ".")
     thinking = "\n".join(steps)
     return (
-        f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+        f"{IM_START}user\n{question}{IM_END}\n{IM_START}assistant\n"
         f"{THINK_START}{thinking}\n{ANSWER_MARKER}\n"
-        f"The answer is \\boxed{{{letter}}}.<|im_end|>\n<|endoftext|>"
+        f"The answer is \\boxed{{{letter}}}.{IM_END}\n{ENDOFTEXT}"
     )
 
 
@@ -139,8 +140,8 @@ def train_tokenizer(corpus: list[str], vocab_size: int, model_max_length: int):
     tok.train_from_iterator(corpus, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
+        eos_token=IM_END,
+        pad_token=ENDOFTEXT,
         bos_token=None,
         unk_token=None,
         model_max_length=model_max_length,
@@ -168,7 +169,7 @@ def qwen2_config(tokenizer, *, hidden_size: int, intermediate_size: int, num_lay
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=True,
         bos_token_id=None,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
         pad_token_id=tokenizer.pad_token_id,
         torch_dtype="float32",
         **extra,

@@ -9,6 +9,7 @@ cache hook (so ``--use_cache`` resumes an interrupted run), per-sample records a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -261,7 +262,7 @@ class M1LM(LM):
                     request_hash=request_hash(*request.args),
                     model=self.model_name,
                     schedule=self.schedule,
-                    **_record_fields(state),
+                    **dataclasses.asdict(state.record),  # GenerationRecord's fields, by their names
                 )
             )
             progress.update(1)
@@ -272,23 +273,6 @@ class M1LM(LM):
         finally:
             progress.close()
         return [state.output_text() for state in states]
-
-
-def _record_fields(state: ForcedRequest) -> dict[str, Any]:
-    record = state.record
-    return {
-        "forced": record.forced,
-        "budget": record.budget,
-        "prompt_tokens": record.prompt_tokens,
-        "cached_tokens": record.cached_tokens,
-        "thinking_tokens": record.thinking_tokens,
-        "answer_tokens": record.answer_tokens,
-        "ignore_rounds": record.ignore_rounds,
-        "budget_hit": record.budget_hit,
-        "finish_reasons": list(record.finish_reasons),
-        "thinking_text": record.thinking_text,
-        "answer_text": record.answer_text,
-    }
 
 
 __all__ = ["Backend", "HFTokenizer", "M1LM", "check_schedule", "doc_hash", "request_seed"]

@@ -14,9 +14,8 @@ from typing import Any
 from m1_reports.reading import TaskResult
 from m1_tasks.benchmarks import EXPECTED_COUNTS
 from m1_tasks.benchmarks import source_of as registry_source
+from m1_tasks.scoring import MARKER_SCORED_SINCE
 
-# Task version from which the m1 tasks score m1's ``answer_prefix + answer`` (the answer marker included).
-MARKER_SCORER_VERSION = 2.0
 
 
 def source_of(task: str, result: TaskResult | None = None) -> str | None:
@@ -52,4 +51,4 @@ def version_number(value: Any) -> float | None:
 
 def scores_with_marker(version: float | None) -> bool:
     """Whether a run of this task version was scored with the answer marker included (m1's exact rule)."""
-    return version is not None and version >= MARKER_SCORER_VERSION
+    return version is not None and version >= MARKER_SCORED_SINCE

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from m1_tasks.benchmarks import BENCHMARKS, GROUP_LIST, PROMPT_VARIANTS, Benchmark, Group, PromptVariant
 from m1_tasks.paths import task_dir
+from m1_tasks.scoring import SCORER_VERSION
 
 BASE_CONFIG = "_m1_task_base_yaml"  # hand-written, not generated
 DEMO_DATASET_PATH = "m1_tasks/demo_data/m1_demo.json"  # informational, as lm-eval shows dataset_path
 AGGREGATED_METRICS = ("acc", "acc_strict", "no_answer")
-GROUP_VERSION = "2.0"  # the task version in _m1_task_base_yaml (2.0: the answer marker is scored)
 
 
 def folder_of(variant: PromptVariant) -> str:
@@ -64,7 +64,7 @@ def render_group(group: Group, variant: PromptVariant) -> str:
     ]
     for metric in AGGREGATED_METRICS:
         lines += [f"  - metric: {metric}", "    aggregation: mean", "    weight_by_size: false"]
-    lines += ["metadata:", f"  version: {GROUP_VERSION}"]
+    lines += ["metadata:", f"  version: {SCORER_VERSION}"]
     return "\n".join(lines) + "\n"
 
 

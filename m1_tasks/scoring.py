@@ -68,6 +68,13 @@ from m1_base.markers import ANSWER_MARKER  # the answer marker the m1 models wri
 logger = logging.getLogger("lm_eval.m1_tasks.scoring")
 
 # HuatuoGPT-o1 writes its answer after this header (evaluation/scorer.py, match_choice).
+#: the m1 tasks' version (``metadata.version`` of task_yamls/_m1_task_base_yaml and of every generated group; a
+#: test ties them): a change of the scorer that can move a score raises it
+SCORER_VERSION = "2.0"
+#: the first version scored from the last answer marker, the marker included (m1's answer_prefix + answer); the
+#: reports re-score older runs' samples to compare them
+MARKER_SCORED_SINCE = 2.0
+
 HUATUO_FINAL_RESPONSE = "## Final Response\n\n"
 # Letters the HuatuoGPT-o1 patterns know (evaluation/scorer.py: "ABCDEFGHIJKLMN").
 CHOICE_LETTERS = "ABCDEFGHIJKLMN"

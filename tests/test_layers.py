@@ -68,3 +68,22 @@ def test_every_public_name_of_m1_models_resolves_to_its_one_home():
         assert value is getattr(home, name), name
         if isinstance(value, type) or callable(value):
             assert value.__module__ == home.__name__, (name, value.__module__)  # defined there, not re-exported
+
+
+def test_the_models_lm_eval_registers_are_the_packages_entry_points():
+    """The start-up hook registers ``MODELS`` (lm-eval 0.4.13 reads no entry points); ``pyproject.toml`` lists
+    the same models as ``lm_eval.models`` entry points for the lm-eval release that will read them."""
+    import tomllib
+
+    from m1_eval.lm_eval_hook import MODELS
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["entry-points"]["lm_eval.models"] == MODELS
+
+
+def test_the_tiny_models_chat_markers_are_the_markers_module():
+    from m1_base import markers
+    from m1_eval import tiny_model
+
+    assert markers.IM_START in tiny_model.SPECIAL_TOKENS and markers.IM_END in tiny_model.SPECIAL_TOKENS
+    assert markers.IM_START in tiny_model.CHAT_TEMPLATE and markers.IM_END in tiny_model.CHAT_TEMPLATE

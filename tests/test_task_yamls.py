@@ -223,11 +223,14 @@ def test_yamls_are_what_the_registry_generates():
 def test_base_config_matches_what_the_generated_groups_aggregate():
     from lm_eval.tasks._yaml_loader import load_yaml as lm_eval_load_yaml
 
-    from m1_tasks.generate_yamls import AGGREGATED_METRICS, BASE_CONFIG, GROUP_VERSION
+    from m1_reports.suite import scores_with_marker
+    from m1_tasks.generate_yamls import AGGREGATED_METRICS, BASE_CONFIG
+    from m1_tasks.scoring import SCORER_VERSION
 
     base = lm_eval_load_yaml(task_dir() / BASE_CONFIG, resolve_func=False)
     assert tuple(m["metric"] for m in base["metric_list"]) == AGGREGATED_METRICS
-    assert float(base["metadata"]["version"]) == float(GROUP_VERSION)
+    assert float(base["metadata"]["version"]) == float(SCORER_VERSION)  # the one home of the version
+    assert scores_with_marker(float(SCORER_VERSION))  # the report reads today's runs as scored with the marker
 
 
 def test_registry_is_consistent_and_feeds_the_data_loader_and_the_report():

@@ -11,15 +11,21 @@ per server at a time.  All phases of one request go to the server that took its 
 holds the request's KV blocks); new requests go to the server with the least outstanding work.  Transient
 failures (connection refused or reset, timeouts, 429, 5xx) are retried with exponential backoff and jitter; a
 server that still fails after ``max_retries`` retries leaves the fleet and its requests move to the others; when
-none is left the run stops with one line (:class:`~m1_eval.errors.ServerError`).  lm-eval's ``--use_cache``
+none is left the run stops with one line (:class:`~m1_base.errors.ServerError`).  lm-eval's ``--use_cache``
 database holds every request that finished, so the same command resumes.
 
-The API key is read from the environment variable NAMED by ``api_key_env`` and only ever put in the
-``Authorization`` header: never logged, never in an error message, never in lm-eval's model_args.
+Secrets: the API key is read from the environment variable NAMED by ``api_key_env`` and only ever put in the
+``Authorization`` header: never logged, never in an error message, never in lm-eval's model_args; a value of
+``api_key_env`` that is not usable is reported without being shown (it may be a pasted key:
+:func:`looks_like_key`).  A ``user:password@`` in a ``base_url`` is taken out of the address and sent as HTTP
+Basic auth; every message and log line shows the address masked (``http://user:***@host``, :func:`mask_url`;
+the records hold no address).  lm-eval itself logs the model_args, prints them and writes them into its results
+file: :func:`guard_lm_eval_model_args`, :func:`mask_log_record` and :func:`mask_lm_eval_results`, which the
+start-up hook (:mod:`m1_eval.lm_eval_hook`) applies to ``lm_eval.evaluator``, mask them there.
 
-One module of ~500 lines on purpose: the fleet (routing, retries, failover), the HTTP calls and the lm-eval
-model class are one backend, and the backend contract asks for one module per backend; the fleet's state is
-shared by every call, so splitting it from the calls would spread one mechanism over two files.
+One module on purpose: the fleet (routing, retries, failover), the HTTP calls, the lm-eval model class and the
+rules for its secrets are one backend, and the backend contract asks for one module per backend; the fleet's state
+is shared by every call, so splitting it from the calls would spread one mechanism over two files.
 """
 
 from __future__ import annotations
@@ -30,16 +36,19 @@ import logging
 import os
 import queue
 import random
+import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from m1_eval.errors import ModelArgsError, ServerError
+from m1_base import values
+from m1_base.errors import ModelArgsError, ServerError
 from m1_models.backend import Backend, HFTokenizer
-from m1_models.budget_forcing import GenerationStep, StepResult
+from m1_models.engine_types import GenerationStep, StepResult
 from m1_models.lm_eval_model import M1LM, check_schedule
 
 logger = logging.getLogger(__name__)
@@ -66,35 +75,283 @@ TOKEN_ID_MODES = ("auto", "text")
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
-def split_base_urls(base_url: str) -> list[str]:
-    """``http://a:8000|http://b:8000/v1`` -> the servers' ``.../v1`` roots (model_args already use commas)."""
-    urls = []
-    for part in str(base_url).split("|"):
-        url = part.strip().rstrip("/")
-        if not url:
+#: how m1-server's model_args report a value (one line, the project's user error)
+SOURCE = values.Source("model_arg", ModelArgsError)
+
+
+# -- secrets: a key pasted where its variable's name belongs, credentials in a URL -------------------------------
+#: a variable name as shells take it
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: how common keys and tokens begin (Hugging Face, OpenAI-style, GitHub, GitLab, Slack), and the header's scheme
+KEY_PREFIXES = ("hf_", "sk-", "sk_", "Bearer", "bearer", "ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "glpat-", "xox")
+#: longer than a variable name one types; most keys are longer (OpenAI's 51 and more, a 40-character hex token)
+LONGEST_KEY_NAME = 40
+#: shown instead of a secret
+MASK = "***"
+
+
+def looks_like_key(value: Any) -> bool:
+    """Whether a value of ``api_key_env`` looks like a key rather than the name of the variable holding one.
+
+    The judgement (documented in the README's "When something is wrong"): it is not a text, or not a variable name
+    (``[A-Za-z_][A-Za-z0-9_]*``: keys carry ``-``, ``.``, ``/``, ``+``, ``=`` or ``Bearer ``), or longer than
+    :data:`LONGEST_KEY_NAME` characters, or starts like a known key (:data:`KEY_PREFIXES`), or mixes lower-case
+    letters with digits as tokens do (``a9f3...``, ``hf_AbC123``; variable names are upper case by convention).
+    Either way m1-server never shows the value; this only picks the message.
+    """
+    if not isinstance(value, str):
+        return True
+    return (
+        not _ENV_NAME.fullmatch(value)
+        or len(value) > LONGEST_KEY_NAME
+        or value.startswith(KEY_PREFIXES)
+        or (any(c.islower() for c in value) and any(c.isdigit() for c in value))
+    )
+
+
+def read_api_key(api_key_env: Any) -> str | None:
+    """The key in the environment variable NAMED by model_arg ``api_key_env`` (None when it is not given).
+
+    Anything else is one line that does not show the value (it may be the key itself): the value is not a variable
+    name, looks like a key (:func:`looks_like_key`), or names a variable that is not set or empty.
+    """
+    if values.is_not_set(api_key_env):
+        return None
+    if isinstance(api_key_env, str) and _ENV_NAME.fullmatch(api_key_env) and os.environ.get(api_key_env):
+        return os.environ[api_key_env]
+    if looks_like_key(api_key_env):
+        raise ModelArgsError(
+            "model_arg api_key_env takes the NAME of an environment variable, and its value looks like a key "
+            "(value not shown); export MY_KEY=<the key> and pass api_key_env=MY_KEY"
+        )
+    raise ModelArgsError(
+        "model_arg api_key_env names no environment variable that is set (value not shown: it may be a key); "
+        "export MY_KEY=<the server's key> and pass api_key_env=MY_KEY, or drop api_key_env"
+    )
+
+
+def shows_key_name(api_key_env: Any) -> bool:
+    """Whether a value of ``api_key_env`` may be shown: a variable name that is set and does not look like a key."""
+    return isinstance(api_key_env, str) and not looks_like_key(api_key_env) and bool(os.environ.get(api_key_env))
+
+
+def mask_url(url: str) -> str:
+    """``url`` as m1-server shows it: ``user:password@`` becomes ``user:***@``, a user part alone (often a token)
+    ``***@``, a query or fragment ``?***``.  Everything before the last ``@`` counts as the user part, so an
+    address whose password holds an unencoded ``/``, ``?`` or ``#`` never shows a piece of it."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" in rest:
+        userinfo, _, rest = rest.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        plain_user = colon and user and password and not set(user) & set("/?#")
+        rest = f"{user}:{MASK}@{rest}" if plain_user else f"{MASK}@{rest}"
+        cut = rest.index("@") + 1
+    else:
+        cut = 0
+    marks = [i for i in (rest.find("?", cut), rest.find("#", cut)) if i >= 0]
+    if marks:
+        rest = rest[: min(marks)] + "?" + MASK
+    return scheme + sep + rest
+
+
+def mask_base_url(base_url: str) -> str:
+    """A ``base_url`` (one address or several separated by ``|``) with every address masked (:func:`mask_url`)."""
+    return "|".join(mask_url(part) for part in str(base_url).split("|"))
+
+
+def mask_model_arg(key: str, value: Any) -> Any:
+    """How a model_arg may be shown in a log or a results file: ``api_key`` never, ``api_key_env`` only when it
+    names a variable that is set (:func:`shows_key_name`), an address with its credentials masked."""
+    if isinstance(value, MaskedText):
+        return value.shown
+    if key == "api_key":
+        return value if value is None else MASK
+    if key == "api_key_env":
+        return value if values.is_not_set(value) or shows_key_name(value) else MASK
+    if isinstance(value, str) and "://" in value:
+        return mask_base_url(value)
+    return value
+
+
+def mask_model_args(model_args: Any) -> Any:
+    """``model_args`` (lm-eval's dict, or a ``key=value,...`` string) as :func:`mask_model_arg` shows them."""
+    if isinstance(model_args, dict):
+        return {key: mask_model_arg(str(key), value) for key, value in model_args.items()}
+    if isinstance(model_args, str) and not model_args.lstrip().startswith("{"):
+        items = []
+        for item in model_args.split(","):
+            key, sep, value = item.partition("=")
+            items.append(f"{key}{sep}{mask_model_arg(key.strip(), value)}" if sep else item)
+        return ",".join(items)
+    return model_args
+
+
+class MaskedText(str):
+    """A model_arg's text, unchanged, whose ``repr`` (how a model_args dict is printed) is its masked form."""
+
+    shown: str
+
+    def __new__(cls, text: str, shown: str) -> MaskedText:
+        self = super().__new__(cls, text)
+        self.shown = shown
+        return self
+
+    def __repr__(self) -> str:
+        return repr(self.shown)
+
+    def __getnewargs__(self) -> tuple[str, str]:  # copy and pickle keep the masked form
+        return (str(self), self.shown)
+
+
+#: (text as lm-eval's log shows it, its masked form), from the model_args :func:`guard_lm_eval_model_args` saw
+_LOG_MASKS: dict[str, str] = {}
+
+
+def guard_lm_eval_model_args(model_args: Any) -> None:
+    """Before lm-eval's ``simple_evaluate`` logs the model_args and builds the model (called by the start-up hook).
+
+    lm-eval logs the model_args at INFO and prints them after the run: each value that carries a credential
+    becomes a :class:`MaskedText` in the dict (same text for the model, masked ``repr``), and the log line is
+    masked by :func:`mask_log_record` (also for a ``key=value,...`` string, which lm-eval parses into a new dict).
+    """
+    items = model_args.items() if isinstance(model_args, dict) else []
+    if isinstance(model_args, str) and not model_args.lstrip().startswith("{"):
+        items = [tuple(item.partition("=")[::2]) for item in model_args.split(",") if "=" in item]
+    changed = []
+    for key, value in list(items):
+        shown = mask_model_arg(str(key).strip(), value)
+        if shown is value or shown == value:
             continue
-        if not url.startswith(("http://", "https://")):
-            raise ModelArgsError(
-                f"model_arg base_url has {url!r}, which is not an http(s) address; pass e.g. "
-                f"base_url=http://127.0.0.1:8000 (several servers separated by |)"
-            )
-        urls.append(url if url.endswith("/v1") else url + "/v1")
-    if not urls:
+        changed.append((key, value, shown))
+        _LOG_MASKS[repr(value)] = repr(shown)
+        if isinstance(value, str) and len(value) >= 6:  # short texts are only replaced where quoted
+            _LOG_MASKS[value] = str(shown)
+    if isinstance(model_args, dict):
+        for key, value, shown in changed:
+            if isinstance(value, str) and not isinstance(value, MaskedText):
+                model_args[key] = MaskedText(value, str(shown))
+
+
+def mask_log_record(record: logging.LogRecord) -> None:
+    """A record of ``lm_eval.evaluator`` with the credentials :func:`guard_lm_eval_model_args` saw masked."""
+    if not _LOG_MASKS:
+        return
+    message = record.getMessage()
+    masked = message
+    for text in sorted(_LOG_MASKS, key=len, reverse=True):
+        masked = masked.replace(text, _LOG_MASKS[text])
+    if masked != message:
+        record.msg, record.args = masked, None
+
+
+def mask_lm_eval_results(results: Any) -> Any:
+    """lm-eval's results with the model_args masked where its results file writes them: ``config.model_args``
+    and every task's and group's ``metadata`` (lm-eval merges the model_args into it)."""
+    if not isinstance(results, dict):
+        return results
+    config = results.get("config")
+    if isinstance(config, dict) and "model_args" in config:
+        results["config"] = {**config, "model_args": mask_model_args(config["model_args"])}
+    for name in ("configs", "group_configs"):
+        configs = results.get(name)
+        if isinstance(configs, dict):
+            results[name] = {
+                task: (
+                    {**task_config, "metadata": mask_model_args(task_config["metadata"])}
+                    if isinstance(task_config, dict) and isinstance(task_config.get("metadata"), dict)
+                    else task_config
+                )
+                for task, task_config in configs.items()
+            }
+    return results
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    """A server's or a library's message with any secret m1-server sends replaced (a server may echo a header)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """One server of ``base_url``: where requests go (no credentials), how messages show it, its Basic auth."""
+
+    url: str
+    label: str
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
+
+
+def parse_server_url(text: str) -> ServerAddress:
+    """``http://HOST:PORT`` (with or without ``/v1``, optionally ``user:password@``) -> its ``.../v1`` root; the
+    credentials leave the address and go in HTTP Basic auth (what httpx and curl make of them)."""
+    raw = text.strip().rstrip("/")
+    shown = mask_url(raw)
+    if not raw.lower().startswith(("http://", "https://")):
+        raise ModelArgsError(
+            f"model_arg base_url has {shown!r}, which is not an http(s) address; pass e.g. "
+            f"base_url=http://127.0.0.1:8000 (several servers separated by |)"
+        )
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError when the port is not a number
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname:
+        raise ModelArgsError(
+            f"model_arg base_url has {shown!r}, which is not a valid address; pass http://HOST:PORT (in a "
+            f"user:password@, percent-encode / ? # @ as %2F %3F %23 %40)"
+        )
+    if parts.query or parts.fragment or "?" in raw or "#" in raw:
+        raise ModelArgsError(
+            f"model_arg base_url has {shown!r}: a server's address takes no query or fragment (not shown); pass "
+            f"http://HOST:PORT, and a key as api_key_env=MY_KEY"
+        )
+    userinfo, at, netloc = parts.netloc.rpartition("@")
+    path = parts.path.rstrip("/")
+    url = f"{parts.scheme}://{netloc}{path}"
+    url = url if url.endswith("/v1") else url + "/v1"
+    if not at:
+        return ServerAddress(url, url)
+    credentials = (unquote(parts.username or ""), unquote(parts.password or ""))
+    return ServerAddress(url, mask_url(f"{parts.scheme}://{userinfo}@{url.partition('://')[2]}"), credentials)
+
+
+def parse_base_url(base_url: str) -> list[ServerAddress]:
+    """``http://a:8000|http://user:pw@b:8000/v1`` -> the servers (model_args already use commas)."""
+    addresses = [parse_server_url(part) for part in str(base_url).split("|") if part.strip().rstrip("/")]
+    if not addresses:
         raise ModelArgsError("m1-server needs model_arg base_url=http://HOST:PORT (several separated by |)")
+    urls = [address.url for address in addresses]
     if len(set(urls)) != len(urls):
-        raise ModelArgsError(f"model_arg base_url names a server twice ({base_url}); list each server once")
-    return urls
+        raise ModelArgsError(
+            f"model_arg base_url names a server twice ({mask_base_url(base_url)}); list each server once"
+        )
+    return addresses
+
+
+def split_base_urls(base_url: str) -> list[str]:
+    """``http://a:8000|http://b:8000/v1`` -> the servers' ``.../v1`` roots, without credentials."""
+    return [address.url for address in parse_base_url(base_url)]
 
 
 @dataclass
 class Server:
-    """One server of the fleet, as the engine sees it."""
+    """One server of the fleet, as the engine sees it: ``url`` has no credentials, ``label`` shows them masked."""
 
     url: str
     alive: bool = True
     outstanding: int = 0  # tokens asked for by the steps queued or in flight here (the "work" for balancing)
     steps_sent: int = 0  # steps that finished here (tests and the log read it)
     limit: asyncio.Semaphore | None = None
+    label: str = ""
+    auth: Any = field(default=None, repr=False)  # httpx.BasicAuth from the address's user:password@
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.url
 
 
 @dataclass
@@ -117,6 +374,7 @@ class ServerSettings:
     backoff_cap: float = 10.0
     token_ids: str = "auto"
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # holds the key: never printed
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # the key and passwords: scrubbed from messages
 
 
 class ServerStepEngine:
@@ -126,10 +384,18 @@ class ServerStepEngine:
     ends the run).  Request ids ``m1-<n>`` come from one counter for the life of the engine.
     """
 
-    def __init__(self, urls: Sequence[str], settings: ServerSettings, tokenizer: HFTokenizer) -> None:
+    max_open_requests = 0  # a request holds nothing here between its steps (see engine_types.StepEngine)
+
+    def __init__(
+        self, addresses: Sequence[ServerAddress | str], settings: ServerSettings, tokenizer: HFTokenizer
+    ) -> None:
         import httpx
 
-        self.servers = [Server(url) for url in urls]
+        addresses = [parse_server_url(a) if isinstance(a, str) else a for a in addresses]
+        self.servers = [
+            Server(a.url, label=a.label, auth=httpx.BasicAuth(*a.credentials) if a.credentials else None)
+            for a in addresses
+        ]
         self.settings = settings
         self._tokenizer = tokenizer
         self._ids = itertools.count()
@@ -141,7 +407,7 @@ class ServerStepEngine:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="m1-server-loop", daemon=True)
         self._thread.start()
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.max_concurrency * len(urls))
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.max_concurrency * len(addresses))
         timeout = httpx.Timeout(settings.timeout, connect=min(10.0, settings.timeout))
 
         async def setup() -> Any:
@@ -247,7 +513,7 @@ class ServerStepEngine:
                     server.alive = False
                     logger.warning(
                         "m1-server: %s leaves the fleet after %d retries (%s); its requests move to the others",
-                        server.url,
+                        server.label,
                         self.settings.max_retries,
                         error,
                     )
@@ -255,7 +521,7 @@ class ServerStepEngine:
                 live = [s for s in self.servers if s.alive]
                 if not live:
                     raise ServerError(
-                        f"m1-server: no server left: {server.url} failed request {flight.request_id} "
+                        f"m1-server: no server left: {server.label} failed request {flight.request_id} "
                         f"({flight.step.phase.value} phase) after {self.settings.max_retries} retries: {error}; "
                         f"start the server(s) and rerun the same command with --use_cache to resume"
                     )
@@ -280,20 +546,25 @@ class ServerStepEngine:
                 if flight.epoch != self._epoch:  # aborted before it was sent (abort's cancel is on its way)
                     raise asyncio.CancelledError
                 try:
-                    response = await self._client.post(server.url + "/completions", json=body)
+                    response = await self._client.post(server.url + "/completions", json=body, auth=server.auth)
                 except (httpx.TransportError, httpx.TimeoutException) as error:
                     last = f"{type(error).__name__}: {error}".strip().rstrip(":") or type(error).__name__
-                    logger.info("m1-server: %s, request %s: %s (retrying)", server.url, flight.request_id, last)
+                    last = _scrub(last, self.settings.secrets)
+                    logger.info("m1-server: %s, request %s: %s (retrying)", server.label, flight.request_id, last)
                     continue
             if response.status_code in RETRY_STATUS:
-                last = f"HTTP {response.status_code}: {_short(response.text)}"
-                logger.info("m1-server: %s, request %s: %s (retrying)", server.url, flight.request_id, last)
+                last = f"HTTP {response.status_code}: {_scrub(_short(response.text), self.settings.secrets)}"
+                logger.info("m1-server: %s, request %s: %s (retrying)", server.label, flight.request_id, last)
                 continue
             if response.status_code != 200:
+                fix = (
+                    "check the key (api_key_env) or the user:password in base_url"
+                    if response.status_code in (401, 403)
+                    else "check model=, the gen_kwargs and the server's log"
+                )
                 raise ServerError(
-                    f"m1-server: {server.url} rejected request {flight.request_id} with HTTP "
-                    f"{response.status_code}: {_short(response.text)}; check model=, the gen_kwargs and the "
-                    f"server's log"
+                    f"m1-server: {server.label} rejected request {flight.request_id} with HTTP "
+                    f"{response.status_code}: {_scrub(_short(response.text), self.settings.secrets)}; {fix}"
                 )
             result = self._result(response.json(), flight.step)
             if result is None:  # the server aborted it (e.g. shutting down): a transient failure
@@ -346,16 +617,32 @@ def _short(text: str, limit: int = 300) -> str:
     return " ".join(str(text).split())[:limit]
 
 
-def _fetch_models(url: str, headers: dict[str, str], timeout: float) -> list[dict[str, Any]] | str:
-    """The server's ``/v1/models`` cards, or why they could not be read."""
+def _fetch_models(
+    address: ServerAddress, headers: dict[str, str], timeout: float, secrets: Sequence[str]
+) -> list[dict[str, Any]] | str:
+    """The server's ``/v1/models`` cards, or why they could not be read; a server that refuses the credentials
+    (HTTP 401 or 403) ends the run here, before any request."""
     import httpx
 
+    auth = httpx.BasicAuth(*address.credentials) if address.credentials else None
     try:
-        response = httpx.get(url + "/models", headers=headers, timeout=min(timeout, 10.0))
+        response = httpx.get(address.url + "/models", headers=headers, auth=auth, timeout=min(timeout, 10.0))
     except httpx.HTTPError as error:
-        return f"{type(error).__name__}: {error}"
+        return _scrub(f"{type(error).__name__}: {error}", secrets)
+    text = _scrub(_short(response.text, 200), secrets)
+    if response.status_code in (401, 403):
+        if headers:
+            fix = "the key in the variable named by api_key_env is not the server's (vLLM: its --api-key); check it"
+        elif address.credentials:
+            fix = "check the user:password in base_url"
+        else:
+            fix = "the server wants a key: export MY_KEY=<the server's key> and pass api_key_env=MY_KEY"
+        raise ModelArgsError(
+            f"m1-server: {address.label} refuses the credentials (HTTP {response.status_code} on /v1/models: "
+            f"{text}); {fix}"
+        )
     if response.status_code != 200:
-        return f"HTTP {response.status_code}: {_short(response.text, 200)}"
+        return f"HTTP {response.status_code}: {text}"
     return list(response.json().get("data") or [])
 
 
@@ -383,7 +670,6 @@ class M1Server(M1LM):
         device: Any = None,
         **unknown: Any,
     ) -> None:
-        check_schedule(schedule)
         if unknown:
             name = sorted(unknown)[0]
             if name == "api_key":
@@ -395,56 +681,58 @@ class M1Server(M1LM):
                 f"model_arg {name!r} is not an m1-server argument; use base_url, model, tokenizer, api_key_env, "
                 f"max_concurrency, timeout, max_retries, max_model_len, token_ids (see the README's m1-server)"
             )
-        if not base_url:
+        # every value checked before any network call or tokenizer load
+        check_schedule(schedule)
+        if values.is_not_set(base_url):
             raise ModelArgsError("m1-server needs model_arg base_url=http://HOST:PORT (several separated by |)")
-        urls = split_base_urls(str(base_url))
-        if token_ids not in TOKEN_ID_MODES:
-            raise ModelArgsError(f"model_arg token_ids={token_ids!r} is unknown; use one of {', '.join(TOKEN_ID_MODES)}")
-        numbers = {"max_concurrency": max_concurrency, "timeout": timeout, "max_retries": max_retries}
-        for name, value in numbers.items():
-            try:
-                ok = float(value) >= (0 if name == "max_retries" else 1e-9)
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise ModelArgsError(f"model_arg {name}={value!r} must be a positive number")
-        headers: dict[str, str] = {}
-        if api_key_env:
-            if str(api_key_env).startswith(("sk-", "Bearer")) or len(str(api_key_env)) > 64:
-                raise ModelArgsError(
-                    "model_arg api_key_env takes the NAME of an environment variable holding the key, not the key; "
-                    "export MY_KEY=... and pass api_key_env=MY_KEY"
-                )
-            key = os.environ.get(str(api_key_env))
-            if not key:
-                raise ModelArgsError(
-                    f"model_arg api_key_env={api_key_env} names an environment variable that is not set; export "
-                    f"{api_key_env}=<the server's key> or drop api_key_env"
-                )
-            headers["Authorization"] = f"Bearer {key}"
-        cards: dict[str, list[dict[str, Any]]] = {}
-        for url in urls:
-            answer = _fetch_models(url, headers, float(timeout))
-            if isinstance(answer, str):
-                logger.warning("m1-server: %s does not answer /v1/models (%s)", url, answer)
-            else:
-                cards[url] = answer
-        if not cards and not (model and tokenizer and max_model_len):
+        addresses = parse_base_url(values.text(base_url, "base_url", SOURCE))  # type: ignore[arg-type]
+        model = values.text(model, "model", SOURCE, optional=True)
+        tokenizer = values.text(tokenizer, "tokenizer", SOURCE, optional=True)
+        concurrency = values.whole(max_concurrency, "max_concurrency", SOURCE, minimum=1)
+        call_timeout = values.number(timeout, "timeout", SOURCE, above=0.0, hint="seconds for one completion call")
+        retries = values.whole(max_retries, "max_retries", SOURCE, minimum=0)
+        context = values.token_count(max_model_len, "max_model_len", SOURCE, optional=True)
+        token_mode = values.choice(token_ids, "token_ids", SOURCE, TOKEN_ID_MODES)
+        remote_code = values.boolean(trust_remote_code, "trust_remote_code", SOURCE)
+        bos = values.boolean(add_bos_token, "add_bos_token", SOURCE)
+        base_seed = values.whole(seed, "seed", SOURCE, minimum=0, maximum=2**63 - 1)
+        assert concurrency is not None and call_timeout is not None and retries is not None
+        key = read_api_key(api_key_env)
+        if key is not None and any(address.credentials for address in addresses):
             raise ModelArgsError(
-                f"m1-server: no server answers at {base_url}; start it (e.g. vllm serve MODEL --port 8000) or check "
+                "model_arg base_url carries user:password@ (sent as HTTP Basic auth) and api_key_env a key (sent as "
+                "Bearer): both need the Authorization header; drop one (vLLM's --api-key takes the Bearer key)"
+            )
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        secrets = tuple(
+            secret
+            for secret in (key, *(part for a in addresses if a.credentials for part in a.credentials))
+            if secret and len(secret) >= 4  # scrubbing a one-letter password would garble messages
+        )
+        labels = " | ".join(address.label for address in addresses)
+        cards: dict[str, list[dict[str, Any]]] = {}
+        for address in addresses:
+            answer = _fetch_models(address, headers, call_timeout, secrets)
+            if isinstance(answer, str):
+                logger.warning("m1-server: %s does not answer /v1/models (%s)", address.label, answer)
+            else:
+                cards[address.url] = answer
+        if not cards and not (model and tokenizer and context):
+            raise ModelArgsError(
+                f"m1-server: no server answers at {labels}; start it (e.g. vllm serve MODEL --port 8000) or check "
                 f"base_url (to start without a server, pass model=, tokenizer= and max_model_len=)"
             )
         served = [card.get("id") for answer in cards.values() for card in answer]
         if model is None:
             if not served:
-                raise ModelArgsError(f"m1-server: the server at {base_url} lists no model; pass model=<name>")
+                raise ModelArgsError(f"m1-server: the server at {labels} lists no model; pass model=<name>")
             model = str(served[0])
         elif cards and model not in served:
             raise ModelArgsError(
-                f"m1-server: model={model} is not served at {base_url} (it serves {', '.join(map(str, served))}); "
+                f"m1-server: model={model} is not served at {labels} (it serves {', '.join(map(str, served))}); "
                 f"pass one of those as model="
             )
-        if max_model_len is None:
+        if context is None:
             lengths = [
                 int(card["max_model_len"])
                 for answer in cards.values()
@@ -456,33 +744,34 @@ class M1Server(M1LM):
                     f"m1-server: the server does not say the context window of {model}; pass max_model_len=<the "
                     f"server's context window>"
                 )
-            max_model_len = min(lengths)
+            context = min(lengths)
         tokenizer_source = tokenizer or model
-        hf_tokenizer = _load_tokenizer(str(tokenizer_source), trust_remote_code in (True, "True", "true", "1", 1))
+        hf_tokenizer = _load_tokenizer(str(tokenizer_source), remote_code)
         settings = ServerSettings(
             model=str(model),
-            max_concurrency=int(max_concurrency),
-            timeout=float(timeout),
-            max_retries=int(max_retries),
-            token_ids=token_ids,
+            max_concurrency=concurrency,
+            timeout=call_timeout,
+            max_retries=retries,
+            token_ids=token_mode,
             headers=headers,
+            secrets=secrets,
         )
-        self.urls = urls
+        self.urls = [address.url for address in addresses]  # without credentials
         self._server_settings = settings
         backend = Backend(
             model_name=str(model),
             tokenizer=hf_tokenizer,
-            max_model_len=int(max_model_len),
+            max_model_len=int(context),
             sampling_keys=SAMPLING_KEYS,
-            start_engine=lambda: ServerStepEngine(urls, settings, hf_tokenizer),
+            start_engine=lambda: ServerStepEngine(addresses, settings, hf_tokenizer),
         )
-        super().__init__(backend, seed=seed, schedule=schedule, add_bos_token=add_bos_token)
+        super().__init__(backend, seed=base_seed, schedule=schedule, add_bos_token=bos)
         logger.info(
             "m1-server: %s at %s (max_model_len=%d, max_concurrency=%d per server)",
             model,
-            " | ".join(urls),
-            int(max_model_len),
-            int(max_concurrency),
+            labels,
+            int(context),
+            concurrency,
         )
 
     def check_sampling(self, sampling: dict[str, Any]) -> None:
@@ -509,4 +798,15 @@ def _load_tokenizer(source: str, trust_remote_code: bool) -> HFTokenizer:
         ) from None
 
 
-__all__ = ["M1Server", "ServerStepEngine", "split_base_urls"]
+__all__ = [
+    "M1Server",
+    "ServerAddress",
+    "ServerStepEngine",
+    "guard_lm_eval_model_args",
+    "looks_like_key",
+    "mask_lm_eval_results",
+    "mask_log_record",
+    "mask_url",
+    "parse_base_url",
+    "split_base_urls",
+]

@@ -18,8 +18,8 @@ import pytest
 from lm_eval.api.instance import Instance
 
 from m1_models.records import RecordSink
-from tests.helpers import QUESTION, VLLMServer, read_jsonl, run_lm_eval, write_local_task
 from tests.helpers import PARITY_GEN_KWARGS as GREEDY
+from tests.helpers import QUESTION, VLLMServer, read_jsonl, run_lm_eval, write_local_task
 
 pytestmark = pytest.mark.engine
 
@@ -109,7 +109,7 @@ def test_greedy_parity_with_m1_vllm(tiny_model, vllm_server, reference, server_r
     text_lm = server_lm(tiny_model, vllm_server.url, token_ids="text")
     text_texts = text_lm.generate_until(instances(text_lm), disable_tqdm=True)
     text_records = records_of(text_lm)
-    for doc, record in text_records.items():
+    for record in text_records.values():
         if record["budget"] is not None:
             assert record["thinking_tokens"] <= record["budget"]
     same_text = sum(a == b for a, b in zip(text_texts, texts, strict=True))
@@ -257,13 +257,13 @@ def _lm_eval() -> str:
 
 
 def test_model_args_errors_are_one_line_and_early(tiny_model, vllm_server, monkeypatch):
-    from m1_eval.errors import ModelArgsError
+    from m1_base.errors import ModelArgsError
     from m1_models.server_model import M1Server
 
     cases = [
         ({"base_url": "localhost:1"}, "not an http"),
         ({"base_url": vllm_server.url, "api_key": "sk-x"}, "api_key_env"),
-        ({"base_url": vllm_server.url, "api_key_env": "M1_NO_SUCH_VARIABLE"}, "not set"),
+        ({"base_url": vllm_server.url, "api_key_env": "M1_NO_SUCH_VARIABLE"}, "names no environment variable"),
         ({"base_url": vllm_server.url, "model": "other"}, "not served"),
         ({"base_url": f"http://127.0.0.1:{_closed_port()}"}, "no server answers"),
         ({"base_url": vllm_server.url, "token_ids": "both"}, "token_ids"),

@@ -181,9 +181,10 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
         series = safe.iloc[:, position]
         if is_numeric_dtype(series.dtype) or is_bool_dtype(series.dtype):
             continue
-        if series.map(lambda value: csv_cell(value) is not value).any():
+        cells = series.astype(object)
+        if cells.map(lambda value: csv_cell(value) is not value).any():
             safe = safe.copy() if safe is frame else safe
-            safe.isetitem(position, series.astype(object).map(csv_cell))
+            safe.isetitem(position, cells.map(csv_cell))
     return safe
 
 

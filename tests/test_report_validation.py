@@ -364,3 +364,15 @@ def test_the_command_keeps_every_message_on_its_line(tmp_path):
     lines = result.stderr.splitlines()
     assert [line.split(": ")[1] for line in lines] == ["WARNING", "error"], result.stderr
     assert "a m1-report: error: forged" in lines[0] and "a m1-report: error: forged" in lines[1]
+
+
+def test_csv_cells_and_headers_are_defused_numbers_are_not():
+    import pandas as pd
+
+    from m1_reports.report import _csv
+
+    frame = pd.DataFrame({"run": pd.Categorical(["=1+1", "ok"]), "diff": [1.5, -2.0], "@task_acc": ["-1", "x"],
+                          "note": [None, "\tcmd"], "n": pd.array([3, None], dtype="Int64")})  # fmt: skip
+    assert _csv(frame) == "run,diff,'@task_acc,note,n\n'=1+1,1.5,'-1,,3\nok,-2.0,x,'\tcmd,\n"
+    plain = pd.DataFrame({"run": ["a", "b"], "acc": [0.5, 0.25]})
+    assert _csv(plain) == plain.to_csv(index=False, lineterminator="\n")  # nothing to defuse: the same bytes

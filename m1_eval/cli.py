@@ -73,7 +73,8 @@ def _doctor(args: argparse.Namespace) -> int:
     table.add_column("")
     table.add_column("finding", overflow="fold")
     for check in checks:
-        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]!![/]", check.value)
+        mark = "[red]!![/]" if not check.ok else "[yellow]![/]" if check.warning else "[green]ok[/]"
+        table.add_row(check.name, mark, check.value)
     Console().print(table)
     return 0 if all(check.ok for check in checks) else 1
 

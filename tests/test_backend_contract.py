@@ -1,8 +1,8 @@
 """The budget-forcing contract, one set of tests run on every backend: m1-vllm (vLLM's engine in-process), m1-server
 (a real vLLM OpenAI server) and m1-hf (transformers), all on the tiny model.
 
-The contract is /work/shared/SPEC-budget-forcing.md and docs/budget-forcing.md.  Each test drives the shared
-controller through lm-eval's ``generate_until`` and checks what the SPEC says against three witnesses:
+The contract is docs/budget-forcing.md.  Each test drives the shared
+controller through lm-eval's ``generate_until`` and checks what the contract says against three witnesses:
 
 * the per-sample records (``lm.record_sink``);
 * a spy on the backend's step engine: every step the controller submitted (prompt ids, token limit, stop strings,

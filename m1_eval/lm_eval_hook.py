@@ -164,6 +164,16 @@ def _patch_evaluator_credentials(module) -> None:
     module.eval_logger.addFilter(mask_record)
 
 
+def _shown_values(key: str, given: list[str]) -> list[str]:
+    """The values of a key given twice as its error line shows them: a credential (``user:password@`` in an
+    address, a key as ``api_key``/``api_key_env``) masked by ``m1_models.server_model``'s rules."""
+    if not key.strip().startswith("api_key") and not any(c in value for value in given for c in "@?#"):
+        return given
+    from m1_models.server_model import mask_model_arg
+
+    return [str(mask_model_arg(key.strip(), value)) for value in given]
+
+
 def _patch_cli_utils(module) -> None:
     """``--model_args``/``--gen_kwargs``: a key given twice is one line and exit code 2 (lm-eval keeps the last
     one with a warning: ``max_tokens_thinking=512,max_tokens_thinking=1024`` would silently run at 1024)."""
@@ -185,7 +195,7 @@ def _patch_cli_utils(module) -> None:
                 pairs.append((key.strip(), value))
         repeated = duplicated_keys(pairs)
         if repeated:
-            given = [value for key, value in pairs if key == repeated[0]]
+            given = _shown_values(repeated[0], [value for key, value in pairs if key == repeated[0]])
             sys.stderr.write(
                 f"{parser.prog}: error: argument {option_string or self.dest}: {repeated[0]} is given "
                 f"{len(given)} times ({', '.join(given)}); give it once\n"

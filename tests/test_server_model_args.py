@@ -392,3 +392,20 @@ def test_under_lm_eval_a_secret_in_the_model_args_is_in_no_output(tiny_model, tm
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert not [secret for secret in secrets if secret.encode() in path.read_bytes()], path
+
+
+@pytest.mark.parametrize(
+    ("model_args", "shown"),
+    [
+        (f"base_url=http://m1user:{PASSWORD}@127.0.0.1:1,base_url=http://m1user:{PASSWORD}@127.0.0.1:2",
+         "base_url is given 2 times (http://m1user:***@127.0.0.1:1, http://m1user:***@127.0.0.1:2)"),
+        (f"base_url=http://127.0.0.1:1,api_key_env={KEY},api_key_env=M1_NO_SUCH_VARIABLE",
+         "api_key_env is given 2 times (***, ***)"),
+    ],
+)  # fmt: skip
+def test_a_secret_given_twice_is_masked_in_the_error_line(tmp_path, model_args, shown):
+    result = run_lm_eval(["--model", "m1-server", "--model_args", model_args, "--tasks", "m1_demo"], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and shown in errors[0], result.stderr[-3000:]
+    assert PASSWORD not in result.stderr + result.stdout and KEY not in result.stderr + result.stdout

@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from m1_base import values
 from m1_base.errors import M1UserError
 
 EPILOG = """examples:
@@ -29,15 +30,9 @@ VERBOSITY_HELP = "logging level: DEBUG, INFO (default), WARNING, ERROR; DEBUG sh
 def _budgets(raw: str | None) -> tuple[int, ...] | None:
     if not raw:
         return None
-    try:
-        budgets = tuple(int(b) for b in raw.split(","))
-    except ValueError:
-        raise M1UserError(
-            f"--budgets {raw!r}: pass comma-separated whole numbers of tokens, e.g. --budgets 64,256"
-        ) from None
-    if min(budgets) < 1:
-        raise M1UserError(f"--budgets {raw!r}: every thinking budget must be at least 1 token")
-    return budgets
+    flag = values.Source("", M1UserError)
+    hint = "comma-separated thinking budgets in tokens, e.g. --budgets 64,256"
+    return tuple(values.token_count(b.strip(), "--budgets", flag, hint=hint) for b in raw.split(","))  # type: ignore[misc]
 
 
 def _output_folder(raw: str, flag: str, *, parent_only: bool = False) -> Path:
@@ -55,9 +50,14 @@ def _demo(args: argparse.Namespace) -> int:
     from m1_eval.demo import run_demo
 
     budgets = _budgets(args.budgets)
-    report = run_demo(_output_folder(args.out, "-o/--output_path"), budgets)
+    out = _output_folder(args.out, "-o/--output_path")
+    engine_log = None if getattr(args, "verbosity", None) else out.resolve() / "engine.log"  # -v: vLLM's lines on the terminal
+    report = run_demo(out, budgets, engine_log=engine_log)
     print(f"report: {report / 'index.html'}")
     print(f"tables: {report / 'table1.md'}  runs: {Path(args.out).resolve() / 'runs'}")
+    if engine_log is not None and engine_log.exists():
+        print(f"vLLM's own log (its expected warnings, e.g. on chunked prefill, which m1-vllm turns off on CPU): "
+              f"{engine_log}")
     return 0
 
 
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_verbosity(parser, "INFO")
+    _add_verbosity(parser, None)  # not given: INFO for our lines (and the demo keeps vLLM's in a log file)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
@@ -153,11 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.verbosity.upper(), format="%(levelname)s %(name)s: %(message)s")
+    given = getattr(args, "verbosity", None)
+    level = (given or "INFO").upper()
+    quiet_demo = args.command == "demo" and not given  # the demo's terminal: its own lines, and problems
+    logging.basicConfig(level="WARNING" if quiet_demo else level, format="%(levelname)s %(name)s: %(message)s")
+    if quiet_demo:
+        logging.getLogger("m1_eval").setLevel(logging.INFO)  # the demo model's build progress
     try:
         return args.run(args)
     except M1UserError as error:
-        if args.verbosity.upper() == "DEBUG":
+        if level == "DEBUG":
             raise
         print(f"m1-eval: error: {error}", file=sys.stderr)
         return 2

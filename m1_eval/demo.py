@@ -41,15 +41,25 @@ class DemoPlan:
         ]  # fmt: skip
 
 
-def run_demo(out: Path, budgets: tuple[int, ...] | None = None, console=None) -> Path:
-    """Build the demo model, sweep it on ``m1_demo_chain`` over the budgets (one load), render the report."""
+def run_demo(
+    out: Path, budgets: tuple[int, ...] | None = None, console=None, engine_log: Path | None = None
+) -> Path:
+    """Build the demo model, sweep it on ``m1_demo_chain`` over the budgets (one load), render the report.
+
+    ``engine_log``: vLLM's own log lines (its start-up and the warnings m1-vllm expects and handles, e.g. on
+    turning chunked prefill off on CPU) go to this file instead of the terminal; None keeps them there."""
     from rich.console import Console
 
     from m1_eval.demo_model import ensure_demo_model
     from m1_eval.sweep import sweep
 
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the engine's start-up chatter; errors still show
+    if engine_log is not None:
+        route_vllm_logs(engine_log)
+    else:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the engine's start-up chatter; errors still show
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if engine_log is not None:
+        os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' and lm-eval's bars; the demo shows its own
     console = console or Console(stderr=True)
     out = out.resolve()
     with console.status("building (or reusing) the demo model (about a minute the first time)"):
@@ -63,6 +73,36 @@ def run_demo(out: Path, budgets: tuple[int, ...] | None = None, console=None) ->
     with console.status("rendering the report"):
         render_report(plan, folders)
     return plan.report
+
+
+def route_vllm_logs(path: Path) -> None:
+    """vLLM's loggers (this process and its engine-core process, which inherits the environment) write to
+    ``path`` instead of stderr, through vLLM's own ``VLLM_LOGGING_CONFIG_PATH`` (a ``logging.dictConfig`` file).
+    Only before vLLM is imported; a user's own logging config is left alone."""
+    import json
+    import sys
+
+    if "vllm" in sys.modules or os.environ.get("VLLM_LOGGING_CONFIG_PATH"):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")  # this run's lines only
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(levelname)s %(asctime)s %(process)d %(name)s: %(message)s"}},
+        "handlers": {
+            "file": {"class": "logging.FileHandler", "filename": str(path), "mode": "a", "formatter": "plain"}
+        },
+        "loggers": {"vllm": {"handlers": ["file"], "level": "INFO", "propagate": False}},
+    }
+    config_file = path.with_suffix(".logging.json")
+    config_file.write_text(json.dumps(config))
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(config_file)  # the engine's processes, and this one once
+    # vLLM configures its logging (lines logged before that, e.g. while m1-vllm reads the model's config, would
+    # reach the terminal)
+    import logging.config
+
+    logging.config.dictConfig(config)
 
 
 def render_report(plan: DemoPlan, folders: list[Path]) -> None:

@@ -419,6 +419,31 @@ def _config(args: argparse.Namespace, settings: Sequence[Setting]) -> Any:
     return cfg
 
 
+def _quiet_lm_eval_per_setting_output() -> None:
+    """What lm-eval prints once per setting and pass, which a sweep's own progress display replaces: its
+    "building contexts" progress bars (``TQDM_DISABLE``, read by tqdm) and git's "fatal: not a git repository"
+    when it looks for the commit to record outside a repository (the recorded value is unchanged)."""
+    import lm_eval.evaluator
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    original = lm_eval.evaluator.get_git_commit_hash
+    if getattr(original, "_m1_quiet", False):
+        return
+
+    def get_git_commit_hash():
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)  # git's own stderr, for the call only
+        try:
+            return original()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+    get_git_commit_hash._m1_quiet = True  # type: ignore[attr-defined]
+    lm_eval.evaluator.get_git_commit_hash = get_git_commit_hash
+
+
 def sweep(argv: list[str], console: Any = None) -> list[Path]:
     """Run a sweep from an ``m1-sweep`` command line (without the program name); returns the settings' folders.
 
@@ -431,6 +456,7 @@ def sweep(argv: list[str], console: Any = None) -> list[Path]:
         # lm-eval repeats these for every setting, twice (collect and write); ours (lm_eval.m1_*) stay visible
         for name in ("lm_eval.evaluator", "lm_eval.api.task", "lm_eval.evaluator_utils"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        _quiet_lm_eval_per_setting_output()
     settings = parse_settings(args.budgets, args.ignores)
     cfg = _config(args, settings)
     plan = SweepPlan(cfg, settings, Path(cfg.output_path), task_manager=cfg.process_tasks(cfg.metadata))

@@ -52,12 +52,13 @@ def check_schedule(schedule: str) -> str:
 
 
 def check_unique_keys(arg_string: str | None) -> None:
-    """``key=value,...`` with a key given twice: one line naming it (lm-eval would keep the last silently)."""
+    """``key=value,...`` with a key given twice: one line naming it (lm-eval would keep the last silently).
+    The values are not shown: one of them may be a secret (a key pasted into ``api_key_env``)."""
     pairs = [tuple(item.split("=", 1)) for item in str(arg_string or "").split(",") if "=" in item]
     repeated = values.duplicated_keys([(key.strip(), value) for key, value in pairs])
     if repeated:
-        given = [value for key, value in pairs if key.strip() == repeated[0]]
-        raise ModelArgsError(f"model_arg {repeated[0]} is given {len(given)} times ({', '.join(given)}); give it once")
+        times = sum(1 for key, _ in pairs if key.strip() == repeated[0])
+        raise ModelArgsError(f"model_arg {repeated[0]} is given {times} times; give it once")
 
 
 def check_seed(seed: Any) -> int:

@@ -16,7 +16,7 @@ from m1_base.values import argparse_type
 
 # lm-eval's --verbosity levels (Python's logging level names)
 VERBOSITY_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-DEFAULT_BOOTSTRAP = 10_000  # m1_reports.stats.DEFAULT_BOOTSTRAP (not imported here: --help stays fast)
+DEFAULT_BOOTSTRAP = 10_000  # m1_reports.stats.DEFAULT_BOOTSTRAP (not imported here: --help stays fast; tied by a test)
 MIN_BOOTSTRAP, MAX_BOOTSTRAP = 100, 1_000_000  # below: no usable interval; above: memory for nothing
 
 DESCRIPTION = """\

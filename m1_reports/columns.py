@@ -10,7 +10,7 @@ from m1_tasks import benchmarks as registry
 
 
 @dataclass(frozen=True)
-class Benchmark:
+class Column:
     """A column of the report: a registry benchmark (in one prompt variant), or any other task of a run."""
 
     task: str  # lm-eval task name
@@ -19,18 +19,18 @@ class Benchmark:
     size: int | None  # documents the paper evaluated (used for confidence intervals of published rows)
 
 
-def _column(bench: registry.Benchmark) -> Benchmark:
-    return Benchmark(bench.task, bench.column, bench.label, bench.paper_count)
+def _column(bench: registry.Benchmark) -> Column:
+    return Column(bench.task, bench.column, bench.label, bench.paper_count)
 
 
-TABLE1: tuple[Benchmark, ...] = tuple(_column(b) for b in registry.TABLE1)
-EXTRA: tuple[Benchmark, ...] = tuple(_column(b) for b in registry.BENCHMARKS if not b.table1)
+TABLE1_COLUMN_INFO: tuple[Column, ...] = tuple(_column(b) for b in registry.TABLE1)
+EXTRA: tuple[Column, ...] = tuple(_column(b) for b in registry.BENCHMARKS if not b.table1)
 AVG = "Avg"
 
-_BY_TASK = {b.task: b for b in TABLE1 + EXTRA}
-_BY_COLUMN = {b.column: b for b in TABLE1 + EXTRA}
-TABLE1_TASKS = tuple(b.task for b in TABLE1)
-TABLE1_COLUMNS = tuple(b.column for b in TABLE1)
+_BY_TASK = {b.task: b for b in TABLE1_COLUMN_INFO + EXTRA}
+_BY_COLUMN = {b.column: b for b in TABLE1_COLUMN_INFO + EXTRA}
+TABLE1_TASKS = tuple(b.task for b in TABLE1_COLUMN_INFO)
+TABLE1_COLUMNS = tuple(b.column for b in TABLE1_COLUMN_INFO)
 
 COT_SUFFIX = registry.COT_SUFFIX  # the paper's "+CoT" prompt variants of the tasks (m1_medqa_cot, ...)
 
@@ -45,18 +45,18 @@ def is_cot(task: str) -> bool:
     return base_task(task) != task
 
 
-def benchmark(task: str) -> Benchmark:
+def benchmark(task: str) -> Column:
     """The benchmark of a task (a CoT variant shares its column); unknown tasks get a column of their own."""
     known = _BY_TASK.get(base_task(task))
     if known is None:
-        return Benchmark(task, task, task, None)
+        return Column(task, task, task, None)
     if is_cot(task):
         _, variant = registry.split_variant(task)
-        return Benchmark(task, known.column, known.label + registry.VARIANTS[variant].label_suffix, known.size)
+        return Column(task, known.column, known.label + registry.VARIANTS[variant].label_suffix, known.size)
     return known
 
 
-def by_column(column: str) -> Benchmark | None:
+def by_column(column: str) -> Column | None:
     return _BY_COLUMN.get(column)
 
 

@@ -21,7 +21,7 @@ from m1_reports.counts import COUNT_MARK
 from m1_reports.formatting import pct
 from m1_reports.protocol import FIELDS, INFO
 from m1_reports.protocol_header import ProtocolHeader
-from m1_reports.table1 import PAPER, Table1
+from m1_reports.table1 import FROM_PAPER, Table1
 
 
 class RichProgress:
@@ -58,7 +58,7 @@ class RichProgress:
 def summary_table(table: Table1) -> Table:
     """Table 1 for the terminal, transposed to fit: one row per benchmark, one column per run (and the
     baseline when it is a published row); accuracy (%) with the difference to the baseline in points."""
-    shown = [row for row, source in zip(table.rows, table.sources, strict=True) if source != PAPER]
+    shown = [row for row, source in zip(table.rows, table.sources, strict=True) if source != FROM_PAPER]
     if table.baseline is not None and table.baseline not in shown:
         shown.append(table.baseline)
     summary = Table(title="Table 1: accuracy (%)", header_style="bold")

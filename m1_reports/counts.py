@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from m1_reports.columns import TABLE1, benchmark, is_table1
+from m1_reports.columns import TABLE1_COLUMN_INFO, benchmark, is_table1
 from m1_reports.reading import RunInfo
 from m1_reports.suite import paper_count
 
@@ -87,7 +87,7 @@ def count_notes(runs: list[RunInfo], columns: dict[tuple[str, str], str] | None 
             paper = paper_count(task)
             if is_table1(task) and bench.column not in seen and paper is not None:
                 notes.append(CountNote(run.label, task, bench.column, bench.label, 0, paper, None, run.limit))
-    order = {b.column: i for i, b in enumerate(TABLE1)}
+    order = {b.column: i for i, b in enumerate(TABLE1_COLUMN_INFO)}
     run_order = {run.label: i for i, run in enumerate(runs)}
     notes.sort(key=lambda note: (run_order[note.run], order.get(note.column, len(order)), note.column))
     return notes

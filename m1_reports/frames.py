@@ -18,7 +18,7 @@ from m1_reports.browser import BrowserSample, attach_verdicts, sample_keeper
 from m1_reports.columns import TABLE1_COLUMNS, base_task, benchmark, is_cot, order_tasks
 from m1_reports.naming import budget_of, format_gen_kwargs, ignore_of, run_labels, short_model_name
 from m1_reports.reading import RunInfo, discover_runs, read_results
-from m1_reports.streams import RECORD_FIELDS, SampleColumns, SampleFileSummary, read_generations, read_samples
+from m1_reports.streams import RECORD_COLUMNS, SampleColumns, SampleFileSummary, read_generations, read_samples
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ def _samples_frame(columns: SampleColumns, runs: list[RunInfo]) -> pd.DataFrame:
         }
     )
     records = columns.record_values()
-    for position, name in enumerate(RECORD_FIELDS):
+    for position, name in enumerate(RECORD_COLUMNS):
         frame[name] = records[:, position]
     return frame
 

@@ -27,7 +27,7 @@ from m1_reports.protocol import FIELDS, INFO
 from m1_reports.protocol_header import ProtocolHeader
 from m1_reports.reference import Citation
 from m1_reports.rescoring import RULE_TEXT
-from m1_reports.table1 import PAPER, Table1
+from m1_reports.table1 import FROM_PAPER, Table1
 from m1_tasks.scoring import ANSWER_MARKER
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -80,7 +80,7 @@ def _table1_view(table: Table1) -> dict[str, Any]:
         rows.append(
             {
                 "name": row,
-                "source": "paper" if source == PAPER else "run",
+                "source": "paper" if source == FROM_PAPER else "run",
                 "baseline": row == table.baseline,
                 "partial": table.is_partial_avg(row),
                 "notes": " ".join(table.row_notes(row)),
@@ -91,7 +91,7 @@ def _table1_view(table: Table1) -> dict[str, Any]:
         "columns": [table.labels[c] for c in table.columns],
         "rows": rows,
         "notes": table.notes,
-        "has_paper": PAPER in table.sources,
+        "has_paper": FROM_PAPER in table.sources,
     }
 
 

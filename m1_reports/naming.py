@@ -20,7 +20,7 @@ BUDGET_KEY = "max_tokens_thinking"
 IGNORE_KEY = "thinking_n_ignore"
 
 
-def parse_gen_kwargs(value: Mapping[str, Any] | str | None) -> dict[str, Any]:
+def run_args(value: Mapping[str, Any] | str | None) -> dict[str, Any]:
     """``config.gen_kwargs`` (or ``model_args``) of a results file -- a dict, a ``"k=v,k=v"`` string, or null --
     as a dict.
 

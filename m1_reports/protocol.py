@@ -26,7 +26,7 @@ from m1_base import values
 from m1_base.errors import M1UserError
 from m1_models.settings import DEFAULT_MAX_GEN_TOKS, PRESETS
 from m1_reports.columns import benchmark, order_tasks
-from m1_reports.naming import budget_of, ignore_of, parse_gen_kwargs, short_model_name
+from m1_reports.naming import budget_of, ignore_of, run_args, short_model_name
 from m1_reports.reading import RunInfo, TaskResult
 from m1_reports.suite import is_m1_task, scores_with_marker, version_number
 from m1_tasks.prompt import COT, PLAIN, PROMPT_METADATA_KEY
@@ -271,7 +271,7 @@ def run_protocol(run: RunInfo, variants: Mapping[str, str | None], schedules: Se
     config = run.raw_config
     model_args = config.get("model_args")
     try:
-        model_args = parse_gen_kwargs(model_args) if isinstance(model_args, str | Mapping) else {}
+        model_args = run_args(model_args) if isinstance(model_args, str | Mapping) else {}
     except TypeError:
         model_args = {}
     model_type = str(config.get("model")) if config.get("model") else run.model_source

@@ -21,7 +21,7 @@ from typing import Any
 from m1_base.errors import ReportInputError, located
 from m1_models.records import RECORD_FILE_PREFIX as GENERATIONS_PREFIX
 from m1_reports.files import kind_of, open_regular
-from m1_reports.naming import BUDGET_KEY, IGNORE_KEY, budget_of, ignore_of, parse_gen_kwargs
+from m1_reports.naming import BUDGET_KEY, IGNORE_KEY, budget_of, ignore_of, run_args
 
 SUPPORTED_LM_EVAL_VERSIONS = ("0.4.13",)
 RESULTS_PREFIX = "results_"
@@ -205,7 +205,7 @@ def _model_name(data: Mapping[str, Any], config: Mapping[str, Any]) -> str:
         return str(name)
     args = config.get("model_args")
     if isinstance(args, str):
-        args = parse_gen_kwargs(args)
+        args = run_args(args)
     if isinstance(args, Mapping):
         for key in ("peft", "delta", "pretrained", "model", "path", "engine"):
             if args.get(key):
@@ -219,7 +219,7 @@ def _model_name(data: Mapping[str, Any], config: Mapping[str, Any]) -> str:
 def _revision(config: Mapping[str, Any]) -> str | None:
     args = config.get("model_args")
     if isinstance(args, str):
-        args = parse_gen_kwargs(args)
+        args = run_args(args)
     if isinstance(args, Mapping) and args.get("revision"):
         return str(args["revision"])
     for key in ("model_revision", "model_sha"):
@@ -355,7 +355,7 @@ def read_results(files: RunFiles, *, allow_other_versions: bool = False) -> RunI
         )
     config = data.get("config") if isinstance(data.get("config"), dict) else {}
     try:
-        gen_kwargs = parse_gen_kwargs(config.get("gen_kwargs"))
+        gen_kwargs = run_args(config.get("gen_kwargs"))
     except TypeError as error:
         raise ReportInputError(str(error), path=path, line=_line_of(text, '"gen_kwargs"')) from None
     group_subtasks = data.get("group_subtasks") if isinstance(data.get("group_subtasks"), dict) else {}

@@ -91,8 +91,11 @@ def iter_jsonl(path: Path, progress: Progress | None = None) -> Iterator[tuple[i
 
 # --------------------------------------------------------------------------------------- generation records
 
-# Numeric fields of a generation record, in the order of the tuples read_generations returns.
-RECORD_FIELDS = ("thinking_tokens", "answer_tokens", "prompt_tokens", "budget", "budget_hit", "ignore_rounds", "forced")
+#: the numeric fields of a generation record (m1_models.records.RECORD_SCHEMA) the report reads, in the order of
+#: the tuples read_generations returns
+RECORD_COLUMNS = (
+    "thinking_tokens", "answer_tokens", "prompt_tokens", "budget", "budget_hit", "ignore_rounds", "forced"
+)  # fmt: skip
 
 
 def _score(value: Any, path: Path, lineno: int, name: str) -> float:
@@ -127,7 +130,7 @@ def _number(value: Any) -> float:
 @dataclass
 class GenerationTable:
     """The numbers of one ``m1_generations_*.jsonl``: ``index[(doc_id, prompt_hash)]`` is a row of ``values``
-    (columns :data:`RECORD_FIELDS`, NaN where a record lacks a field)."""
+    (columns :data:`RECORD_COLUMNS`, NaN where a record lacks a field)."""
 
     path: Path
     index: dict[tuple[Any, str], int]
@@ -140,7 +143,7 @@ class GenerationTable:
 
 def _record_values(raw: list[tuple[Any, ...]]) -> np.ndarray:
     if not raw:
-        return np.empty((0, len(RECORD_FIELDS)))
+        return np.empty((0, len(RECORD_COLUMNS)))
     try:
         return np.array(raw, dtype=float)  # None -> NaN, bool -> 0/1
     except (TypeError, ValueError):
@@ -213,8 +216,8 @@ class SampleColumns:
         return offset
 
     def record_values(self) -> np.ndarray:
-        """One row of :data:`RECORD_FIELDS` per sample (NaN without a record)."""
-        out = np.full((len(self.record), len(RECORD_FIELDS)), np.nan)
+        """One row of :data:`RECORD_COLUMNS` per sample (NaN without a record)."""
+        out = np.full((len(self.record), len(RECORD_COLUMNS)), np.nan)
         if self.record_blocks:
             positions = np.frombuffer(self.record, dtype=np.int64) if len(self.record) else np.empty(0, np.int64)
             have = positions >= 0

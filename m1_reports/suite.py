@@ -17,7 +17,6 @@ from m1_tasks.benchmarks import source_of as registry_source
 from m1_tasks.scoring import MARKER_SCORED_SINCE
 
 
-
 def source_of(task: str, result: TaskResult | None = None) -> str | None:
     """The task's source key in ``m1_eval_data.json`` (``dataset_kwargs.m1_source`` of its config, else the
     suite's own map); None for a task that is not an m1 task."""

@@ -17,14 +17,15 @@ from typing import Any
 import pandas as pd
 
 from m1_reports.average import Average, table1_average
-from m1_reports.columns import AVG, TABLE1, TABLE1_COLUMNS, by_column, order_tasks
+from m1_reports.columns import AVG, TABLE1_COLUMN_INFO, TABLE1_COLUMNS, by_column, order_tasks
 from m1_reports.counts import COUNT_MARK, CountNote
 from m1_reports.frames import Loaded
 from m1_reports.reference import Citation, reference_names, reference_notes, reference_table, resolve_name
 from m1_reports.stats import mean_of_proportions, wilson_interval
 
 PAPER_PREFIX = "paper:"
-RUN, PAPER = "run", "paper"
+#: where a Table 1 row comes from: a run read, or the paper (published rows)
+FROM_RUN, FROM_PAPER = "run", "paper"
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Table1:
     """Rows = runs + reference rows; columns = the ten benchmarks, Avg, then any other task."""
 
     rows: list[str]
-    sources: list[str]  # RUN or PAPER per row
+    sources: list[str]  # FROM_RUN or FROM_PAPER per row
     columns: list[str]
     labels: dict[str, str]  # column -> display label
     value: pd.DataFrame  # fractions
@@ -102,15 +103,15 @@ def _resolve_baseline(name: str | None, runs: list[str], references: list[str]) 
     if not name:
         return None, None
     if name.lower().startswith(PAPER_PREFIX):
-        return PAPER, resolve_name(name[len(PAPER_PREFIX) :], reference_names())
+        return FROM_PAPER, resolve_name(name[len(PAPER_PREFIX) :], reference_names())
     lowered = name.lower()
-    for kind, candidates in ((RUN, runs), (PAPER, reference_names())):
+    for kind, candidates in ((FROM_RUN, runs), (FROM_PAPER, reference_names())):
         exact = [c for c in candidates if c == name] or [c for c in candidates if c.lower() == lowered]
         if len(exact) == 1:
             return kind, exact[0]
     all_names = runs + [n for n in reference_names() if n not in runs]
     resolved = resolve_name(name, all_names)
-    return (RUN if resolved in runs else PAPER), resolved
+    return (FROM_RUN if resolved in runs else FROM_PAPER), resolved
 
 
 def build_table1(
@@ -123,11 +124,11 @@ def build_table1(
     run_labels = loaded.labels
     kind, base_name = _resolve_baseline(baseline, run_labels, references)
     references = list(references)
-    if kind == PAPER and base_name not in references:
+    if kind == FROM_PAPER and base_name not in references:
         references.append(base_name)
     run_tasks = loaded.run_tasks
     extra_columns: list[str] = []
-    labels = {b.column: b.label for b in TABLE1}
+    labels = {b.column: b.label for b in TABLE1_COLUMN_INFO}
     labels[AVG] = AVG
     if len(run_tasks):
         order = {task: i for i, task in enumerate(order_tasks(run_tasks["task"].unique()))}
@@ -172,7 +173,7 @@ def build_table1(
             str(r.column): (float(r.acc), r.n if r.n is not None and not pd.isna(r.n) else None)
             for r in part.itertuples()
         }
-        add_row(label, RUN, cells, None)
+        add_row(label, FROM_RUN, cells, None)
 
     table = reference_table().set_index("model")
     notes = []
@@ -182,10 +183,10 @@ def build_table1(
         cells = {c: (float(reference[c]), by_column(c).size) for c in TABLE1_COLUMNS}
         display = f"{name} (paper)" if name in run_labels else name
         shown_references[display] = name
-        if kind == PAPER and name == base_name:
+        if kind == FROM_PAPER and name == base_name:
             base_name = display
-        add_row(display, PAPER, cells, float(reference[AVG]))
-    if any(s == PAPER for s in sources):
+        add_row(display, FROM_PAPER, cells, float(reference[AVG]))
+    if any(s == FROM_PAPER for s in sources):
         notes.append(
             f"Rows marked † are published figures ({citation.source}); their confidence intervals assume the "
             "full benchmark sizes."

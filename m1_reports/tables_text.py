@@ -23,7 +23,7 @@ from m1_reports.formatting import (
     task_label,
     text_or_missing,
 )
-from m1_reports.table1 import PAPER, RUN, Table1
+from m1_reports.table1 import FROM_PAPER, FROM_RUN, Table1
 
 _ALIGN = {"l": "left", "r": "right", "c": "center"}
 
@@ -68,7 +68,7 @@ def _delta_text(table: Table1, row: str, column: str) -> str:
 
 
 def _row_name(table: Table1, row: str, source: str) -> str:
-    name = row + (" †" if source == PAPER else "")
+    name = row + (" †" if source == FROM_PAPER else "")
     if table.is_partial_avg(row):
         name += " *"
     return name
@@ -112,7 +112,7 @@ def table1_markdown(table: Table1) -> str:
         lines += ["Protocol notes of published rows:", ""]
         lines += [f"- {markdown_text(row)}: {markdown_text(' '.join(notes))}" for row, notes in row_notes]
         lines.append("")
-    if PAPER in table.sources:
+    if FROM_PAPER in table.sources:
         lines.append(f"Source of the published rows: {table.citation.text} {table.citation.url}")
     return "\n".join(lines) + "\n"
 
@@ -121,7 +121,9 @@ def table1_latex(table: Table1) -> str:
     body = []
     for row, source in zip(table.rows, table.sources, strict=True):
         cells = [
-            latex_escape(row) + ("$^\\dag$" if source == PAPER else "") + ("$^*$" if table.is_partial_avg(row) else "")
+            latex_escape(row)
+            + ("$^\\dag$" if source == FROM_PAPER else "")
+            + ("$^*$" if table.is_partial_avg(row) else "")
         ]
         for column in table.columns:
             value = table.at("value", row, column)
@@ -138,7 +140,7 @@ def table1_latex(table: Table1) -> str:
                 text += "\\textsuperscript{\\ddag}"
             cells.append(text)
         body.append(cells)
-    runs = table.sources.count(RUN)  # runs first, then the published rows below a rule
+    runs = table.sources.count(FROM_RUN)  # runs first, then the published rows below a rule
     lines = [
         "% m1-report Table 1 (accuracy, %). Needs \\usepackage{booktabs}.",
         f"% Published rows (\\dag): {table.citation.text}",
@@ -146,7 +148,7 @@ def table1_latex(table: Table1) -> str:
             ["Model", *(latex_escape(table.labels[c]) for c in table.columns)],
             body,
             "l" + "r" * len(table.columns),
-            rule_after=runs if PAPER in table.sources[runs:] else None,
+            rule_after=runs if FROM_PAPER in table.sources[runs:] else None,
         ).rstrip("\n"),
     ]
     count_lines = [n for n in table.notes if n.startswith(COUNT_MARK)]

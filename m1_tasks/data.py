@@ -61,7 +61,7 @@ def packaged_demo_file(data: str) -> Path | None:
         return DEMO_DIR / f"{data[len(DEMO_PREFIX) :]}.json"
     return None
 
-RECORD_FIELDS = ("question", "options", "answer", "answer_idx")
+DOCUMENT_FIELDS = ("question", "options", "answer", "answer_idx")
 
 
 @dataclass(frozen=True)
@@ -174,9 +174,9 @@ def _parse_file(path: str, mtime_ns: int, size: int, expected_md5: str | None, o
 def _check_record(record: Any, index: int, source: str, path: str) -> dict[str, Any]:
     where = f"record {index} of source {source!r} in {path}"
     if not isinstance(record, dict):
-        raise M1DataError(f"{where}: expected an object with fields {', '.join(RECORD_FIELDS)}, "
+        raise M1DataError(f"{where}: expected an object with fields {', '.join(DOCUMENT_FIELDS)}, "
                           f"got {type(record).__name__}")
-    for field in RECORD_FIELDS:
+    for field in DOCUMENT_FIELDS:
         if field not in record:
             raise M1DataError(f"{where}: field {field!r} is missing")
     for field in ("question", "answer", "answer_idx"):
@@ -198,7 +198,7 @@ def _check_record(record: Any, index: int, source: str, path: str) -> dict[str, 
             f"{where}: field 'answer_idx' is {record['answer_idx']!r}, not one of the option letters "
             f"{', '.join(options)}"
         )
-    return {field: record[field] for field in RECORD_FIELDS}
+    return {field: record[field] for field in DOCUMENT_FIELDS}
 
 
 #: task metadata key (``--metadata '{"drop_mismatched": true}'``) that drops a local file's mismatched records

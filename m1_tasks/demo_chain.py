@@ -34,7 +34,7 @@ ORDINARY_WARDS = "".join(w for w in WARDS if w not in STOP_WARDS)
 OPTION_LETTERS = "ABCD"
 
 SOURCE = "m1_demo_chain"
-DEMO_FILE = Path(__file__).resolve().parent / "demo_data" / f"{SOURCE}.json"
+CHAIN_FILE = Path(__file__).resolve().parent / "demo_data" / f"{SOURCE}.json"
 DEMO_SEED = 2504  # the bundled file's seed
 DEMO_COUNT = 100  # the bundled file's questions
 
@@ -153,9 +153,9 @@ def render_demo_file() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m m1_tasks.demo_chain", description=f"Write (or --check) the bundled {DEMO_FILE.name}."
+        prog="python -m m1_tasks.demo_chain", description=f"Write (or --check) the bundled {CHAIN_FILE.name}."
     )
-    parser.add_argument("--out", type=Path, default=DEMO_FILE, help=f"default: {DEMO_FILE}")
+    parser.add_argument("--out", type=Path, default=CHAIN_FILE, help=f"default: {CHAIN_FILE}")
     parser.add_argument("--check", action="store_true", help="exit 1 when the file differs from what it would write")
     args = parser.parse_args(argv)
     text = render_demo_file()

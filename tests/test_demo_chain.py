@@ -40,7 +40,7 @@ def follow(record: dict) -> tuple[list[str], str]:
 
 
 def test_the_bundled_file_is_the_generators_output():
-    assert demo_chain.DEMO_FILE.read_text() == demo_chain.render_demo_file()
+    assert demo_chain.CHAIN_FILE.read_text() == demo_chain.render_demo_file()
     assert demo_chain.main(["--check"]) == 0
 
 

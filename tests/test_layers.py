@@ -5,6 +5,7 @@ function; ``m1_base`` imports the standard library only."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -87,3 +88,44 @@ def test_the_tiny_models_chat_markers_are_the_markers_module():
 
     assert markers.IM_START in tiny_model.SPECIAL_TOKENS and markers.IM_END in tiny_model.SPECIAL_TOKENS
     assert markers.IM_START in tiny_model.CHAT_TEMPLATE and markers.IM_END in tiny_model.CHAT_TEMPLATE
+
+
+def test_the_record_fields_the_report_reads_are_record_fields():
+    from m1_models.budget_forcing import GenerationRecord
+    from m1_models.records import RECORD_SCHEMA
+    from m1_reports.streams import RECORD_COLUMNS
+
+    assert set(RECORD_COLUMNS) <= set(RECORD_SCHEMA)
+    assert {f.name for f in dataclasses.fields(GenerationRecord)} <= set(RECORD_SCHEMA)  # records are built from it
+
+
+def test_no_two_public_names_mean_two_things():
+    """A name defined at module level in two packages must be the same object (a re-export), never a second
+    meaning (``parse_gen_kwargs``, ``RECORD_FIELDS``, ``Benchmark`` and ``PAPER`` each once meant two things)."""
+    import importlib
+
+    homes: dict[str, list[tuple[str, object]]] = {}
+    for package in LAYERS:
+        for path in modules_of(package):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            if name.endswith("__main__"):
+                continue
+            module = importlib.import_module(name)
+            for attr, value in vars(module).items():
+                if attr.startswith("_") or attr.upper() == attr and len(attr) < 4:
+                    continue
+                if getattr(value, "__module__", name) == name or attr.isupper():
+                    homes.setdefault(attr, []).append((name, value))
+    per_module = {"EPILOG", "SAMPLING_KEYS", "SOURCE"}  # each module's own (its --help, its backend's keys)
+
+    def same(a: object, b: object) -> bool:  # the same object, or a copy tied to it (equal)
+        return a is b or (not isinstance(a, type) and not callable(a) and a == b)
+
+    clashes = {
+        attr: sorted({module for module, _ in found})
+        for attr, found in homes.items()
+        if attr not in per_module
+        and (attr.isupper() or isinstance(found[0][1], type) or callable(found[0][1]) and attr.startswith("parse_"))
+        and not all(same(found[0][1], value) for _, value in found)
+    }
+    assert not clashes, clashes

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from m1_reports import ReportOptions, build_report, write_report
-from m1_reports.columns import TABLE1
+from m1_reports.columns import TABLE1_COLUMN_INFO
 from tests.report_fixtures import small_table1, write_run
 
 CHROMIUM = Path(os.environ.get("M1_CHROMIUM", "/usr/bin/chromium"))
@@ -151,7 +151,7 @@ def test_index_in_chromium(report_dir, visit, folder):
     table = page.locator("#table1 ~ table").first
     assert table.is_visible()
     headers = [h.strip() for h in table.locator("thead th").all_inner_texts()]
-    assert [b.label for b in TABLE1] == [h for h in headers if h in {b.label for b in TABLE1}], headers
+    assert [b.label for b in TABLE1_COLUMN_INFO] == [h for h in headers if h in {b.label for b in TABLE1_COLUMN_INFO}], headers
     first_cells = [c.strip() for c in table.locator("tbody tr td:first-child").all_inner_texts()]
     assert LABEL in first_cells and "theirs" in first_cells, first_cells  # the label's markup shown as text
 

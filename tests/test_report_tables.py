@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from m1_reports import ReportOptions, build_report, write_report
-from m1_reports.columns import TABLE1
+from m1_reports.columns import TABLE1_COLUMN_INFO
 from tests.report_fixtures import TABLE1_SIZES, make_truth, small_table1, write_run
 
 PAPER = pd.read_csv(Path(__file__).resolve().parents[1] / "m1_reports" / "data" / "paper_table1.csv").set_index("model")
@@ -63,7 +63,7 @@ def test_table1_csv_matches_the_truth(two_runs):
     base = PAPER.loc["HuatuoGPT-o1-8B"]
     for label, truth in zip(report.loaded.labels, (a, b), strict=True):
         row = table.loc[label]
-        for bench in TABLE1:
+        for bench in TABLE1_COLUMN_INFO:
             t = truth.tasks[bench.task]
             assert row[bench.column] == pytest.approx(100 * t.acc, abs=1e-4)
             low, high = wilson(t.acc, t.n)
@@ -71,10 +71,10 @@ def test_table1_csv_matches_the_truth(two_runs):
             assert row[f"{bench.column}_ci_high"] == pytest.approx(100 * high, abs=1e-4)
             assert row[f"{bench.column}_n"] == t.n
             assert row[f"{bench.column}_delta"] == pytest.approx(100 * t.acc - base[bench.column], abs=1e-4)
-        avg = sum(truth.tasks[b_.task].acc for b_ in TABLE1) / 10
+        avg = sum(truth.tasks[b_.task].acc for b_ in TABLE1_COLUMN_INFO) / 10
         assert row["Avg"] == pytest.approx(100 * avg, abs=1e-4)
         se = math.sqrt(sum(truth.tasks[b_.task].acc * (1 - truth.tasks[b_.task].acc) / truth.tasks[b_.task].n
-                           for b_ in TABLE1)) / 10  # fmt: skip
+                           for b_ in TABLE1_COLUMN_INFO)) / 10  # fmt: skip
         assert row["Avg_ci_low"] == pytest.approx(100 * (avg - Z * se), abs=1e-4)
         assert row["Avg_delta"] == pytest.approx(100 * avg - base["Avg"], abs=1e-4)
     # the extra task is an extra column, empty for the run without it
@@ -84,7 +84,7 @@ def test_table1_csv_matches_the_truth(two_runs):
     for name in ("HuatuoGPT-o1-8B", "UltraMedical-8B-3.1"):
         row = table.loc[name]
         assert row["source"] == "paper"
-        for bench in TABLE1:
+        for bench in TABLE1_COLUMN_INFO:
             assert row[bench.column] == pytest.approx(PAPER.loc[name, bench.column], abs=1e-6)
             low, _ = wilson(PAPER.loc[name, bench.column] / 100, TABLE1_SIZES[bench.task])
             assert row[f"{bench.column}_ci_low"] == pytest.approx(100 * low, abs=1e-4)
@@ -92,7 +92,7 @@ def test_table1_csv_matches_the_truth(two_runs):
     assert bool(table.loc["HuatuoGPT-o1-8B", "baseline"])
     assert table.loc["HuatuoGPT-o1-8B", "MedQA_delta"] == 0
     # best per column: exactly the rows holding the column maximum
-    for column in [*(b_.column for b_ in TABLE1), "Avg", "HLE"]:
+    for column in [*(b_.column for b_ in TABLE1_COLUMN_INFO), "Avg", "HLE"]:
         values = table[column].round(2)
         assert list(table[f"{column}_best"]) == list(values == values.max())
 
@@ -129,7 +129,7 @@ def test_leaderboard_rows(two_runs):
         assert first["tasks"][task]["acc_stderr"] == pytest.approx(truth.stderr)
         assert first["tasks"][task]["n"] == truth.n
     assert first["n"] == sum(t.n for t in a.tasks.values())
-    assert first["avg_table1"] == pytest.approx(sum(a.tasks[x.task].acc for x in TABLE1) / 10)
+    assert first["avg_table1"] == pytest.approx(sum(a.tasks[x.task].acc for x in TABLE1_COLUMN_INFO) / 10)
     assert rows[1]["gen_kwargs"] == {"max_gen_toks": 2048} and rows[1]["max_tokens_thinking"] is None
     csv = pd.read_csv(target / "leaderboard.csv")
     assert csv.loc[1, "m1_medqa_acc"] == pytest.approx(b.tasks["m1_medqa"].acc)
@@ -148,7 +148,7 @@ def test_scoring_shows_strict_and_no_answer(two_runs):
         assert row["fuzzy_gain"] == pytest.approx(truth.acc - truth.acc_strict)
         assert row["no_answer"] == pytest.approx(truth.no_answer_rate)
     avg = scoring[(scoring["run"] == label) & (scoring["task"] == "Avg")].iloc[0]
-    assert avg["acc_strict"] == pytest.approx(sum(a.tasks[x.task].acc_strict for x in TABLE1) / 10)
+    assert avg["acc_strict"] == pytest.approx(sum(a.tasks[x.task].acc_strict for x in TABLE1_COLUMN_INFO) / 10)
 
 
 def test_budget_table_from_generation_records(two_runs):
@@ -163,7 +163,7 @@ def test_budget_table_from_generation_records(two_runs):
         assert row["ignore_rounds_mean"] == pytest.approx(sum(truth.ignore_rounds) / truth.n)
         assert row["records"] == truth.n
     avg = budget[(budget["run"] == label) & (budget["task"] == "Avg")].iloc[0]
-    tokens = [t for x in TABLE1 for t in a.tasks[x.task].thinking_tokens]
+    tokens = [t for x in TABLE1_COLUMN_INFO for t in a.tasks[x.task].thinking_tokens]
     assert avg["thinking_tokens_mean"] == pytest.approx(sum(tokens) / len(tokens))
     # no records, no forcing: empty token columns
     other = budget[budget["run"] == baseline_label]

@@ -242,7 +242,7 @@ def test_registry_is_consistent_and_feeds_the_data_loader_and_the_report():
     assert len({b.task for b in benchmarks.BENCHMARKS}) == len({b.source for b in benchmarks.BENCHMARKS}) == len(
         benchmarks.BENCHMARKS
     )
-    assert [(c.task, c.column, c.label, c.size) for c in columns.TABLE1] == [
+    assert [(c.task, c.column, c.label, c.size) for c in columns.TABLE1_COLUMN_INFO] == [
         (b.task, b.column, b.label, b.paper_count) for b in benchmarks.TABLE1
     ]
     assert columns.by_column("HLE").size == EXPECTED_COUNTS["HumanityLastExam"] == 103

@@ -8,7 +8,7 @@ import pytest
 
 from m1_reports import ReportInputError, ReportOptions, build_report, load
 from m1_reports.cli import main
-from m1_reports.naming import parse_gen_kwargs, run_label
+from m1_reports.naming import run_args, run_label
 from tests.report_fixtures import make_truth, small_table1, write_run
 
 OPTIONS = ReportOptions(references=["none"], n_boot=200)
@@ -66,16 +66,16 @@ def test_labels_override_and_must_match_the_runs(tmp_path):
 
 
 def test_gen_kwargs_string_or_dict_or_task_config():
-    assert parse_gen_kwargs("max_tokens_thinking=4096,thinking_n_ignore=2,temperature=0.6") == {
+    assert run_args("max_tokens_thinking=4096,thinking_n_ignore=2,temperature=0.6") == {
         "max_tokens_thinking": 4096,
         "thinking_n_ignore": 2,
         "temperature": 0.6,
     }
-    assert parse_gen_kwargs("thinking_n_ignore_str=' Wait, ',max_tokens_thinking=auto") == {
+    assert run_args("thinking_n_ignore_str=' Wait, ',max_tokens_thinking=auto") == {
         "thinking_n_ignore_str": " Wait, ",
         "max_tokens_thinking": "auto",
     }
-    assert parse_gen_kwargs(None) == {} and parse_gen_kwargs({"a": 1}) == {"a": 1}
+    assert run_args(None) == {} and run_args({"a": 1}) == {"a": 1}
     assert run_label("UCSC-VLAA/m1-7B-23K", {"max_tokens_thinking": 4096}) == "m1-7B-23K (budget 4096)"
     assert run_label("/models/m1-32B-1K/", {"max_tokens_thinking": "auto", "thinking_n_ignore": 1}) == (
         "m1-32B-1K (budget auto, ignore 1)"

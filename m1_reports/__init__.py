@@ -11,7 +11,7 @@ run and task) are the tidy pandas frames behind every table.
 """
 
 from m1_base.errors import ReportInputError
-from m1_reports.frames import Loaded, LoadOptions, load
+from m1_reports.join import Loaded, LoadOptions, load
 from m1_reports.report import Report, ReportOptions, build_report, write_report
 
 __all__ = [

@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _list_references() -> int:
     from m1_reports.reference import citation, reference_table
-    from m1_reports.tables_text import markdown_table
+    from m1_reports.render_text import markdown_table
 
     frame = reference_table()
     rows = [

@@ -17,15 +17,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from m1_reports.counts import COUNT_MARK
+from m1_reports.deviations import ProtocolHeader
+from m1_reports.document_counts import COUNT_MARK
 from m1_reports.formatting import pct
 from m1_reports.protocol import FIELDS, INFO
-from m1_reports.protocol_header import ProtocolHeader
 from m1_reports.table1 import FROM_PAPER, Table1
 
 
 class RichProgress:
-    """A :class:`~m1_reports.frames.ProgressSink` drawing a rich progress bar over the bytes of sample files."""
+    """A :class:`~m1_reports.join.ProgressSink` drawing a rich progress bar over the bytes of sample files."""
 
     def __init__(self, console: Console) -> None:
         self._console = console

@@ -1,6 +1,6 @@
 """Cell formatting shared by every renderer (Markdown, LaTeX, HTML, the console): percentages, confidence
-intervals, p-values, signed differences, counts, and the escaping of text for Markdown, LaTeX and CSV (HTML is
-Jinja2's autoescaping, :mod:`m1_reports.html`).
+intervals, p-values, signed differences, counts, and the escaping of text for Markdown and LaTeX (CSV cells are
+:mod:`m1_reports.render_csv`'s, HTML is Jinja2's autoescaping, :mod:`m1_reports.render_html`).
 
 Accuracies are fractions (0..1) in the frames; these functions show them as percentages, as the paper does.  A
 missing value (None or NaN) is ``–`` where a cell needs a value and ``""`` where it is an addition to one (a
@@ -93,18 +93,6 @@ def markdown_text(value: Any) -> str:
 def markdown_escape(value: Any) -> str:
     """A Markdown table cell: ``|`` escaped, line breaks as spaces."""
     return one_line(value).replace("|", "\\|")
-
-
-# A spreadsheet reads a cell that starts with one of these as a formula (OWASP's "CSV injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> Any:
-    """A text cell of a CSV file, defused for spreadsheets: a text starting with ``= + - @``, a tab or a carriage
-    return gets a leading ``'`` (the OWASP rule); numbers and other values are returned as they are."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
 
 
 _LATEX_SPECIAL = {

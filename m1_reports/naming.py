@@ -121,7 +121,7 @@ def run_label(model_name: str, gen_kwargs: Mapping[str, Any], *, cot: bool = Fal
 
 
 class LabelSource(Protocol):
-    """What a run's label is made from (:class:`m1_reports.reading.RunInfo` is one)."""
+    """What a run's label is made from (:class:`m1_reports.read_results.RunInfo` is one)."""
 
     model_name: str
     budget: int | str | None

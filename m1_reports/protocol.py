@@ -1,5 +1,5 @@
 """Each run's evaluation protocol, read from its files (compared with the paper's and between the runs by
-:mod:`m1_reports.protocol_header`).
+:mod:`m1_reports.deviations`).
 
 A run's :class:`Protocol` comes from its results file (``config.gen_kwargs``, ``config.model_args``, the lm-eval
 seeds, each task's ``configs[task].generation_kwargs`` -- the YAML's ``until``/``max_gen_toks``/``do_sample``
@@ -10,7 +10,7 @@ per task (:class:`TaskSettings`).
 
 Each field is read and shown (:meth:`Protocol.display`, :data:`FIELDS`) here; the flag levels (:data:`WARN`,
 :data:`INFO`) are defined here too, so that a new field is a change to this module and, for its comparison with
-the paper's protocol, to :func:`m1_reports.protocol_header.paper_flags`.
+the paper's protocol, to :func:`m1_reports.deviations.paper_flags`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from m1_base.errors import M1UserError
 from m1_models.settings import DEFAULT_MAX_GEN_TOKS, PRESETS
 from m1_reports.columns import benchmark, order_tasks
 from m1_reports.naming import budget_of, ignore_of, run_args, short_model_name
-from m1_reports.reading import RunInfo, TaskResult
+from m1_reports.read_results import RunInfo, TaskResult
 from m1_reports.suite import is_m1_task, scores_with_marker, version_number
 from m1_tasks.prompt import COT, PLAIN, PROMPT_METADATA_KEY
 

@@ -1,47 +1,39 @@
-"""A report: read runs, build every table, write the folder (atomically)."""
+"""A report: read the runs, build every table, and write the folder (atomically): which file comes from which
+renderer (:mod:`m1_reports.render_text`, :mod:`m1_reports.render_csv`, :mod:`m1_reports.render_html`,
+:mod:`m1_reports.render_plots`)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from m1_base.errors import ReportInputError
-from m1_reports import html, plots
-from m1_reports.counts import CountNote, count_notes, log_count_notes
-from m1_reports.formatting import csv_cell
-from m1_reports.frames import Loaded, LoadOptions, ProgressSink, load
-from m1_reports.protocol_header import ProtocolHeader, compare
-from m1_reports.protocol_text import protocol_frame, protocol_markdown
-from m1_reports.reading import RunInfo
+from m1_reports import render_html, render_plots
+from m1_reports.deviations import ProtocolHeader, compare
+from m1_reports.document_counts import CountNote, count_notes, log_count_notes
+from m1_reports.join import Loaded, LoadOptions, ProgressSink, load
+from m1_reports.read_results import RunInfo
 from m1_reports.reference import Citation, citation, select_references
-from m1_reports.stats import DEFAULT_BOOTSTRAP
-from m1_reports.table1 import Table1, build_table1, table1_frame
-from m1_reports.tables import (
-    budget_table,
-    default_pairs,
-    leaderboard_frame,
-    leaderboard_rows,
-    paired_table,
-    scoring_table,
-)
-from m1_reports.tables_text import (
+from m1_reports.render_csv import csv_text, leaderboard_frame, protocol_frame, table1_frame
+from m1_reports.render_text import (
     budget_markdown,
+    leaderboard_json,
     paired_markdown,
+    protocol_markdown,
     scoring_markdown,
     table1_latex,
     table1_markdown,
 )
-from m1_reports.writing import atomic_directory, check_output, write_text
+from m1_reports.stats import DEFAULT_BOOTSTRAP
+from m1_reports.table1 import Table1, build_table1
+from m1_reports.tables import budget_table, default_pairs, leaderboard_rows, paired_table, scoring_table
+from m1_reports.write_folder import atomic_directory, check_output, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +88,7 @@ def build_report(
     output: Output | None = None,
 ) -> Report:
     """Read the runs and build every table.  ``output``: the folder the report will be written to (or a function
-    of the run labels giving it), checked (:func:`m1_reports.writing.check_output`) once the results files are
+    of the run labels giving it), checked (:func:`m1_reports.write_folder.check_output`) once the results files are
     read and before any samples file is: a folder that holds or lies in a run read, a symbolic link or a folder
     with files m1-report did not write is refused before the long part.  It is ``Report.output``."""
     options = options or ReportOptions()
@@ -172,45 +164,6 @@ def name_of(labels: Sequence[str]) -> str:
     return name[:80].rstrip("_.") or "report"
 
 
-def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every text cell and column name defused for spreadsheets (:func:`csv_cell`); numeric and
-    boolean columns are left as they are."""
-    renamed = {column: csv_cell(column) for column in frame.columns if csv_cell(column) != column}
-    safe = frame.rename(columns=renamed) if renamed else frame
-    for position in range(safe.shape[1]):
-        series = safe.iloc[:, position]
-        if is_numeric_dtype(series.dtype) or is_bool_dtype(series.dtype):
-            continue
-        cells = series.astype(object)
-        if cells.map(lambda value: csv_cell(value) is not value).any():
-            safe = safe.copy() if safe is frame else safe
-            safe.isetitem(position, cells.map(csv_cell))
-    return safe
-
-
-def _csv(frame: pd.DataFrame) -> str:
-    return csv_safe(frame).to_csv(index=False, lineterminator="\n")
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return _json_clean(value.item())
-    return str(value)
-
-
-def _json_clean(value: Any) -> Any:
-    """``value`` as strict JSON takes it: numpy scalars as Python numbers, NaN and infinities as null."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):  # NaN, inf -> null (valid JSON)
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_clean(v) for v in value]
-    return value
-
-
 def write_report(report: Report, target: Path | None = None) -> list[Path]:
     """Write every output into ``target`` (default: ``report.output``) atomically; returns the files written (at
     their final place).  ``target`` is checked as :func:`build_report` checks its ``output`` (again: the
@@ -230,33 +183,27 @@ def write_report(report: Report, target: Path | None = None) -> list[Path]:
         table = report.table1
         put("table1.md", protocol_markdown(report.protocol) + "\n" + table1_markdown(table))
         put("protocol.md", protocol_markdown(report.protocol))
-        put("protocol.csv", _csv(protocol_frame(report.protocol)))
-        put("table1.csv", _csv(table1_frame(table)))
+        put("protocol.csv", csv_text(protocol_frame(report.protocol)))
+        put("table1.csv", csv_text(table1_frame(table)))
         put("table1.tex", table1_latex(table))
-        put("paired.csv", _csv(report.paired))
+        put("paired.csv", csv_text(report.paired))
         put("paired.md", paired_markdown(report.paired))
-        put("budget_scaling.csv", _csv(report.budget))
+        put("budget_scaling.csv", csv_text(report.budget))
         put("budget_scaling.md", budget_markdown(report.budget))
-        put("scoring.csv", _csv(report.scoring))
+        put("scoring.csv", csv_text(report.scoring))
         put("scoring.md", scoring_markdown(report.scoring))
-        put("runs.csv", _csv(report.loaded.runs_frame))
-        put("run_tasks.csv", _csv(report.loaded.run_tasks))
-        put(
-            "leaderboard.json",
-            json.dumps(
-                _json_clean(report.leaderboard), indent=2, ensure_ascii=False, allow_nan=False, default=_json_default
-            )
-            + "\n",
-        )
-        put("leaderboard.csv", _csv(leaderboard_frame(report.leaderboard)))
+        put("runs.csv", csv_text(report.loaded.runs_frame))
+        put("run_tasks.csv", csv_text(report.loaded.run_tasks))
+        put("leaderboard.json", leaderboard_json(report.leaderboard))
+        put("leaderboard.csv", csv_text(leaderboard_frame(report.leaderboard)))
 
         svg: bytes | None = None
         plot_note = "Plots were switched off (--no-plots)."
         if options.plots:
-            if plots.plotting_available():
-                for path in plots.save_budget_plots(report.budget, folder):
+            if render_plots.plotting_available():
+                for path in render_plots.save_budget_plots(report.budget, folder):
                     written.append(path.name)
-                svg = (folder / f"{plots.PLOT_NAME}.svg").read_bytes()
+                svg = (folder / f"{render_plots.PLOT_NAME}.svg").read_bytes()
             else:
                 plot_note = "No plot: matplotlib is not installed (pip install matplotlib)."
                 report.warnings.append("budget_scaling.png/.svg not written: matplotlib is not installed")
@@ -264,7 +211,7 @@ def write_report(report: Report, target: Path | None = None) -> list[Path]:
         if options.html:
             put(
                 "index.html",
-                html.render_index(
+                render_html.render_index(
                     title=report.title,
                     loaded=report.loaded,
                     table1=table,
@@ -282,7 +229,7 @@ def write_report(report: Report, target: Path | None = None) -> list[Path]:
             )
             if options.browser_limit > 0:
                 put(
-                    html.BROWSER_FILE,
-                    html.render_browser(title=report.title, loaded=report.loaded, limit=options.browser_limit),
+                    render_html.BROWSER_FILE,
+                    render_html.render_browser(title=report.title, loaded=report.loaded, limit=options.browser_limit),
                 )
     return [target / name for name in written]

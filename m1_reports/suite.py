@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from m1_reports.reading import TaskResult
+from m1_reports.read_results import TaskResult
 from m1_tasks.benchmarks import EXPECTED_COUNTS
 from m1_tasks.benchmarks import source_of as registry_source
 from m1_tasks.scoring import MARKER_SCORED_SINCE

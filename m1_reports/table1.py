@@ -2,8 +2,9 @@
 (:mod:`m1_reports.average`) and any other task; 95 % intervals, best per column, differences to ``--baseline``,
 and the cells scored on other documents than the paper's.
 
-Accuracies are fractions (0..1) in the frames; ``table1.csv`` (:func:`table1_frame`) shows percentages, as the
-paper does.  The text forms are :mod:`m1_reports.tables_text` (Markdown, LaTeX) and :mod:`m1_reports.html`.
+Accuracies are fractions (0..1) in the frames; ``table1.csv`` (:func:`m1_reports.render_csv.table1_frame`) shows
+percentages, as the paper does.  The text forms are :mod:`m1_reports.render_text` (Markdown, LaTeX) and
+:mod:`m1_reports.render_html`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import pandas as pd
 
 from m1_reports.average import Average, table1_average
 from m1_reports.columns import AVG, TABLE1_COLUMN_INFO, TABLE1_COLUMNS, by_column, order_tasks
-from m1_reports.counts import COUNT_MARK, CountNote
-from m1_reports.frames import Loaded
+from m1_reports.document_counts import COUNT_MARK, CountNote
+from m1_reports.join import Loaded
 from m1_reports.reference import Citation, reference_names, reference_notes, reference_table, resolve_name
 from m1_reports.stats import mean_of_proportions, wilson_interval
 
@@ -232,22 +233,3 @@ def build_table1(
     )
 
 
-def table1_frame(table: Table1) -> pd.DataFrame:
-    """table1.csv: one row per model, for every column its value, CI bounds, n, best flag and delta (percent)."""
-    records = []
-    for row, source in zip(table.rows, table.sources, strict=True):
-        record: dict[str, Any] = {"model": row, "source": source, "baseline": row == table.baseline}
-        for column in table.columns:
-            record[column] = round(100 * table.at("value", row, column), 4)
-            record[f"{column}_ci_low"] = round(100 * table.at("low", row, column), 4)
-            record[f"{column}_ci_high"] = round(100 * table.at("high", row, column), 4)
-            n = table.at("n", row, column)
-            record[f"{column}_n"] = int(n) if not math.isnan(n) else None
-            note = table.counts.get((row, column))
-            record[f"{column}_n_paper"] = note.paper if note is not None else None
-            record[f"{column}_count_note"] = table.count_note(row, column) or None
-            record[f"{column}_best"] = bool(table.at("best", row, column))
-            if table.delta is not None:
-                record[f"{column}_delta"] = round(100 * table.at("delta", row, column), 4)
-        records.append(record)
-    return pd.DataFrame(records)

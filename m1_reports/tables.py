@@ -2,8 +2,8 @@
 (Table 1 is :mod:`m1_reports.table1`).
 
 Accuracies are fractions (0..1), as lm-eval writes them.  Every average over tasks is
-:func:`m1_reports.average.table1_average`.  The text forms are :mod:`m1_reports.tables_text` (Markdown) and
-:mod:`m1_reports.html`; the cell formatting is :mod:`m1_reports.formatting`.
+:func:`m1_reports.average.table1_average`.  The text forms are :mod:`m1_reports.render_text` (Markdown, JSON),
+:mod:`m1_reports.render_csv` and :mod:`m1_reports.render_html`; the cell formatting is :mod:`m1_reports.formatting`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 from m1_base.errors import ReportInputError
 from m1_reports.average import table1_average
 from m1_reports.columns import AVG, TABLE1_COLUMNS, benchmark, order_tasks
-from m1_reports.frames import Loaded, group_positions
+from m1_reports.join import Loaded, group_positions
 from m1_reports.naming import short_model_name
 from m1_reports.stats import DEFAULT_BOOTSTRAP, paired_comparison, percentile_interval, stable_seed
 
@@ -326,32 +326,3 @@ def leaderboard_rows(loaded: Loaded) -> list[dict[str, Any]]:
     return rows
 
 
-def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    from m1_reports.naming import format_gen_kwargs
-
-    tasks = order_tasks({task for row in rows for task in row["tasks"]})
-    records = []
-    for row in rows:
-        record = {
-            "run": row["run"],
-            "model": row["model"],
-            "revision": row["revision"],
-            "gen_kwargs": format_gen_kwargs(row["gen_kwargs"]),
-            "max_tokens_thinking": row["max_tokens_thinking"],
-            "thinking_n_ignore": row["thinking_n_ignore"],
-            "n": row["n"],
-            "avg_table1": row["avg_table1"],
-            "avg_table1_benchmarks": row["avg_table1_benchmarks"],
-        }
-        for task in tasks:
-            values = row["tasks"].get(task, {})
-            record[f"{task}_acc"] = values.get("acc")
-            record[f"{task}_acc_stderr"] = values.get("acc_stderr")
-            record[f"{task}_n"] = values.get("n")
-        record["lm_eval_version"] = row["lm_eval_version"]
-        record["date"] = row["date"]
-        records.append(record)
-    frame = pd.DataFrame(records)
-    for column in [c for c in frame.columns if c == "n" or c.endswith("_n")]:
-        frame[column] = frame[column].astype("Int64")
-    return frame

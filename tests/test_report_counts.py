@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from m1_reports import ReportOptions, build_report, write_report
-from m1_reports.counts import COUNT_MARK, count_notes
+from m1_reports.document_counts import COUNT_MARK, count_notes
 from m1_tasks.benchmarks import EXPECTED_COUNTS, TASK_SOURCES
 from tests.report_fixtures import make_truth, small_table1, write_run
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from m1_reports import ReportOptions, build_report, write_report
-from m1_reports import html as html_module
+from m1_reports import render_html as html_module
 from m1_reports import report as report_module
 from tests.report_fixtures import make_truth, small_table1, write_run
 

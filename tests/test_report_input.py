@@ -58,7 +58,7 @@ def test_labels_override_and_must_match_the_runs(tmp_path):
     write_run(tmp_path / "b", one_task(), model="org/b")
     loaded = load([tmp_path / "a", tmp_path / "b"], options=None)
     assert loaded.labels == ["a", "b"]
-    from m1_reports.frames import LoadOptions
+    from m1_reports.join import LoadOptions
 
     assert load([tmp_path / "a", tmp_path / "b"], LoadOptions(labels=["A", "B"])).labels == ["A", "B"]
     with pytest.raises(ReportInputError, match="1 --label value for 2 runs"):

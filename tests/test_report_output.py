@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from m1_reports import ReportInputError, ReportOptions, build_report, write_report
-from m1_reports import frames as frames_module
+from m1_reports import join as join_module
 from m1_reports.cli import main
-from m1_reports.writing import LEGACY_FILES, MARKER, MARKER_HEADER, check_output, written_files
+from m1_reports.write_folder import LEGACY_FILES, MARKER, MARKER_HEADER, check_output, written_files
 from tests.report_fixtures import make_truth, write_run
 
 
@@ -44,7 +44,7 @@ def forbid_samples(monkeypatch) -> None:
     def forbidden(*args, **kwargs):
         raise AssertionError("a samples file was read before the output folder was checked")
 
-    monkeypatch.setattr(frames_module, "read_samples", forbidden)
+    monkeypatch.setattr(join_module, "read_samples", forbidden)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from m1_reports import ReportOptions, browser, build_report, reading, write_report
+from m1_reports import ReportOptions, build_report, kept_samples, read_results, write_report
 from m1_tasks import scoring
 from m1_tasks.task_utils import scoring_doc
 from tests.report_fixtures import TaskTruth, make_truth, write_run
@@ -115,9 +115,9 @@ def test_the_scorer_sees_the_marker(rescored):
 
 
 def test_no_second_extractor():
-    assert not hasattr(reading, "extract_letter") and not hasattr(reading, "split_response")
-    assert browser.ANSWER_MARKER is scoring.ANSWER_MARKER  # the browser's display split (moved from reading.py)
-    for module in (reading, browser):
+    assert not hasattr(read_results, "extract_letter") and not hasattr(read_results, "split_response")
+    assert kept_samples.ANSWER_MARKER is scoring.ANSWER_MARKER  # the browser's display split (moved from reading.py)
+    for module in (read_results, kept_samples):
         source = Path(module.__file__).read_text(encoding="utf-8")
         assert '"<|im_start|>answer"' not in source and "boxed" not in source
 

@@ -369,7 +369,7 @@ def test_the_command_keeps_every_message_on_its_line(tmp_path):
 def test_csv_cells_and_headers_are_defused_numbers_are_not():
     import pandas as pd
 
-    from m1_reports.report import _csv
+    from m1_reports.render_csv import csv_text as _csv
 
     frame = pd.DataFrame({"run": pd.Categorical(["=1+1", "ok"]), "diff": [1.5, -2.0], "@task_acc": ["-1", "x"],
                           "note": [None, "\tcmd"], "n": pd.array([3, None], dtype="Int64")})  # fmt: skip

@@ -1,16 +1,22 @@
-"""The report's tables as text: Markdown (``table1.md``, ``paired.md``, ``budget_scaling.md``, ``scoring.md``)
-and LaTeX (``table1.tex``).  The frames come from :mod:`m1_reports.tables`, the cell texts from
-:mod:`m1_reports.formatting`; pandas lays the tables out (``DataFrame.to_markdown``, ``Styler.to_latex``).
+"""The report's text files: Markdown (the protocol header atop ``table1.md`` and in ``protocol.md``; ``table1.md``,
+``paired.md``, ``budget_scaling.md``, ``scoring.md``), LaTeX (``table1.tex``) and JSON (``leaderboard.json``).
+The frames come from :mod:`m1_reports.table1`, :mod:`m1_reports.tables` and :mod:`m1_reports.deviations`, the cell
+texts from :mod:`m1_reports.formatting`; pandas lays the tables out (``DataFrame.to_markdown``,
+``Styler.to_latex``).  CSV is :mod:`m1_reports.render_csv`'s, HTML :mod:`m1_reports.render_html`'s.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from m1_reports.counts import COUNT_MARK
+from m1_reports.deviations import ProtocolHeader
+from m1_reports.document_counts import COUNT_MARK
 from m1_reports.formatting import (
     ci_text,
     latex_escape,
@@ -23,6 +29,7 @@ from m1_reports.formatting import (
     task_label,
     text_or_missing,
 )
+from m1_reports.protocol import FIELDS, INFO
 from m1_reports.table1 import FROM_PAPER, FROM_RUN, Table1
 
 _ALIGN = {"l": "left", "r": "right", "c": "center"}
@@ -237,3 +244,87 @@ def scoring_markdown(scoring: pd.DataFrame) -> str:
         "difference in points, and the share of samples with no answer (%).\n\n"
         + markdown_table(["run", "task", "n", "acc", "acc_strict", "fuzzy gain", "no answer"], body)
     )
+
+
+# ------------------------------------------------------------------------------------------ protocol header
+
+FLAG_MARK = "⚠"
+
+
+def protocol_markdown(header: ProtocolHeader) -> str:
+    rows = header.rows()
+    lines = [
+        "# Protocol",
+        "",
+        f"The paper's protocol: {header.paper.text}. {FLAG_MARK}: differs from it.",
+        "",
+    ]
+    if rows:
+        body = []
+        for row in rows:
+            cells = [row["run"], row["model_type"] or "–"]
+            for key, _ in FIELDS:
+                text = row["cells"][key]
+                cells.append(f"{FLAG_MARK} {text}" if key in row["flagged"] else text)
+            body.append(cells)
+        headers = ["run", "lm-eval model", *(label for _, label in FIELDS)]
+        lines.append(markdown_table(headers, body, "l" * len(headers)))
+    flagged = [row for row in rows if row["flags"]]
+    if flagged:
+        lines += ["Differences from the paper's protocol:", ""]
+        for row in flagged:
+            for flag in row["flags"]:
+                lines.append(
+                    f"- {markdown_text(row['run'])}: {markdown_text(flag.message)}"
+                    + (" (note)" if flag.level == INFO else "")
+                )
+        lines.append("")
+    if header.differences:
+        lines += ["The compared runs differ in:", ""]
+        for difference in header.differences:
+            values = "; ".join(f"{run}: {text}" for run, text in difference.values.items())
+            lines.append(f"- {markdown_text(difference.label)}: {markdown_text(values)}")
+        lines.append("")
+    if header.forcing_note:
+        lines += [markdown_text(header.forcing_note), ""]
+    if header.counts:
+        lines += [f"{COUNT_MARK} Document counts that differ from the paper's (marked {COUNT_MARK} in Table 1):", ""]
+        for row in rows:
+            if row["counts"]:
+                lines.append(f"- {markdown_text(row['run'])}: {markdown_text('; '.join(row['counts']))}")
+        lines.append("")
+    if header.reference_notes:
+        lines += ["Published rows, their own protocol:", ""]
+        lines += [
+            f"- {markdown_text(', '.join(names))}: {markdown_text(note)}"
+            for names, note in header.grouped_reference_notes()
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ JSON
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return _json_clean(value.item())
+    return str(value)
+
+
+def _json_clean(value: Any) -> Any:
+    """``value`` as strict JSON takes it: numpy scalars as Python numbers, NaN and infinities as null."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):  # NaN, inf -> null (valid JSON)
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_clean(v) for v in value]
+    return value
+
+
+def leaderboard_json(rows: list[dict[str, Any]]) -> str:
+    """leaderboard.json: strict JSON (NaN and infinities are null), indented, UTF-8 text."""
+    return json.dumps(_json_clean(rows), indent=2, ensure_ascii=False, allow_nan=False, default=_json_default) + "\n"

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from m1_reports.columns import TABLE1_COLUMN_INFO, benchmark, is_table1
-from m1_reports.reading import RunInfo
+from m1_reports.read_results import RunInfo
 from m1_reports.suite import paper_count
 
 logger = logging.getLogger(__name__)

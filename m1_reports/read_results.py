@@ -1,7 +1,7 @@
 """Finding lm-eval 0.4.13 runs and reading their results files (``results_<date>.json``).
 
 Each results file is one run (:class:`RunInfo`); its samples and m1 generation records are the files with the
-same date suffix (:class:`RunFiles`), streamed by :mod:`m1_reports.streams`.  Every problem is a
+same date suffix (:class:`RunFiles`), streamed by :mod:`m1_reports.read_streams`.  Every problem is a
 :class:`~m1_base.errors.ReportInputError` naming the file and line.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 
 from m1_base.errors import ReportInputError, located
 from m1_models.records import RECORD_FILE_PREFIX as GENERATIONS_PREFIX
-from m1_reports.files import kind_of, open_regular
 from m1_reports.naming import BUDGET_KEY, IGNORE_KEY, budget_of, ignore_of, run_args
+from m1_reports.regular_files import kind_of, open_regular
 
 SUPPORTED_LM_EVAL_VERSIONS = ("0.4.13",)
 RESULTS_PREFIX = "results_"

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from m1_base.errors import ReportInputError
-from m1_reports.files import open_regular
+from m1_reports.regular_files import open_regular
 
 logger = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,13 +21,15 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from m1_reports.browser import browser_tasks
+from m1_reports.columns import benchmark, order_tasks
+from m1_reports.deviations import ProtocolHeader
 from m1_reports.formatting import ci_text, number, p_text, pct, signed_pct, task_label, text_or_missing
-from m1_reports.frames import Loaded
+from m1_reports.join import Loaded
+from m1_reports.kept_samples import BrowserSample
 from m1_reports.protocol import FIELDS, INFO
-from m1_reports.protocol_header import ProtocolHeader
 from m1_reports.reference import Citation
-from m1_reports.rescoring import RULE_TEXT
+from m1_reports.rescoring import NOT_RESCORED, RULE_TEXT
+from m1_reports.suite import scores_with_marker, version_number
 from m1_reports.table1 import FROM_PAPER, Table1
 from m1_tasks.scoring import ANSWER_MARKER
 
@@ -225,8 +228,88 @@ def render_index(
     )
 
 
+# ------------------------------------------------------------------------------------------- the sample browser
+def anchor(task: str) -> str:
+    return "task-" + re.sub(r"[^A-Za-z0-9_-]+", "-", task)
+
+
+def verdict_view(sample: BrowserSample, version: Any = None) -> dict[str, str]:
+    """The m1 scorer's extraction and rule for a shown sample, and whether it disagrees with the samples file
+    (``version``: the run's task version, which names the scorer that wrote the file's score)."""
+    verdict = sample.verdict
+    if verdict is None or not verdict.scored:
+        reason = verdict.reason if verdict is not None else "not re-scored"
+        return {"extracted": "–", "rule": NOT_RESCORED, "rule_text": reason, "raw_extracted": "", "disagrees": ""}
+    raw = verdict.raw_extracted.strip()
+    shown_raw = raw if raw and raw != verdict.extracted and len(raw) <= 120 else ""
+    disagrees = ""
+    file_correct = sample.acc >= 1.0
+    if verdict.correct != file_correct:
+        why = (
+            f"the run was scored by an older m1-eval scorer (task version {version}); re-score or re-run"
+            if not scores_with_marker(version_number(version))
+            else "the file was scored by another scorer than this m1-eval's"
+        )
+        disagrees = (
+            f"This m1-eval's scorer judges it {'correct' if verdict.correct else 'wrong'}, the samples file "
+            f"{'correct' if file_correct else 'wrong'}: {why}."
+        )
+    return {
+        "extracted": verdict.extracted or "–",
+        "rule": verdict.rule,
+        "rule_text": RULE_TEXT.get(verdict.rule, verdict.rule),
+        "raw_extracted": shown_raw,
+        "disagrees": disagrees,
+    }
+
+
+def task_version(loaded: Loaded, sample: BrowserSample) -> Any:
+    result = loaded.runs[sample.run].tasks.get(sample.task)
+    return result.version if result is not None else None
+
+
+def browser_tasks(loaded: Loaded) -> list[dict[str, Any]]:
+    """samples.html's content: per task, per run, the kept wrong/unanswered samples with their texts and verdicts."""
+    samples = loaded.samples
+    totals: dict[tuple[str, str], tuple[int, int]] = {}
+    if len(samples):
+        flagged = (samples["acc"] < 1.0) | (samples["no_answer"] > 0)
+        counts = samples.assign(flagged=flagged).groupby(["run", "task"], observed=True)["flagged"].agg(["sum", "size"])
+        totals = {(str(run), str(task)): (int(s), int(n)) for (run, task), (s, n) in counts.iterrows()}
+    labels = loaded.labels
+    by_task: dict[str, dict[int, list[BrowserSample]]] = {}
+    for sample in loaded.browser:
+        by_task.setdefault(sample.task, {}).setdefault(sample.run, []).append(sample)
+    tasks = []
+    for task in order_tasks(by_task):
+        runs = []
+        for run_index in sorted(by_task[task]):
+            label = labels[run_index]
+            items = []
+            for s in by_task[task][run_index]:
+                unanswered = s.unanswered
+                items.append(
+                    {
+                        "kind": "unanswered" if unanswered else "wrong",
+                        "kind_text": "no answer" if unanswered else "wrong",
+                        "doc_id": str(s.doc_id),
+                        "target": s.target,
+                        **verdict_view(s, task_version(loaded, s)),
+                        "where": f"{s.path.name}:{s.line}",
+                        "prompt": s.prompt,
+                        "thinking": s.thinking or "(none)",
+                        "thinking_chars": len(s.thinking),
+                        "answer": s.answer,
+                    }
+                )
+            flagged, size = totals.get((label, task), (len(items), len(items)))
+            runs.append({"run": label, "entries": items, "shown": len(items), "total": flagged, "samples": size})
+        tasks.append({"anchor": anchor(task), "label": benchmark(task).label, "runs": runs})
+    return tasks
+
+
 def render_browser(*, title: str, loaded: Loaded, limit: int) -> str:
-    """samples.html: per task, per run, the kept wrong/unanswered samples (:func:`m1_reports.browser.browser_tasks`)."""
+    """samples.html: per task, per run, the kept wrong/unanswered samples (:func:`browser_tasks`)."""
     tasks = browser_tasks(loaded)
     return (
         environment()

@@ -1,4 +1,9 @@
-"""Tidy pandas frames of any number of lm-eval runs: one row per run, per (run, task), per (run, task, sample)."""
+"""The join: every run read (:mod:`m1_reports.read_results`, :mod:`m1_reports.read_streams`) into tidy pandas frames,
+one row per run, per (run, task) and per (run, task, sample), and the check that the runs scored the same documents.
+
+:func:`load` is the one entry: results files first (labels, the output check), then every samples file with its
+generation records in one pass (the browser's samples kept on the way, :mod:`m1_reports.kept_samples`).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from m1_base.errors import ReportInputError, located
-from m1_reports.browser import BrowserSample, attach_verdicts, sample_keeper
 from m1_reports.columns import TABLE1_COLUMNS, base_task, benchmark, is_cot, order_tasks
+from m1_reports.kept_samples import BrowserSample, attach_verdicts, sample_keeper
 from m1_reports.naming import budget_of, format_gen_kwargs, ignore_of, run_labels, short_model_name
-from m1_reports.reading import RunInfo, discover_runs, read_results
-from m1_reports.streams import RECORD_COLUMNS, SampleColumns, SampleFileSummary, read_generations, read_samples
+from m1_reports.read_results import RunInfo, discover_runs, read_results
+from m1_reports.read_streams import RECORD_COLUMNS, SampleColumns, SampleFileSummary, read_generations, read_samples
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +47,7 @@ class LoadOptions:
     allow_mismatch: bool = False  # runs that evaluated different documents: warn instead of failing
     allow_other_versions: bool = False
     # Called with the runs (results files read, labels given) before any samples file is read: the report's
-    # check of its output folder (m1_reports.writing.check_output), so that a refusal comes before the long part.
+    # check of its output folder (m1_reports.write_folder.check_output), so that a refusal comes before the long part.
     check_runs: Callable[[list[RunInfo]], None] | None = None
 
 

@@ -1,4 +1,4 @@
-"""Budget scaling plot: accuracy against thinking budget, per task and averaged (matplotlib, no display needed)."""
+"""The budget scaling plot: accuracy against thinking budget, per task and averaged (matplotlib, no display needed)."""
 
 from __future__ import annotations
 

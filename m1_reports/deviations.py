@@ -1,10 +1,10 @@
-"""The report's header: every run's :class:`~m1_reports.protocol.Protocol` compared with the paper's protocol
-and with the other runs.
+"""Deviations: every run's :class:`~m1_reports.protocol.Protocol` compared with the paper's protocol and with the
+other runs (the report's protocol header).
 
 :func:`compare` flags what differs from :func:`~m1_reports.reference.paper_protocol` (greedy, seed 42, 2048 new
 tokens for the baselines, 1024 answer tokens, chat template, plain prompt, m1's scorer) and what differs between
-the compared runs.  Rendering is the renderers' job (:mod:`m1_reports.protocol_text`, :mod:`m1_reports.html`,
-:mod:`m1_reports.console`); they read :meth:`ProtocolHeader.rows` and the flags.
+the compared runs.  Rendering is the renderers' job (:mod:`m1_reports.render_text`, :mod:`m1_reports.render_csv`,
+:mod:`m1_reports.render_html`, :mod:`m1_reports.console`); they read :meth:`ProtocolHeader.rows` and the flags.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from m1_reports.columns import benchmark
-from m1_reports.counts import CountNote
-from m1_reports.frames import Loaded
+from m1_reports.document_counts import CountNote
+from m1_reports.join import Loaded
 from m1_reports.protocol import (
     FIELD_LABELS,
     FIELDS,

@@ -274,8 +274,8 @@ def _model_config(vllm: Any, llm_args: dict[str, Any]) -> Any:
     except TypeError as error:  # an argument EngineArgs does not have
         name = str(error).rsplit("argument", 1)[-1].strip(" '")
         raise ModelArgsError(
-            f"model_arg {name!r} is neither an m1-vllm argument nor a vLLM engine argument; see the README's "
-            f"m1-vllm model_args (engine arguments are vllm.EngineArgs fields, e.g. tensor_parallel_size)"
+            f"model_arg {name!r} is neither an m1-vllm argument nor a vLLM engine argument; see "
+            f"docs/models.md, m1-vllm's model_args (engine arguments are vllm.EngineArgs fields, e.g. tensor_parallel_size)"
         ) from None
     except ValueError as error:  # pydantic's ValidationError is a ValueError: the config rejects a value
         reason = " ".join(str(error).split())

@@ -7,9 +7,9 @@ every :data:`PROMPT_VARIANTS` (``m1_medqa``, ``m1_medqa_cot``, ...).
 
 Who reads it: the data loader (:mod:`m1_tasks.data`: source keys, paper counts), the report
 (:mod:`m1_reports.columns`, :mod:`m1_reports.suite`: columns, labels, Table 1 order, counts) and the task YAMLs,
-which are generated from it (:mod:`m1_tasks.task_yamls`; ``tests/test_task_yamls.py`` re-runs the generator
+which are generated from it (:mod:`m1_tasks.generate_yamls`; ``tests/test_task_yamls.py`` re-runs the generator
 and requires the files to be what it writes).  To add a benchmark: add it here, then
-``python -m m1_tasks.task_yamls``.
+``python -m m1_tasks.generate_yamls``.
 
 Standard library only (the start-up hook's neighbours and the report import it).
 """

@@ -88,32 +88,34 @@ def summary_table(table: Table1) -> Table:
 
 
 def protocol_summary(header: ProtocolHeader) -> Group:
-    """The protocol header for the terminal, transposed to fit (one row per field, one column per run; what
-    differs from the paper in yellow with ⚠), then the flags, the differences between runs, the budget-forcing
-    note, the document counts and the published rows' notes."""
-    rows = header.rows()
-    table = Table(title="Protocol (⚠ differs from the paper's)", header_style="bold")
+    """The protocol header for the terminal, transposed to fit (one row per field, one column per set of runs that
+    differ only in the sweep's axes; what can move a score in yellow with ⚠), then each difference from the paper's
+    once with its runs (notes dim), the differences between runs, the budget-forcing note, the document counts and
+    the published rows' notes."""
+    rows = header.grouped_rows()
+    table = Table(title="Protocol (⚠ differs from the paper's in a way that can move a score)", header_style="bold")
     table.add_column("")
     for row in rows:
-        table.add_column(escape(row["run"]), overflow="fold")
+        table.add_column(escape(header.runs_text(row.runs)), overflow="fold")
     for key, label in FIELDS:
         cells = [label]
         for row in rows:
-            text = escape(row["cells"][key])
-            cells.append(f"[yellow]⚠ {text}[/]" if key in row["flagged"] else text)
+            text = escape(row.cells[key])
+            cells.append(f"[yellow]⚠ {text}[/]" if key in row.flagged else text)
         table.add_row(*cells)
     parts: list[object] = [table, Text(f"The paper's: {header.paper.text}.", style="dim")]
-    for row in rows:
-        for flag in row["flags"]:
-            style = "dim" if flag.level == INFO else "yellow"
-            parts.append(Text(f"  {row['run']}: {flag.message}", style=style))
+    for label, values in header.axes():
+        parts.append(Text(f"  sweep axis: {label} {', '.join(values)}"))
+    for group in header.deviation_groups():
+        style = "dim" if group.level == INFO else "yellow"
+        note = " (note)" if group.level == INFO else ""
+        parts.append(Text(f"  {header.runs_text(group.runs)}: {group.message}{note}", style=style))
     if header.differences:
         parts.append(Text("  the runs differ in: " + ", ".join(d.label for d in header.differences)))
     if header.forcing_note:
         parts.append(Text(header.forcing_note, style="dim"))
-    for row in rows:
-        if row["counts"]:
-            parts.append(Text(f"  {COUNT_MARK} {row['run']}: {'; '.join(row['counts'])}", style="yellow"))
+    for count in header.count_groups():
+        parts.append(Text(f"  {COUNT_MARK} {header.runs_text(count.runs)}: {'; '.join(count.lines)}", style="yellow"))
     for names, note in header.grouped_reference_notes():
         parts.append(Text(f"  {', '.join(names)} (published): {note}", style="dim"))
     return Group(*parts)

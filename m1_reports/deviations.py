@@ -1,10 +1,17 @@
 """Deviations: every run's :class:`~m1_reports.protocol.Protocol` compared with the paper's protocol and with the
-other runs (the report's protocol header).
+other runs (the report's protocol header), grouped so that each is stated once with the runs it applies to.
 
 :func:`compare` flags what differs from :func:`~m1_reports.reference.paper_protocol` (greedy, seed 42, 2048 new
 tokens for the baselines, 1024 answer tokens, chat template, plain prompt, m1's scorer) and what differs between
-the compared runs.  Rendering is the renderers' job (:mod:`m1_reports.render_text`, :mod:`m1_reports.render_csv`,
-:mod:`m1_reports.render_html`, :mod:`m1_reports.console`); they read :meth:`ProtocolHeader.rows` and the flags.
+the compared runs.  A flag that can move a score is a warning (:data:`~m1_reports.protocol.WARN`: temperature, a
+seed under sampling, token caps, chat template, prompt, scorer version; document counts are their own list); one
+that cannot is a note (:data:`~m1_reports.protocol.INFO`: another seed under greedy decoding).  What a sweep varies
+(:data:`~m1_reports.protocol.AXES`: thinking budget, ignore rounds) is the sweep's axes, never a difference: runs
+that differ only in those share one row of the protocol table (:meth:`ProtocolHeader.grouped_rows`).
+
+Rendering is the renderers' job (:mod:`m1_reports.render_text`, :mod:`m1_reports.render_csv`,
+:mod:`m1_reports.render_html`, :mod:`m1_reports.console`); they read the groups, :meth:`ProtocolHeader.rows` (one
+per run, ``protocol.csv``) and the flags.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from m1_reports.columns import benchmark
 from m1_reports.document_counts import CountNote
 from m1_reports.join import Loaded
 from m1_reports.protocol import (
+    AXES,
     FIELD_LABELS,
     FIELDS,
     INFO,
@@ -50,7 +58,7 @@ class Flag:
 
 @dataclass(frozen=True)
 class Difference:
-    """A protocol field on which the compared runs differ."""
+    """A protocol field (not a sweep axis) on which the compared runs differ."""
 
     field: str
     values: dict[str, str]  # run -> display text
@@ -58,6 +66,42 @@ class Difference:
     @property
     def label(self) -> str:
         return FIELD_LABELS.get(self.field, self.field)
+
+    def groups(self) -> list[tuple[str, list[str]]]:
+        """(value, runs with it), in the order the values first appear."""
+        grouped: dict[str, list[str]] = {}
+        for run, text in self.values.items():
+            grouped.setdefault(text, []).append(run)
+        return list(grouped.items())
+
+
+@dataclass(frozen=True)
+class DeviationGroup:
+    """One difference from the paper's protocol, stated once, with the runs it applies to."""
+
+    field: str
+    level: str
+    message: str
+    runs: list[str]
+
+
+@dataclass(frozen=True)
+class ProtocolRow:
+    """A row of the protocol table: runs whose protocols are the same apart from the sweep's axes."""
+
+    runs: list[str]
+    model_type: str
+    cells: dict[str, str]  # FIELDS key -> text (the axes: every value the runs have)
+    flagged: set[str]  # FIELDS keys with a warning
+    noted: set[str]  # FIELDS keys with a warning or a note
+
+
+@dataclass(frozen=True)
+class CountGroup:
+    """Document counts that differ from the paper's, the same for these runs."""
+
+    runs: list[str]
+    lines: list[str]
 
 
 def _tasks_of(settings: list[TaskSettings], all_tasks: int) -> str:
@@ -79,32 +123,32 @@ def paper_flags(protocol: Protocol, paper: PaperProtocol) -> list[Flag]:
     sampled = [t for t in tasks if not t.greedy]
     if sampled:
         shown = summarize({t.task: temperature_text(t) for t in sampled})
-        flag("temperature", f"temperature {shown}{_tasks_of(sampled, n)}; the paper decodes greedily")
+        flag("temperature", f"temperature {shown}{_tasks_of(sampled, n)} instead of the paper's greedy decoding")
     if protocol.seed is not None and protocol.seed != paper.seed:
         if sampled:
-            flag("seed", f"seed {protocol.seed} ({protocol.seed_origin}); the paper's {paper.seed}")
+            flag("seed", f"seed {protocol.seed} ({protocol.seed_origin}) instead of the paper's {paper.seed}")
         else:
-            flag("seed", f"seed {protocol.seed} ({protocol.seed_origin}); the paper's {paper.seed} "
-                 "(no effect under greedy decoding)", INFO)  # fmt: skip
+            flag("seed", f"seed {protocol.seed} ({protocol.seed_origin}) instead of the paper's {paper.seed}: no "
+                 "effect under greedy decoding", INFO)  # fmt: skip
     elif protocol.seed is None and sampled:
-        flag("seed", f"sampling seed unknown ({protocol.seed_origin}); the paper's {paper.seed}")
+        flag("seed", f"sampling seed unknown ({protocol.seed_origin}); the paper's is {paper.seed}")
     unforced = [t for t in tasks if not t.forced and t.max_gen_toks != paper.max_gen_toks]
     if unforced:
         values = sorted({t.max_gen_toks for t in unforced})
-        flag("max_tokens", f"max_gen_toks {', '.join(map(str, values))}{_tasks_of(unforced, n)}; the paper's "
-             f"baselines {paper.max_gen_toks} new tokens")  # fmt: skip
+        flag("max_tokens", f"max_gen_toks {', '.join(map(str, values))}{_tasks_of(unforced, n)} instead of the "
+             f"{paper.max_gen_toks} new tokens of the paper's baselines")  # fmt: skip
     answers = [t for t in tasks if t.forced and t.max_tokens_answer != paper.max_tokens_answer]
     if answers:
         values = sorted({str(t.max_tokens_answer) for t in answers})
-        flag("max_tokens", f"{', '.join(values)} answer tokens{_tasks_of(answers, n)}; the paper's "
+        flag("max_tokens", f"{', '.join(values)} answer tokens{_tasks_of(answers, n)} instead of the paper's "
              f"{paper.max_tokens_answer}")  # fmt: skip
     if paper.chat_template and protocol.chat_template is False:
         flag("chat_template", "no chat template (lm_eval ran without --apply_chat_template); the paper applies the "
              "model's chat template")  # fmt: skip
     cot = [t for t in tasks if t.m1 and t.prompt == COT]
     if cot:
-        flag("prompt", f"the +CoT prompt{_tasks_of(cot, n)} (\"Let's think step by step.\"): the paper's +CoT "
-             "baseline rows, not its plain prompt", INFO)  # fmt: skip
+        flag("prompt", f"the +CoT prompt{_tasks_of(cot, n)} (\"Let's think step by step.\") instead of the plain "
+             "prompt: compare with the paper's +CoT rows")  # fmt: skip
     old = [t for t in tasks if t.m1 and not scores_with_marker(t.version)]
     if old:
         versions = sorted({str(t.raw_version) for t in old})
@@ -114,12 +158,15 @@ def paper_flags(protocol: Protocol, paper: PaperProtocol) -> list[Flag]:
 
 
 def run_differences(protocols: Sequence[Protocol]) -> list[Difference]:
-    """The header fields whose text differs between the runs (nothing with a single run)."""
+    """The header fields whose text differs between the runs, apart from the sweep's axes (nothing with a single
+    run); the token caps are compared by their shape (:meth:`~m1_reports.protocol.Protocol.series_display`)."""
     if len(protocols) < 2:
         return []
-    shown = {p.run: p.display() for p in protocols}
+    shown = {p.run: p.series_display() for p in protocols}
     differences = []
     for key, _ in FIELDS:
+        if key in AXES:
+            continue
         values = {run: cells[key] for run, cells in shown.items()}
         if len(set(values.values())) > 1:
             differences.append(Difference(key, values))
@@ -151,6 +198,81 @@ class ProtocolHeader:
                 grouped.setdefault(note, []).append(name)
         return [(names, note) for note, names in grouped.items()]
 
+    @property
+    def runs(self) -> list[str]:
+        return [p.run for p in self.protocols]
+
+    def runs_text(self, runs: Sequence[str]) -> str:
+        """``all 10 runs``, or the runs' labels."""
+        if len(runs) > 1 and len(runs) == len(self.protocols):
+            return f"all {len(runs)} runs" if len(runs) > 2 else "both runs"
+        return "; ".join(runs)
+
+    def deviation_groups(self) -> list[DeviationGroup]:
+        """Every difference from the paper's protocol once, with its runs: warnings first, then notes; each in the
+        order of the header's fields."""
+        grouped: dict[tuple[str, str, str], list[str]] = {}
+        for flag in self.flags:
+            grouped.setdefault((flag.field, flag.level, flag.message), []).append(flag.run)
+        order = {key: i for i, (key, _) in enumerate(FIELDS)}
+        groups = [DeviationGroup(f, level, message, runs) for (f, level, message), runs in grouped.items()]
+        return sorted(groups, key=lambda g: (g.level != WARN, order.get(g.field, len(order))))
+
+    def count_groups(self) -> list[CountGroup]:
+        """The document counts that differ from the paper's, each run set once with its lines."""
+        by_line: dict[str, list[str]] = {}
+        for note in self.counts:
+            by_line.setdefault(note.line, []).append(note.run)
+        grouped: dict[tuple[str, ...], list[str]] = {}
+        for line, runs in by_line.items():
+            grouped.setdefault(tuple(runs), []).append(line)
+        return [CountGroup(list(runs), lines) for runs, lines in grouped.items()]
+
+    def axes(self) -> list[tuple[str, list[str]]]:
+        """The sweep's axes: (label, every value) of each :data:`AXES` field that varies between runs whose
+        protocols are otherwise the same (a row of :meth:`grouped_rows` with more than one run); none without a
+        sweep."""
+        found = []
+        for key in AXES:
+            varied = [
+                p.display()[key]
+                for row in self.grouped_rows()
+                if len(row.runs) > 1
+                for p in self.protocols
+                if p.run in row.runs
+            ]
+            values = list(dict.fromkeys(varied))
+            if len(values) > 1:
+                found.append((FIELD_LABELS[key], sorted(values, key=_axis_order)))
+        return found
+
+    def grouped_rows(self) -> list[ProtocolRow]:
+        """The protocol table: one row per set of runs whose protocols are the same apart from the sweep's axes
+        (the axes' cells list every value of the row's runs)."""
+        groups: dict[tuple[str, ...], list[Protocol]] = {}
+        for protocol in self.protocols:
+            key = (protocol.model_type or "", *protocol.series_display().values())
+            groups.setdefault(key, []).append(protocol)
+        rows = []
+        for members in groups.values():
+            first = members[0]
+            cells = first.display()
+            cells.update(first.series_display())
+            for key in AXES:
+                cells[key] = ", ".join(sorted(dict.fromkeys(p.display()[key] for p in members), key=_axis_order))
+            runs = [p.run for p in members]
+            flags = [f for f in self.flags if f.run in runs]
+            rows.append(
+                ProtocolRow(
+                    runs=runs,
+                    model_type=first.model_type or "",
+                    cells=cells,
+                    flagged={f.field for f in flags if f.level == WARN},
+                    noted={f.field for f in flags},
+                )
+            )
+        return rows
+
     def flags_of(self, run: str) -> list[Flag]:
         return [f for f in self.flags if f.run == run]
 
@@ -177,6 +299,15 @@ class ProtocolHeader:
                 }
             )
         return rows
+
+
+def _axis_order(text: str) -> tuple[int, float, str]:
+    """Axis values in numeric order (``4, 8, 16``), words (``none (no forcing)``) first."""
+    head = text.split(" ", 1)[0]
+    try:
+        return (1, float(head), text)
+    except ValueError:
+        return (0, 0.0, text)
 
 
 def compare(

@@ -2,7 +2,8 @@
 one row per run, per (run, task) and per (run, task, sample), and the check that the runs scored the same documents.
 
 :func:`load` is the one entry: results files first (labels, the output check), then every samples file with its
-generation records in one pass (the browser's samples kept on the way, :mod:`m1_reports.kept_samples`).
+generation records in one pass (each document's question kept on the way), then the rows of the questions
+the browser shows with their texts, read again (:mod:`m1_reports.kept_samples`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ import pandas as pd
 
 from m1_base.errors import ReportInputError, located
 from m1_reports.columns import TABLE1_COLUMNS, base_task, benchmark, is_cot, order_tasks
-from m1_reports.kept_samples import BrowserSample, attach_verdicts, sample_keeper
+from m1_reports.kept_samples import (
+    BrowserSample,
+    Question,
+    attach_verdicts,
+    choose_questions,
+    question_noter,
+    read_kept,
+)
 from m1_reports.naming import budget_of, format_gen_kwargs, ignore_of, run_labels, short_model_name
 from m1_reports.read_results import RunInfo, discover_runs, read_results
 from m1_reports.read_streams import RECORD_COLUMNS, SampleColumns, SampleFileSummary, read_generations, read_samples
@@ -43,7 +51,7 @@ class ProgressSink(Protocol):
 @dataclass
 class LoadOptions:
     labels: Sequence[str] | None = None  # one per run, in discovery order
-    browser_limit: int = 50  # wrong/unanswered samples kept with their texts, per run and task (0 = none)
+    browser_limit: int = 50  # questions per task shown with every run's texts in the question browser (0 = none)
     allow_mismatch: bool = False  # runs that evaluated different documents: warn instead of failing
     allow_other_versions: bool = False
     # Called with the runs (results files read, labels given) before any samples file is read: the report's
@@ -57,7 +65,8 @@ class Loaded:
     runs_frame: pd.DataFrame  # one row per run
     run_tasks: pd.DataFrame  # one row per (run, task)
     samples: pd.DataFrame  # one row per (run, task, sample)
-    browser: list[BrowserSample] = field(default_factory=list)
+    browser: list[BrowserSample] = field(default_factory=list)  # every run's sample of the questions shown with texts
+    questions: dict[str, dict[Any, Question]] = field(default_factory=dict)  # task -> doc_id -> question (browser)
     sample_files: list[SampleFileSummary] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -135,7 +144,7 @@ def load(
     warnings.extend(_missing_records(plan))
 
     columns = SampleColumns()
-    browser: list[BrowserSample] = []
+    questions: dict[str, dict[Any, Question]] = {}
     summaries: list[SampleFileSummary] = []
     if progress is not None:
         progress.start(total)
@@ -154,8 +163,7 @@ def load(
                     metric=result.metric,
                     columns=columns,
                     records=records,
-                    keep=sample_keeper(browser, run=index, task=task, path=run.files.samples_path(task)),
-                    keep_limit=options.browser_limit,
+                    note=question_noter(questions.setdefault(task, {})) if options.browser_limit > 0 else None,
                     progress=advance,
                 )
             except ReportInputError as error:
@@ -175,7 +183,6 @@ def load(
         if progress is not None:
             progress.finish()
     _raise_all(problems)
-    attach_verdicts(browser, runs)
 
     samples = _samples_frame(columns, runs)
     del columns
@@ -189,6 +196,8 @@ def load(
                 "to report each run on its own documents and pair only the common ones",
             )
         warnings.extend(mismatch)
+    browser = read_kept(runs, samples, choose_questions(samples, options.browser_limit))
+    attach_verdicts(browser, runs)
     run_tasks = _run_tasks_frame(runs, samples, warnings)
     for warning in warnings:
         logger.warning("%s", warning)
@@ -198,6 +207,7 @@ def load(
         run_tasks=run_tasks,
         samples=samples,
         browser=browser,
+        questions=questions,
         sample_files=summaries,
         warnings=warnings,
     )
@@ -246,6 +256,7 @@ def _samples_frame(columns: SampleColumns, runs: list[RunInfo]) -> pd.DataFrame:
             "task": pd.Categorical.from_codes(task_codes, categories=tasks),
             "doc_id": columns.doc_id,
             "line": numbers(columns.line, np.int64),
+            "offset": numbers(columns.offset, np.int64),
             "acc": numbers(columns.acc, np.float64),
             "acc_strict": numbers(columns.acc_strict, np.float64),
             "no_answer": numbers(columns.no_answer, np.float64),

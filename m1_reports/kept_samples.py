@@ -1,9 +1,13 @@
-"""The samples the sample browser shows: the wrong and unanswered samples a report keeps while the samples files
-stream by, their texts laid out for display, and the m1 scorer's verdict on each.
+"""What the question browser shows: every document's question (kept once per task while the samples files stream
+by), the questions chosen to be shown with every run's texts, those rows read again, their texts laid out for
+display, and the m1 scorer's verdict on each.
 
-:func:`sample_keeper` is what :func:`m1_reports.read_streams.read_samples` hands the rows it keeps (the first
-``--browser-limit`` wrong or unanswered ones per run and task); :func:`attach_verdicts` asks the scorer
-(:mod:`m1_reports.rescoring`).  The page that shows them is :mod:`m1_reports.render_html`'s.
+:func:`question_noter` is what :func:`m1_reports.read_streams.read_samples` hands each row (a document's question
+is kept the first time it is seen); once every file is read, :func:`choose_questions` picks up to
+``--browser-limit`` questions per task (those whose verdict changed between runs first, then those no run got
+right, then the rest), :func:`read_kept` reads those rows of every run again (by byte offset: a seek and one JSON
+line each) and :func:`attach_verdicts` asks the scorer (:mod:`m1_reports.rescoring`).  The page is
+:mod:`m1_reports.render_questions`'.
 """
 
 from __future__ import annotations
@@ -13,19 +17,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
+
+from m1_base.errors import ReportInputError
 from m1_models.settings import PRESETS
+from m1_reports.read_streams import DocNoter, loads_line
+from m1_reports.regular_files import open_regular
 from m1_reports.rescoring import Rescored, not_an_m1_task, rescore
 from m1_reports.suite import is_m1_task
+from m1_tasks.prompt import options_dict
 from m1_tasks.scoring import ANSWER_MARKER
 
 if TYPE_CHECKING:
     from m1_reports.read_results import RunInfo
-    from m1_reports.read_streams import SampleKeeper
 
 # The budget-forcing presets' thinking starts (longest first), stripped from the thinking shown in the browser.
 THINK_STARTS = tuple(
     sorted({str(p["thinking_start"]) for p in PRESETS.values() if p.get("thinking_start")}, key=len, reverse=True)
 )
+# A sample's verdict as the browser codes it: right, wrong, no answer, no score (a corpus metric, NaN)
+RIGHT, WRONG, NO_ANSWER, NO_SCORE = "R", "W", "N", "?"
 
 
 def first_text(value: Any) -> str:
@@ -65,9 +77,74 @@ def display_parts(text: str) -> tuple[str, str]:
     return thinking.lstrip("\n"), text[index + len(ANSWER_MARKER) :].lstrip("\n")
 
 
+# ------------------------------------------------------------------------------------------------ questions
+
+
+@dataclass(frozen=True)
+class Question:
+    """A document as the question browser shows it: the question (an m1 doc's ``question``, else the prompt), its
+    options (letter, text) and the target."""
+
+    doc_id: Any
+    text: str
+    options: tuple[tuple[str, str], ...]
+    target: str
+
+
+def question_of(row: Mapping[str, Any]) -> Question:
+    doc = row.get("doc")
+    text, options = "", ()
+    if isinstance(doc, Mapping):
+        text = str(doc.get("question") or "")
+        try:
+            options = tuple(options_dict(doc["options"]).items()) if "options" in doc else ()
+        except (TypeError, ValueError, KeyError):
+            options = ()
+    return Question(row.get("doc_id"), text or prompt_of(row), options, str(row.get("target", "")))
+
+
+def question_noter(questions: dict[Any, Question]) -> DocNoter:
+    """What :func:`~m1_reports.read_streams.read_samples` calls with each row: the document's question is kept the
+    first time any run shows it (``questions``: one task's, doc_id -> :class:`Question`)."""
+
+    def note(doc_id: Any, row: Mapping[str, Any]) -> None:
+        if doc_id not in questions:
+            questions[doc_id] = question_of(row)
+
+    return note
+
+
+def verdict_codes(samples: pd.DataFrame) -> np.ndarray:
+    """One code per sample row: :data:`RIGHT` (acc 1), :data:`NO_ANSWER`, :data:`WRONG`, :data:`NO_SCORE` (NaN)."""
+    acc = samples["acc"].to_numpy(dtype=float)
+    no_answer = samples["no_answer"].to_numpy(dtype=float) > 0
+    return np.where(acc >= 1.0, RIGHT, np.where(no_answer, NO_ANSWER, np.where(np.isnan(acc), NO_SCORE, WRONG)))
+
+
+def choose_questions(samples: pd.DataFrame, limit: int) -> dict[str, list[Any]]:
+    """Per task, the doc ids (at most ``limit``) whose texts the question browser shows for every run: first the
+    questions whose verdict changed between runs (right in one, wrong or unanswered in another), then those no run
+    got right, then the rest; each group in the order of the samples files."""
+    if limit <= 0 or samples.empty:
+        return {}
+    codes = verdict_codes(samples)
+    frame = pd.DataFrame(
+        {"task": samples["task"].astype(str).to_numpy(), "doc_id": samples["doc_id"].to_numpy(),
+         "right": codes == RIGHT, "missed": (codes == WRONG) | (codes == NO_ANSWER)}
+    )  # fmt: skip
+    per_doc = frame.groupby(["task", "doc_id"], sort=False).agg(right=("right", "any"), missed=("missed", "any"))
+    rank = np.where(per_doc["right"] & per_doc["missed"], 0, np.where(~per_doc["right"], 1, 2))
+    per_doc = per_doc.assign(rank=rank, order=np.arange(len(per_doc)))
+    chosen: dict[str, list[Any]] = {}
+    for task, part in per_doc.groupby(level="task", sort=False):
+        best = part.sort_values(["rank", "order"], kind="stable").head(limit)
+        chosen[str(task)] = list(best.index.get_level_values("doc_id"))
+    return chosen
+
+
 @dataclass
 class BrowserSample:
-    """A wrong or unanswered sample, with its texts, for the HTML sample browser."""
+    """One run's sample of a question the browser shows with its texts."""
 
     run: int
     task: str
@@ -90,34 +167,67 @@ class BrowserSample:
         return self.no_answer > 0
 
 
-def sample_keeper(kept: list[BrowserSample], *, run: int, task: str, path: Path) -> SampleKeeper:
-    """What :func:`m1_reports.read_streams.read_samples` calls with each row it keeps for the browser: the row becomes
-    a :class:`BrowserSample` appended to ``kept``."""
+def read_kept(
+    runs: Sequence[RunInfo], samples: pd.DataFrame, chosen: Mapping[str, Sequence[Any]]
+) -> list[BrowserSample]:
+    """Every run's rows of the chosen questions, read again from the samples files (a seek to the row's byte
+    offset and one JSON line each), as :class:`BrowserSample`\\s (without verdicts yet: :func:`attach_verdicts`)."""
+    kept: list[BrowserSample] = []
+    if not chosen or samples.empty:
+        return kept
+    sets = _sets(samples, chosen)
+    pairs = zip(samples["doc_id"], sets, strict=True)
+    wanted = np.fromiter((doc_id in found for doc_id, found in pairs), bool, len(sets))
+    part = samples.loc[wanted, ["run", "task", "doc_id", "line", "offset", "acc", "acc_strict", "no_answer"]]
+    labels = {run.label: index for index, run in enumerate(runs)}
+    for (label, task), rows in part.groupby(["run", "task"], observed=True, sort=False):
+        run = runs[labels[str(label)]]
+        path = run.files.samples_path(str(task))
+        with open_regular(path) as handle:
+            for r in rows.itertuples():
+                handle.seek(int(r.offset))
+                raw = handle.readline()
+                try:
+                    row = loads_line(raw)
+                except ValueError:
+                    row = None
+                if not isinstance(row, dict) or row.get("doc_id") != r.doc_id:
+                    raise ReportInputError(
+                        "changed while the report read it (the row is no longer where it was)",
+                        path=path,
+                        line=int(r.line),
+                        hint="let the evaluation finish, then run m1-report again",
+                    )
+                kept.append(_sample(labels[str(label)], str(task), path, int(r.line), row, r))
+    return kept
 
-    def keep(line: int, row: Mapping[str, Any], acc: float, acc_strict: float, no_answer: float) -> None:
-        response = first_text(row.get("resps"))
-        filtered = row.get("filtered_resps")
-        thinking, answer = display_parts(response)
-        kept.append(
-            BrowserSample(
-                run=run,
-                task=task,
-                doc_id=row["doc_id"],
-                path=path,
-                line=line,
-                target=str(row.get("target", "")),
-                prompt=prompt_of(row),
-                thinking=thinking,
-                answer=answer,
-                scored_text=first_text(filtered) if filtered is not None else response,
-                doc=row.get("doc"),
-                acc=acc,
-                acc_strict=acc_strict,
-                no_answer=no_answer,
-            )
-        )
 
-    return keep
+def _sets(samples: pd.DataFrame, chosen: Mapping[str, Sequence[Any]]) -> list[set[Any]]:
+    empty: set[Any] = set()
+    sets = {task: set(doc_ids) for task, doc_ids in chosen.items()}
+    return [sets.get(task, empty) for task in samples["task"].astype(str)]
+
+
+def _sample(run: int, task: str, path: Path, line: int, row: Mapping[str, Any], scores: Any) -> BrowserSample:
+    response = first_text(row.get("resps"))
+    filtered = row.get("filtered_resps")
+    thinking, answer = display_parts(response)
+    return BrowserSample(
+        run=run,
+        task=task,
+        doc_id=row["doc_id"],
+        path=path,
+        line=line,
+        target=str(row.get("target", "")),
+        prompt=prompt_of(row),
+        thinking=thinking,
+        answer=answer,
+        scored_text=first_text(filtered) if filtered is not None else response,
+        doc=row.get("doc"),
+        acc=float(scores.acc),
+        acc_strict=float(scores.acc_strict),
+        no_answer=float(scores.no_answer),
+    )
 
 
 def attach_verdicts(browser: Sequence[BrowserSample], runs: Sequence[RunInfo]) -> None:

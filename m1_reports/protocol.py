@@ -48,6 +48,8 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("scorer", "scorer"),
 )
 FIELD_LABELS = dict(FIELDS)
+# What a sweep varies: runs that differ only in these are one protocol with these axes (m1_reports.deviations).
+AXES = ("budget", "ignore")
 # lm-eval's seeds in a results file's config (its --seed: python random, numpy, torch, few-shot)
 LM_EVAL_SEEDS = ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
 
@@ -116,6 +118,13 @@ class Protocol:
             "scorer": self._per_task(_scorer_text),
         }
 
+    def series_display(self) -> dict[str, str]:
+        """:meth:`display` without the sweep's axes (:data:`AXES`), the token caps by their shape (``thinking budget +
+        answer 1024``): equal for the runs of one sweep."""
+        cells = {key: text for key, text in self.display().items() if key not in AXES}
+        cells["max_tokens"] = self._per_task(max_tokens_shape)
+        return cells
+
     def _seed_text(self) -> str:
         return f"{self.seed} ({self.seed_origin})" if self.seed is not None else f"unknown ({self.seed_origin})"
 
@@ -151,6 +160,13 @@ def temperature_text(t: TaskSettings) -> str:
 def _max_tokens_text(t: TaskSettings) -> str:
     if t.forced:
         return f"thinking {t.budget} + answer {t.max_tokens_answer}"
+    return f"{t.max_gen_toks} new tokens"
+
+
+def max_tokens_shape(t: TaskSettings) -> str:
+    """The token caps with the thinking budget left as a name (the same for every budget of a sweep)."""
+    if t.forced:
+        return f"thinking budget + answer {t.max_tokens_answer}"
     return f"{t.max_gen_toks} new tokens"
 
 

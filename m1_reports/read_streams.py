@@ -1,8 +1,9 @@
 """Reading the JSON-lines files of a run, streamed: lm-eval's samples files and the m1 models' generation records.
 
 Each line is parsed once (the C scanner) and only the fields a report needs are kept: numbers in compact
-arrays, texts only for the few samples the sample browser keeps (handed to a :data:`SampleKeeper` in the same
-pass).  Every problem is a :class:`~m1_base.errors.ReportInputError` naming the file and line.
+arrays, with each row's byte offset (the question browser reads the few rows it shows again, by seeking there),
+and every row handed to a :data:`DocNoter` in the same pass (the question browser's question text).  Every
+problem is a :class:`~m1_base.errors.ReportInputError` naming the file and line.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ logger = logging.getLogger(__name__)
 PROGRESS_EVERY = 512  # lines between progress callbacks
 
 Progress = Callable[[int], None]  # called with the number of bytes read since the last call
-# Called with each samples-file row kept for the sample browser: (line, row, acc, acc_strict, no_answer).
-SampleKeeper = Callable[[int, Mapping[str, Any], float, float, float], None]
+# Called with every samples-file row read (one per document): (doc_id, row).
+DocNoter = Callable[[Any, Mapping[str, Any]], None]
 
 
 # ---------------------------------------------------------------------------------------------- JSON lines
@@ -49,7 +50,7 @@ def _bad_line(path: Path, lineno: int, error: ValueError) -> ReportInputError:
 _raw_decode = json.JSONDecoder().raw_decode
 
 
-def _loads_line(raw: bytes) -> Any:
+def loads_line(raw: bytes) -> Any:
     """``json.loads`` of one line, minus its generic overheads (encoding detection, trailing-space regex).
 
     Same parser (the C scanner), same result; anything unusual (leading spaces, extra data) takes the
@@ -65,12 +66,16 @@ def _loads_line(raw: bytes) -> Any:
     return value
 
 
-def iter_jsonl(path: Path, progress: Progress | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` for every non-blank line; a line that is not a JSON object is an error."""
-    loads = _loads_line
+def iter_jsonl(path: Path, progress: Progress | None = None) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """``(line number, byte offset, object)`` for every non-blank line; a line that is not a JSON object is an
+    error."""
+    loads = loads_line
     pending = 0
+    offset = 0
     with open_regular(path) as handle:
         for lineno, raw in enumerate(handle, 1):
+            start = offset
+            offset += len(raw)
             if progress is not None:
                 pending += len(raw)
                 if lineno % PROGRESS_EVERY == 0:
@@ -84,7 +89,7 @@ def iter_jsonl(path: Path, progress: Progress | None = None) -> Iterator[tuple[i
                 raise _bad_line(path, lineno, error) from None
             if not isinstance(row, dict):
                 raise ReportInputError("line is not a JSON object", path=path, line=lineno)
-            yield lineno, row
+            yield lineno, start, row
     if progress is not None and pending:
         progress(pending)
 
@@ -155,7 +160,7 @@ def read_generations(path: Path, progress: Progress | None = None) -> Generation
     index: dict[tuple[Any, str], int] = {}
     raw: list[tuple[Any, ...]] = []
     schedule: str | None = None
-    for lineno, row in iter_jsonl(path, progress):
+    for lineno, _, row in iter_jsonl(path, progress):
         get = row.get
         if not raw and schedule is None and get("schedule") is not None:
             schedule = str(get("schedule"))
@@ -195,6 +200,7 @@ class SampleColumns:
     task_names: list[str] = field(default_factory=list)
     doc_id: list[Any] = field(default_factory=list)
     line: array = field(default_factory=lambda: array("q"))
+    offset: array = field(default_factory=lambda: array("q"))  # the row's byte offset in its file
     acc: array = field(default_factory=lambda: array("d"))
     acc_strict: array = field(default_factory=lambda: array("d"))
     no_answer: array = field(default_factory=lambda: array("d"))
@@ -249,29 +255,28 @@ def read_samples(
     metric: str | None,
     columns: SampleColumns,
     records: GenerationTable | None = None,
-    keep: SampleKeeper | None = None,
-    keep_limit: int = 0,
+    note: DocNoter | None = None,
     progress: Progress | None = None,
 ) -> SampleFileSummary:
     """Stream one ``samples_<task>_<date>.jsonl`` into ``columns``.
 
     Only rows of ``filter_name`` are kept (lm-eval writes one row per document and filter).  ``metric`` is
     the accuracy metric (``acc`` for the m1 tasks); ``acc_strict`` and ``no_answer`` are read when present.
-    The first ``keep_limit`` wrong or unanswered rows are handed to ``keep`` (the sample browser's
-    :func:`~m1_reports.kept_samples.sample_keeper`), in the same pass.
+    Every row is handed to ``note`` (the question browser's
+    :func:`~m1_reports.kept_samples.question_noter`: a document's question text), in the same pass.
     """
     metric = metric or "acc"
     first_line: dict[Any, int] = {}
-    rows = matched = kept = 0
+    rows = matched = 0
     task_code = columns.task_code(task)
-    append_doc, append_line = columns.doc_id.append, columns.line.append
+    append_doc, append_line, append_offset = columns.doc_id.append, columns.line.append, columns.offset.append
     append_acc, append_strict, append_none = columns.acc.append, columns.acc_strict.append, columns.no_answer.append
     append_hash, append_record = columns.doc_hash.append, columns.record.append
     index_get = records.index.get if records is not None and len(records) else None
     offset = columns.add_records(records) if index_get is not None else 0
     number = _score
     prompt_variant: str | None = None
-    for lineno, row in iter_jsonl(path, progress):
+    for lineno, at, row in iter_jsonl(path, progress):
         if filter_name is not None and row.get("filter", filter_name) != filter_name:
             continue
         try:
@@ -309,15 +314,15 @@ def read_samples(
                 matched += 1
         append_doc(doc_id)
         append_line(lineno)
+        append_offset(at)
         append_acc(acc)
         append_strict(strict)
         append_none(no_answer)
         append_hash(row.get("doc_hash") or "")
         append_record(position)
         rows += 1
-        if keep is not None and kept < keep_limit and (acc < 1.0 or no_answer > 0):  # wrong (not NaN) or unanswered
-            keep(lineno, row, acc, strict, no_answer)
-            kept += 1
+        if note is not None:
+            note(doc_id, row)
     columns.run.extend(array("i", [run]) * rows)
     columns.task.extend(array("i", [task_code]) * rows)
     return SampleFileSummary(

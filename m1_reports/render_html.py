@@ -1,18 +1,27 @@
-"""The HTML report (index.html) and sample browser (samples.html): Jinja2 templates, autoescaped.
+"""The HTML pages: ``index.html`` (the report) and ``samples.html`` (the question browser,
+:mod:`m1_reports.render_questions`), Jinja2 templates, autoescaped.
 
-Everything shown comes from files (model text above all), so it is escaped; the pages carry no script and a
-Content-Security-Policy that forbids scripts, and embed the plot as a data: URI (self-contained pages).
+The first screen answers the question: a short summary (which runs, the best result, whether the protocol
+differs from the paper's in a way that can move a score), the headline figure (:mod:`m1_reports.render_figures`:
+the budget curve of a sweep, else Table 1's Avg) and Table 1.  Then the protocol (grouped, each deviation once),
+the paired comparisons as one table, the budget, scoring and run tables.
 
-The tables are Jinja2 markup rather than pandas' ``Styler.to_html``: their cells carry titles (n, count notes),
-nested spans (best, delta, interval) and classes that the page's style sheet keys on, which the Styler can only
-give through raw HTML in cells (no autoescaping) and generated ids.
+Everything shown comes from files (model text above all), so it is escaped; the pages run only the report's own
+scripts, files in the report folder (``m1-report.js``, ``plotly.min.js``, the question data files): their
+Content-Security-Policy allows scripts from the folder and no inline script, so an injected ``<script>`` could not
+run even if it were not escaped.  The figures' data sit in ``<script type="application/json">`` blocks (data, not
+code) with ``<``, ``>`` and ``&`` escaped.  Nothing is fetched from elsewhere: the folder works from file:// and
+can be zipped and mailed.
+
+The tables are Jinja2 markup rather than pandas' ``Styler.to_html``: their cells carry titles (n, count notes,
+intervals), nested spans (best, delta, interval), sort keys and classes that the page keys on, which the Styler can
+only give through raw HTML in cells (no autoescaping) and generated ids.
 """
 
 from __future__ import annotations
 
 import base64
 import math
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,20 +30,21 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from m1_reports.columns import benchmark, order_tasks
+from m1_reports.columns import AVG, benchmark, order_tasks
 from m1_reports.deviations import ProtocolHeader
 from m1_reports.formatting import ci_text, number, p_text, pct, signed_pct, task_label, text_or_missing
 from m1_reports.join import Loaded
-from m1_reports.kept_samples import BrowserSample
+from m1_reports.naming import short_model_name
 from m1_reports.protocol import FIELDS, INFO
 from m1_reports.reference import Citation
-from m1_reports.rescoring import NOT_RESCORED, RULE_TEXT
-from m1_reports.suite import scores_with_marker, version_number
+from m1_reports.render_figures import PLOTLY_FILE, SWEEP, Figure
+from m1_reports.render_questions import BROWSER_FILE, browser_data, page_json
 from m1_reports.table1 import FROM_PAPER, Table1
-from m1_tasks.scoring import ANSWER_MARKER
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-BROWSER_FILE = "samples.html"
+STATIC = Path(__file__).resolve().parent / "static"
+SCRIPT_FILE = "m1-report.js"
+__all__ = ["BROWSER_FILE", "SCRIPT_FILE", "render_browser", "render_index", "script_text"]
 
 
 def environment() -> Environment:
@@ -46,6 +56,11 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+
+
+def script_text() -> str:
+    """``m1-report.js``: the pages' one script of their own (figures, sortable tables, the question browser)."""
+    return (STATIC / SCRIPT_FILE).read_text(encoding="utf-8")
 
 
 def _sign(value: float) -> str:
@@ -68,15 +83,19 @@ def _table1_view(table: Table1) -> dict[str, Any]:
                 sign = _sign(delta_value)
             n = table.at("n", row, column)
             count = table.count_note(row, column)
-            title = f"n = {int(n)}" if not math.isnan(n) else ""
+            ci = ci_text(table.at("low", row, column), table.at("high", row, column))
+            title = "; ".join(
+                part for part in (f"n = {int(n)}" if not math.isnan(n) else "", f"95 % CI {ci}" if ci else "", count)
+                if part
+            )
             cells.append(
                 {
                     "value": pct(value),
                     "best": bool(table.at("best", row, column)),
-                    "ci": ci_text(table.at("low", row, column), table.at("high", row, column)),
+                    "ci": ci,
                     "delta": delta,
                     "sign": sign,
-                    "title": f"{title}; {count}" if title and count else title or count,
+                    "title": title,
                     "count": count,
                 }
             )
@@ -99,57 +118,128 @@ def _table1_view(table: Table1) -> dict[str, Any]:
 
 
 def _protocol_view(header: ProtocolHeader | None) -> dict[str, Any] | None:
+    """The protocol section: the axes of a sweep, one table (runs that differ only in the axes share a row), each
+    difference from the paper's once (warnings, notes), the differences between runs, counts, published rows."""
     if header is None:
         return None
-    rows = []
-    for row in header.rows():
-        rows.append(
-            {
-                "run": row["run"],
-                "model_type": row["model_type"] or "–",
-                "cells": [
-                    {"text": row["cells"][key], "flagged": key in row["flagged"], "noted": key in row["noted"]}
-                    for key, _ in FIELDS
-                ],
-                "flags": [{"text": f.message, "info": f.level == INFO} for f in row["flags"]],
-                "counts": row["counts"],
-            }
-        )
+    groups = header.deviation_groups()
+
+    def stated(group: Any) -> dict[str, Any]:
+        return {"runs": header.runs_text(group.runs), "message": group.message, "count": len(group.runs)}
+
     return {
         "paper": header.paper.text,
+        "axes": [{"label": label, "values": ", ".join(values)} for label, values in header.axes()],
         "fields": [label for _, label in FIELDS],
-        "rows": rows,
+        "rows": [
+            {
+                "runs": header.runs_text(row.runs),
+                "run_list": row.runs if len(row.runs) > 1 and header.runs_text(row.runs).startswith("all") else [],
+                "model_type": row.model_type or "–",
+                "cells": [
+                    {"text": row.cells[key], "flagged": key in row.flagged, "noted": key in row.noted}
+                    for key, _ in FIELDS
+                ],
+            }
+            for row in header.grouped_rows()
+        ],
+        "warnings": [stated(g) for g in groups if g.level != INFO],
+        "notes": [stated(g) for g in groups if g.level == INFO],
         "differences": [
-            {"label": d.label, "runs": list(d.values.items())} for d in header.differences
+            {"label": d.label, "groups": [(text, ", ".join(runs)) for text, runs in d.groups()]}
+            for d in header.differences
         ],
         "forcing_note": header.forcing_note,
-        "has_counts": bool(header.counts),
+        "counts": [{"runs": header.runs_text(c.runs), "lines": c.lines} for c in header.count_groups()],
         "reference_notes": [(", ".join(names), note) for names, note in header.grouped_reference_notes()],
+        "per_run_file": len(header.protocols) > 1,
     }
 
 
-def _paired_view(paired: pd.DataFrame) -> list[dict[str, Any]]:
-    groups = []
-    if paired.empty:
-        return groups
-    for (a_label, b_label), part in paired.groupby(["run_a", "run_b"], sort=False):
-        rows = [
+def _paired_view(paired: pd.DataFrame) -> dict[str, Any]:
+    """The paired comparisons as one table (filtered and sorted on the page): one row per pair and task."""
+    rows = []
+    for r in paired.itertuples():
+        rows.append(
             {
                 "task": task_label(r.task, r.avg_benchmarks),
+                "a": r.run_a,
+                "b": r.run_b,
                 "n": number(r.n, 0),
                 "acc_a": pct(r.acc_a),
                 "acc_b": pct(r.acc_b),
                 "diff": signed_pct(r.diff),
+                "diff_key": "" if pd.isna(r.diff) else f"{100 * r.diff:.6f}",
                 "sign": _sign(r.diff),
                 "ci": ci_text(r.ci_low, r.ci_high, 2),
                 "a_only": number(r.a_only, 0),
                 "b_only": number(r.b_only, 0),
                 "p": p_text(r.p_mcnemar),
+                "p_key": "" if pd.isna(r.p_mcnemar) else f"{r.p_mcnemar:.12f}",
             }
-            for r in part.itertuples()
+        )
+    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    runs = list(dict.fromkeys([row["a"] for row in rows] + [row["b"] for row in rows]))
+    return {"rows": rows, "tasks": tasks, "runs": runs}
+
+
+def _summary(
+    loaded: Loaded, header: ProtocolHeader | None, table: Table1, budget: pd.DataFrame, kind: str
+) -> dict[str, Any]:
+    """The first screen's sentences: which runs, on what; the sweep's axes; the best result; the protocol's state."""
+    labels = loaded.labels
+    models = list(dict.fromkeys(short_model_name(run.model_name) for run in loaded.runs))
+    run_tasks = loaded.run_tasks
+    tasks = order_tasks(run_tasks["task"].unique()) if len(run_tasks) else []
+    sizes = run_tasks.groupby("task")["n"].max() if len(run_tasks) else pd.Series(dtype=float)
+    questions = int(sum(int(sizes[t]) for t in tasks if t in sizes and not pd.isna(sizes[t])))
+    if len(labels) == 1:
+        who = f"One run, {labels[0]}"
+    elif len(models) == 1:
+        who = f"{len(labels)} runs of {models[0]}"
+    else:
+        who = f"{len(labels)} runs of {len(models)} models ({', '.join(models)})"
+    shown = [benchmark(t).label for t in tasks]
+    what = ", ".join(shown[:6]) + (f" and {len(shown) - 6} more" if len(shown) > 6 else "")
+    lines = [f"{who}, on {what} ({questions:,} questions)." if tasks else f"{who}: no task results."]
+    if header is not None and header.axes():
+        lines.append("A sweep over " + " × ".join(f"{label} {', '.join(v)}" for label, v in header.axes()) + ".")
+    result = _best_sweep_point(budget) if kind == SWEEP else _best_avg(table, labels)
+    if result:
+        lines.append(result)
+    protocol: dict[str, Any] = {"warnings": [], "notes": 0, "counts": 0}
+    if header is not None:
+        groups = header.deviation_groups()
+        protocol["warnings"] = [
+            f"{g.message} ({header.runs_text(g.runs)})" for g in groups if g.level != INFO
         ]
-        groups.append({"a": a_label, "b": b_label, "rows": rows})
-    return groups
+        protocol["notes"] = sum(1 for g in groups if g.level == INFO)
+        protocol["counts"] = len({note.run for note in header.counts})
+    return {"lines": lines, "protocol": protocol, "warnings": len(loaded.warnings)}
+
+
+def _best_sweep_point(budget: pd.DataFrame) -> str:
+    points = budget.dropna(subset=["acc"]) if len(budget) else budget
+    if points.empty:
+        return ""
+    panel = AVG if AVG in set(points["task"]) else order_tasks(points["task"].unique())[0]
+    part = points[points["task"] == panel]
+    best, worst = part.loc[part["acc"].idxmax()], part.loc[part["acc"].idxmin()]
+    where = "Avg" if panel == AVG else benchmark(panel).label
+    return (
+        f"{where}: highest {pct(best['acc'])} % ({best['run']}), lowest {pct(worst['acc'])} % ({worst['run']})."
+    )
+
+
+def _best_avg(table: Table1, labels: Sequence[str]) -> str:
+    runs = [row for row in table.rows if row in labels and not math.isnan(table.at("value", row, AVG))]
+    if not runs:
+        return ""
+    best = max(runs, key=lambda row: table.at("value", row, AVG))
+    text = f"Highest Table 1 Avg of the runs: {pct(table.at('value', best, AVG))} % ({best}"
+    if table.delta is not None and best != table.baseline and table.baseline is not None:
+        text += f", {signed_pct(table.at('delta', best, AVG))} points against {table.baseline}"
+    return text + ")" + (" over fewer than the ten benchmarks" if table.is_partial_avg(best) else "") + "."
 
 
 def _budget_view(budget: pd.DataFrame) -> list[dict[str, str]]:
@@ -197,6 +287,8 @@ def render_index(
     budget: pd.DataFrame,
     scoring: pd.DataFrame,
     citation: Citation,
+    headline: tuple[str, Figure | None],
+    frontier: Figure | None,
     svg: bytes | None,
     plot_note: str,
     n_boot: int,
@@ -204,7 +296,10 @@ def render_index(
     warnings: Sequence[str] = (),
     protocol: ProtocolHeader | None = None,
 ) -> str:
-    plot_uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii") if svg else ""
+    """index.html.  ``headline``: (kind, figure) of :func:`m1_reports.render_figures.headline`; ``svg``: the static
+    budget figure, shown instead when there is no interactive one (Plotly not installed)."""
+    kind, figure = headline
+    plot_uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii") if svg and figure is None else ""
     return (
         environment()
         .get_template("index.html.j2")
@@ -212,6 +307,11 @@ def render_index(
             title=title,
             generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             baseline=table1.baseline,
+            summary=_summary(loaded, protocol, table1, budget, kind),
+            headline=figure,
+            frontier=frontier,
+            plotly_file=PLOTLY_FILE if figure is not None or frontier is not None else "",
+            script_file=SCRIPT_FILE,
             table1=_table1_view(table1),
             paired=_paired_view(paired),
             budget=_budget_view(budget),
@@ -228,91 +328,20 @@ def render_index(
     )
 
 
-# ------------------------------------------------------------------------------------------- the sample browser
-def anchor(task: str) -> str:
-    return "task-" + re.sub(r"[^A-Za-z0-9_-]+", "-", task)
-
-
-def verdict_view(sample: BrowserSample, version: Any = None) -> dict[str, str]:
-    """The m1 scorer's extraction and rule for a shown sample, and whether it disagrees with the samples file
-    (``version``: the run's task version, which names the scorer that wrote the file's score)."""
-    verdict = sample.verdict
-    if verdict is None or not verdict.scored:
-        reason = verdict.reason if verdict is not None else "not re-scored"
-        return {"extracted": "–", "rule": NOT_RESCORED, "rule_text": reason, "raw_extracted": "", "disagrees": ""}
-    raw = verdict.raw_extracted.strip()
-    shown_raw = raw if raw and raw != verdict.extracted and len(raw) <= 120 else ""
-    disagrees = ""
-    file_correct = sample.acc >= 1.0
-    if verdict.correct != file_correct:
-        why = (
-            f"the run was scored by an older m1-eval scorer (task version {version}); re-score or re-run"
-            if not scores_with_marker(version_number(version))
-            else "the file was scored by another scorer than this m1-eval's"
-        )
-        disagrees = (
-            f"This m1-eval's scorer judges it {'correct' if verdict.correct else 'wrong'}, the samples file "
-            f"{'correct' if file_correct else 'wrong'}: {why}."
-        )
-    return {
-        "extracted": verdict.extracted or "–",
-        "rule": verdict.rule,
-        "rule_text": RULE_TEXT.get(verdict.rule, verdict.rule),
-        "raw_extracted": shown_raw,
-        "disagrees": disagrees,
-    }
-
-
-def task_version(loaded: Loaded, sample: BrowserSample) -> Any:
-    result = loaded.runs[sample.run].tasks.get(sample.task)
-    return result.version if result is not None else None
-
-
-def browser_tasks(loaded: Loaded) -> list[dict[str, Any]]:
-    """samples.html's content: per task, per run, the kept wrong/unanswered samples with their texts and verdicts."""
-    samples = loaded.samples
-    totals: dict[tuple[str, str], tuple[int, int]] = {}
-    if len(samples):
-        flagged = (samples["acc"] < 1.0) | (samples["no_answer"] > 0)
-        counts = samples.assign(flagged=flagged).groupby(["run", "task"], observed=True)["flagged"].agg(["sum", "size"])
-        totals = {(str(run), str(task)): (int(s), int(n)) for (run, task), (s, n) in counts.iterrows()}
-    labels = loaded.labels
-    by_task: dict[str, dict[int, list[BrowserSample]]] = {}
-    for sample in loaded.browser:
-        by_task.setdefault(sample.task, {}).setdefault(sample.run, []).append(sample)
-    tasks = []
-    for task in order_tasks(by_task):
-        runs = []
-        for run_index in sorted(by_task[task]):
-            label = labels[run_index]
-            items = []
-            for s in by_task[task][run_index]:
-                unanswered = s.unanswered
-                items.append(
-                    {
-                        "kind": "unanswered" if unanswered else "wrong",
-                        "kind_text": "no answer" if unanswered else "wrong",
-                        "doc_id": str(s.doc_id),
-                        "target": s.target,
-                        **verdict_view(s, task_version(loaded, s)),
-                        "where": f"{s.path.name}:{s.line}",
-                        "prompt": s.prompt,
-                        "thinking": s.thinking or "(none)",
-                        "thinking_chars": len(s.thinking),
-                        "answer": s.answer,
-                    }
-                )
-            flagged, size = totals.get((label, task), (len(items), len(items)))
-            runs.append({"run": label, "entries": items, "shown": len(items), "total": flagged, "samples": size})
-        tasks.append({"anchor": anchor(task), "label": benchmark(task).label, "runs": runs})
-    return tasks
-
-
-def render_browser(*, title: str, loaded: Loaded, limit: int) -> str:
-    """samples.html: per task, per run, the kept wrong/unanswered samples (:func:`browser_tasks`)."""
-    tasks = browser_tasks(loaded)
-    return (
+def render_browser(*, title: str, loaded: Loaded, limit: int) -> tuple[str, dict[str, str]]:
+    """samples.html (the question browser's page) and its data files (name -> JavaScript), one per task."""
+    page, files = browser_data(loaded, limit)
+    text = (
         environment()
         .get_template("samples.html.j2")
-        .render(title=title, tasks=tasks, limit=limit, rules=list(RULE_TEXT.items()), marker=ANSWER_MARKER)
+        .render(
+            title=title,
+            page=page,
+            page_json=page_json(page),
+            script_file=SCRIPT_FILE,
+            limit=limit,
+            page_size=page["page_size"],
+            marker=page["marker"],
+        )
     )
+    return text, files

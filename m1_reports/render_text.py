@@ -252,46 +252,53 @@ FLAG_MARK = "⚠"
 
 
 def protocol_markdown(header: ProtocolHeader) -> str:
-    rows = header.rows()
+    """The protocol header: one table (runs that differ only in the sweep's axes share a row), then each
+    difference from the paper's protocol once with the runs it applies to (warnings, then notes), the differences
+    between the runs, the budget-forcing note, the document counts and the published rows' notes."""
     lines = [
         "# Protocol",
         "",
-        f"The paper's protocol: {header.paper.text}. {FLAG_MARK}: differs from it.",
+        f"The paper's protocol: {header.paper.text}. {FLAG_MARK}: differs from it in a way that can move a score.",
         "",
     ]
-    if rows:
+    axes = header.axes()
+    if axes:
+        shown = " × ".join(f"{label} {', '.join(values)}" for label, values in axes)
+        lines += [f"Sweep: {markdown_text(shown)}.", ""]
+    grouped = header.grouped_rows()
+    if grouped:
         body = []
-        for row in rows:
-            cells = [row["run"], row["model_type"] or "–"]
+        for row in grouped:
+            cells = [header.runs_text(row.runs), row.model_type or "–"]
             for key, _ in FIELDS:
-                text = row["cells"][key]
-                cells.append(f"{FLAG_MARK} {text}" if key in row["flagged"] else text)
+                text = row.cells[key]
+                cells.append(f"{FLAG_MARK} {text}" if key in row.flagged else text)
             body.append(cells)
-        headers = ["run", "lm-eval model", *(label for _, label in FIELDS)]
+        headers = ["runs", "lm-eval model", *(label for _, label in FIELDS)]
         lines.append(markdown_table(headers, body, "l" * len(headers)))
-    flagged = [row for row in rows if row["flags"]]
-    if flagged:
-        lines += ["Differences from the paper's protocol:", ""]
-        for row in flagged:
-            for flag in row["flags"]:
-                lines.append(
-                    f"- {markdown_text(row['run'])}: {markdown_text(flag.message)}"
-                    + (" (note)" if flag.level == INFO else "")
-                )
+    groups = header.deviation_groups()
+    warnings = [g for g in groups if g.level != INFO]
+    notes = [g for g in groups if g.level == INFO]
+    if warnings:
+        lines += [f"{FLAG_MARK} Differences from the paper's protocol that can move a score:", ""]
+        lines += [f"- {markdown_text(header.runs_text(g.runs))}: {markdown_text(g.message)}" for g in warnings]
+        lines.append("")
+    if notes:
+        lines += ["Notes (no effect on the scores):", ""]
+        lines += [f"- {markdown_text(header.runs_text(g.runs))}: {markdown_text(g.message)}" for g in notes]
         lines.append("")
     if header.differences:
-        lines += ["The compared runs differ in:", ""]
+        lines += ["The compared runs differ in (apart from the sweep's axes):", ""]
         for difference in header.differences:
-            values = "; ".join(f"{run}: {text}" for run, text in difference.values.items())
+            values = "; ".join(f"{text}: {', '.join(runs)}" for text, runs in difference.groups())
             lines.append(f"- {markdown_text(difference.label)}: {markdown_text(values)}")
         lines.append("")
     if header.forcing_note:
         lines += [markdown_text(header.forcing_note), ""]
     if header.counts:
         lines += [f"{COUNT_MARK} Document counts that differ from the paper's (marked {COUNT_MARK} in Table 1):", ""]
-        for row in rows:
-            if row["counts"]:
-                lines.append(f"- {markdown_text(row['run'])}: {markdown_text('; '.join(row['counts']))}")
+        for group in header.count_groups():
+            lines.append(f"- {markdown_text(header.runs_text(group.runs))}: {markdown_text('; '.join(group.lines))}")
         lines.append("")
     if header.reference_notes:
         lines += ["Published rows, their own protocol:", ""]
@@ -300,6 +307,8 @@ def protocol_markdown(header: ProtocolHeader) -> str:
             for names, note in header.grouped_reference_notes()
         ]
         lines.append("")
+    if len(header.protocols) > 1:
+        lines += ["Each run's own row: protocol.csv.", ""]
     return "\n".join(lines)
 
 

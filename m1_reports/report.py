@@ -14,10 +14,11 @@ from typing import Any
 import pandas as pd
 
 from m1_base.errors import ReportInputError
-from m1_reports import render_html, render_plots
+from m1_reports import render_figures, render_html, render_plots
 from m1_reports.deviations import ProtocolHeader, compare
 from m1_reports.document_counts import CountNote, count_notes, log_count_notes
 from m1_reports.join import Loaded, LoadOptions, ProgressSink, load
+from m1_reports.naming import short_model_name
 from m1_reports.read_results import RunInfo
 from m1_reports.reference import Citation, citation, select_references
 from m1_reports.render_csv import csv_text, leaderboard_frame, protocol_frame, table1_frame
@@ -134,7 +135,7 @@ def build_report(
     else:
         pairs = default_pairs(loaded.labels, baseline_run) if len(loaded.labels) > 1 else []
     paired = paired_table(loaded, pairs, n_boot=options.n_boot, seed=options.seed)  # type: ignore[arg-type]
-    title = options.title or "m1-report: " + ", ".join(loaded.labels)
+    title = options.title or default_title(loaded)
     return Report(
         loaded=loaded,
         table1=table1,
@@ -150,6 +151,15 @@ def build_report(
         warnings=list(loaded.warnings),
         output=chosen[0] if chosen else None,
     )
+
+
+def default_title(loaded: Loaded) -> str:
+    """``m1-report: <the models>`` (not every run label): ``m1-report: demo-model (10 runs)``,
+    ``m1-report: m1-7B-23K, HuatuoGPT-o1-8B``; more than four models end in ``and N more``."""
+    models = list(dict.fromkeys(short_model_name(run.model_name) for run in loaded.runs))
+    shown = ", ".join(models[:4]) + (f" and {len(models) - 4} more" if len(models) > 4 else "")
+    runs = len(loaded.runs)
+    return f"m1-report: {shown or 'no runs'}" + (f" ({runs} runs)" if runs > len(models) else "")
 
 
 def default_name(report: Report) -> str:
@@ -209,6 +219,18 @@ def write_report(report: Report, target: Path | None = None) -> list[Path]:
                 report.warnings.append("budget_scaling.png/.svg not written: matplotlib is not installed")
                 logger.warning("budget_scaling.png/.svg not written: matplotlib is not installed")
         if options.html:
+            headline: tuple[str, render_figures.Figure | None] = ("", None)
+            frontier = None
+            if options.plots and render_figures.figures_available():
+                headline = render_figures.headline(
+                    report.protocol, report.budget, table, report.loaded.run_tasks, report.loaded.labels
+                )
+                frontier = render_figures.frontier(report.budget)
+                if headline[1] is not None or frontier is not None:
+                    put(render_figures.PLOTLY_FILE, render_figures.plotly_js())
+            elif options.plots:
+                plot_note = "No interactive figure: plotly is not installed (pip install plotly)."
+            put(render_html.SCRIPT_FILE, render_html.script_text())
             put(
                 "index.html",
                 render_html.render_index(
@@ -219,6 +241,8 @@ def write_report(report: Report, target: Path | None = None) -> list[Path]:
                     budget=report.budget,
                     scoring=report.scoring,
                     citation=report.citation,
+                    headline=headline,
+                    frontier=frontier,
                     svg=svg,
                     plot_note=plot_note,
                     n_boot=options.n_boot,
@@ -228,8 +252,10 @@ def write_report(report: Report, target: Path | None = None) -> list[Path]:
                 ),
             )
             if options.browser_limit > 0:
-                put(
-                    render_html.BROWSER_FILE,
-                    render_html.render_browser(title=report.title, loaded=report.loaded, limit=options.browser_limit),
+                page, files = render_html.render_browser(
+                    title=report.title, loaded=report.loaded, limit=options.browser_limit
                 )
+                for name, text in files.items():
+                    put(name, text)
+                put(render_html.BROWSER_FILE, page)
     return [target / name for name in written]

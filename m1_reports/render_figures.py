@@ -1,0 +1,345 @@
+"""The interactive figures of ``index.html`` (Plotly): the headline figure on the first screen and the accuracy
+against thinking tokens used (the compute frontier).
+
+The headline is the budget curve when the runs form a sweep (the protocol header has axes: runs that differ only
+in thinking budget or ignore rounds), else Table 1's Avg as bars (runs beside the published rows), else each run's
+accuracy per task.  Every figure is a Plotly figure built with ``plotly.graph_objects`` and handed to the page as
+JSON (:func:`figure_json`); ``plotly.min.js``, which the ``plotly`` package ships, draws it from the report folder
+(no network).  Values show on hover; a menu picks Avg or one task.
+
+Text from files (run labels, task names) goes into a figure HTML-escaped (:func:`plot_label`): Plotly reads a few
+tags in its texts (``<b>``, ``<br>``, ``<a>``) and decodes entities, so an escaped ``<script>`` is shown as text.
+The static ``budget_scaling.png`` / ``.svg`` stay :mod:`m1_reports.render_plots`' (matplotlib).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from m1_reports.columns import AVG, benchmark, order_tasks
+from m1_reports.deviations import ProtocolHeader
+from m1_reports.formatting import one_line
+from m1_reports.stats import wilson_interval
+from m1_reports.table1 import FROM_PAPER, Table1
+
+PLOTLY_FILE = "plotly.min.js"
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f",
+          "#bcbd22")  # fmt: skip
+PAPER_COLOR = "#b8bec9"
+SWEEP, AVG_BARS, TASK_BARS = "sweep", "avg-bars", "task-bars"
+
+
+def figures_available() -> bool:
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def plotly_js() -> str:
+    """The plotly.js bundle of the installed ``plotly`` package (written beside the pages)."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def plot_label(value: object) -> str:
+    """Text from a file as Plotly text: one line, HTML-escaped (shown literally, never markup)."""
+    return html.escape(one_line(value), quote=False)
+
+
+def figure_json(figure: Any) -> str:
+    """A figure as JSON that can sit inside ``<script type="application/json">``: ``<``, ``>`` and ``&`` as
+    ``\\u`` escapes, so no text can end the element."""
+    text = json.dumps(figure.to_plotly_json(), ensure_ascii=False, allow_nan=False, default=_plain)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+@dataclass
+class Figure:
+    """A figure for the page: its id, what it shows (one line), and its JSON."""
+
+    id: str
+    caption: str
+    spec: str
+
+
+def _layout(**extra: Any) -> dict[str, Any]:
+    layout: dict[str, Any] = {
+        "template": "none",
+        "font": {"family": "system-ui, -apple-system, Segoe UI, sans-serif", "size": 12, "color": "#1f2430"},
+        "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+        "hovermode": "closest",
+        "legend": {"orientation": "h", "y": -0.22, "x": 0, "font": {"size": 11}},
+        "height": 360,
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+    }
+    layout.update(extra)
+    return layout
+
+
+def _axis(title: str, **extra: Any) -> dict[str, Any]:
+    return {"title": {"text": title}, "gridcolor": "#e6e9ef", "zeroline": False, "linecolor": "#9aa3b2", **extra}
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and not pd.isna(value)
+
+
+# --------------------------------------------------------------------------------------------- the sweep
+
+
+def _panels(budget: pd.DataFrame) -> list[str]:
+    """Avg (when a run has it) and every task with a budgeted point, in the report's order."""
+    points = budget.dropna(subset=["budget_x", "acc"])
+    tasks = order_tasks(set(points["task"]) - {AVG})
+    return ([AVG] if AVG in set(points["task"]) else []) + tasks
+
+
+def _panel_title(task: str) -> str:
+    return "Avg over the Table 1 benchmarks" if task == AVG else plot_label(benchmark(task).label)
+
+
+def sweep_figure(budget: pd.DataFrame, x: str = "budget_x") -> Any | None:
+    """Accuracy (%) against the thinking budget (``x="budget_x"``) or the mean thinking tokens used
+    (``x="thinking_tokens_mean"``, with the frontier: the best accuracy at no more tokens), one line per series
+    (model and ignore rounds), 95 % Wilson intervals; a menu picks the panel (Avg or a task).  None without
+    points."""
+    import plotly.graph_objects as go
+
+    points = budget.dropna(subset=[x, "acc"]) if len(budget) else budget
+    if points.empty:
+        return None
+    panels = [p for p in _panels(budget) if p in set(points["task"])]
+    series = list(dict.fromkeys(points["series"]))
+    figure = go.Figure()
+    bounds = [0]  # panel i's traces are bounds[i] .. bounds[i + 1]
+    for index, panel in enumerate(panels):
+        part = points[points["task"] == panel]
+        for number, name in enumerate(series):
+            line = part[part["series"] == name].sort_values(x)
+            if line.empty:
+                continue
+            low, high = zip(*(wilson_interval(a, n) for a, n in zip(line["acc"], line["n"], strict=True)), strict=True)
+            y = [100 * a for a in line["acc"]]
+            figure.add_trace(
+                go.Scatter(
+                    x=list(line[x]),
+                    y=y,
+                    mode="lines+markers" if x == "budget_x" else "markers",
+                    name=plot_label(name),
+                    legendgroup=plot_label(name),
+                    marker={"size": 8, "color": COLORS[number % len(COLORS)]},
+                    line={"width": 2, "color": COLORS[number % len(COLORS)]},
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [100 * h - v if _finite(h) else 0 for h, v in zip(high, y, strict=True)],
+                        "arrayminus": [v - 100 * lo if _finite(lo) else 0 for lo, v in zip(low, y, strict=True)],
+                        "thickness": 1,
+                        "width": 3,
+                        "color": COLORS[number % len(COLORS)],
+                    },
+                    customdata=[
+                        [
+                            plot_label(r.run),
+                            plot_label(r.budget),
+                            "–" if not _finite(r.thinking_tokens_mean) else f"{r.thinking_tokens_mean:.1f}",
+                            "–" if not _finite(r.budget_hit_share) else f"{100 * r.budget_hit_share:.1f} %",
+                            "" if not _finite(lo) else f"[{100 * lo:.1f}, {100 * hi:.1f}]",
+                            "–" if not _finite(r.n) else str(int(r.n)),
+                        ]
+                        for r, lo, hi in zip(line.itertuples(), low, high, strict=True)
+                    ],
+                    hovertemplate="<b>%{customdata[0]}</b><br>thinking budget %{customdata[1]}<br>accuracy "
+                    "%{y:.2f} % %{customdata[4]} (n %{customdata[5]})<br>thinking tokens used (mean) "
+                    "%{customdata[2]}<br>hit the budget %{customdata[3]}<extra></extra>",
+                    visible=index == 0,
+                    showlegend=True,
+                )
+            )
+        if x == "thinking_tokens_mean" and len(part) > 1:
+            frontier = _frontier(part, x)
+            figure.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in frontier],
+                    y=[100 * p[1] for p in frontier],
+                    mode="lines",
+                    line={"shape": "hv", "dash": "dot", "color": "#5b6372", "width": 1.5},
+                    name="frontier (best accuracy at no more tokens)",
+                    hoverinfo="skip",
+                    visible=index == 0,
+                )
+            )
+        bounds.append(len(figure.data))
+    count = len(figure.data)
+    masks = [[bounds[i] <= t < bounds[i + 1] for t in range(count)] for i in range(len(panels))]
+    budgets = sorted(set(points["budget_x"])) if x == "budget_x" else []
+    log = x == "budget_x" and budgets and budgets[-1] / max(budgets[0], 1) >= 8
+    xaxis = _axis("thinking budget (tokens)" if x == "budget_x" else "thinking tokens used (mean per question)")
+    if log:
+        xaxis.update(type="log", tickvals=budgets, ticktext=[f"{b:g}" for b in budgets])
+    elif budgets and len(budgets) <= 10:
+        xaxis.update(tickvals=budgets, ticktext=[f"{b:g}" for b in budgets])
+    layout = _layout(
+        xaxis=xaxis,
+        yaxis=_axis("accuracy (%)", ticksuffix=""),
+        title={"text": _panel_title(panels[0]), "x": 0.01, "font": {"size": 14}},
+    )
+    if len(panels) > 1:
+        layout["updatemenus"] = [
+            {
+                "type": "dropdown",
+                "x": 1,
+                "xanchor": "right",
+                "y": 1.16,
+                "yanchor": "top",
+                "showactive": True,
+                "buttons": [
+                    {
+                        "label": "Avg" if panel == AVG else plot_label(benchmark(panel).label),
+                        "method": "update",
+                        "args": [{"visible": mask}, {"title.text": _panel_title(panel)}],
+                    }
+                    for panel, mask in zip(panels, masks, strict=True)
+                ],
+            }
+        ]
+    figure.update_layout(**layout)
+    return figure
+
+
+def _frontier(part: pd.DataFrame, x: str) -> list[tuple[float, float]]:
+    """The runs no other run beats with fewer or as many tokens: (tokens, accuracy), left to right."""
+    best = -1.0
+    frontier = []
+    for r in part.sort_values([x, "acc"], ascending=[True, False]).itertuples():
+        if r.acc > best:
+            frontier.append((float(getattr(r, x)), float(r.acc)))
+            best = r.acc
+    return frontier
+
+
+# -------------------------------------------------------------------------------------------- the bars
+
+
+def avg_bars_figure(table: Table1) -> Any | None:
+    """Table 1's Avg (%) as horizontal bars with their 95 % intervals, best on top: the runs in colour, the
+    published rows in grey (``*``: over fewer than the ten benchmarks).  None when no run has an Avg."""
+    import plotly.graph_objects as go
+
+    rows = []
+    for row, source in zip(table.rows, table.sources, strict=True):
+        value = table.at("value", row, AVG)
+        if _finite(value):
+            rows.append((row, source, float(value), table.at("low", row, AVG), table.at("high", row, AVG)))
+    if not any(source != FROM_PAPER for _, source, *_ in rows):
+        return None
+    rows.sort(key=lambda r: r[2])
+    names = [plot_label(r[0]) + (" †" if r[1] == FROM_PAPER else "") + (" *" if table.is_partial_avg(r[0]) else "")
+             for r in rows]  # fmt: skip
+    figure = go.Figure(
+        go.Bar(
+            x=[100 * r[2] for r in rows],
+            y=names,
+            orientation="h",
+            marker={"color": [PAPER_COLOR if r[1] == FROM_PAPER else COLORS[0] for r in rows]},
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [100 * (r[4] - r[2]) if _finite(r[4]) else 0 for r in rows],
+                "arrayminus": [100 * (r[2] - r[3]) if _finite(r[3]) else 0 for r in rows],
+                "thickness": 1,
+                "color": "#5b6372",
+            },
+            customdata=[["" if not _finite(r[3]) else f"[{100 * r[3]:.1f}, {100 * r[4]:.1f}]"] for r in rows],
+            hovertemplate="<b>%{y}</b><br>Avg %{x:.2f} % %{customdata[0]}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        **_layout(
+            height=max(220, 26 * len(rows) + 80),
+            xaxis=_axis("Avg accuracy over the Table 1 benchmarks (%)"),
+            yaxis={"automargin": True, "tickfont": {"size": 11}},
+            title={"text": "Table 1 Avg († published, * fewer than ten benchmarks)", "x": 0.01, "font": {"size": 14}},
+            showlegend=False,
+        )
+    )
+    return figure
+
+
+def task_bars_figure(run_tasks: pd.DataFrame, labels: Sequence[str]) -> Any | None:
+    """Each run's accuracy (%) per task as grouped bars (runs without a Table 1 benchmark)."""
+    import plotly.graph_objects as go
+
+    if run_tasks.empty:
+        return None
+    tasks = order_tasks(run_tasks["task"].unique())
+    figure = go.Figure()
+    for number, label in enumerate(labels):
+        part = run_tasks[run_tasks["run"] == label].set_index("task")
+        present = [t for t in tasks if t in part.index]
+        figure.add_trace(
+            go.Bar(
+                x=[plot_label(benchmark(t).label) for t in present],
+                y=[100 * float(part.at[t, "acc"]) for t in present],
+                name=plot_label(label),
+                marker={"color": COLORS[number % len(COLORS)]},
+                hovertemplate=f"<b>{plot_label(label)}</b><br>%{{x}}: %{{y:.2f}} %<extra></extra>",
+            )
+        )
+    figure.update_layout(**_layout(barmode="group", yaxis=_axis("accuracy (%)"), xaxis=_axis("")))
+    return figure
+
+
+# ------------------------------------------------------------------------------------------ for the page
+
+
+def headline(
+    header: ProtocolHeader, budget: pd.DataFrame, table: Table1, run_tasks: pd.DataFrame, labels: Sequence[str]
+) -> tuple[str, Figure | None]:
+    """(kind, figure) of the first screen: :data:`SWEEP` (the budget curve), :data:`AVG_BARS` or
+    :data:`TASK_BARS`."""
+    if header.axes():
+        figure = sweep_figure(budget)
+        if figure is not None:
+            caption = "Accuracy against thinking budget: one line per model and ignore-rounds setting; bars are 95 % " \
+                "Wilson intervals. Hover a point for its run, tokens used and budget hits."
+            return SWEEP, Figure("figure-headline", caption, figure_json(figure))
+    figure = avg_bars_figure(table)
+    if figure is not None:
+        caption = "Table 1's Avg with 95 % intervals, the runs beside the paper's published rows (grey)."
+        return AVG_BARS, Figure("figure-headline", caption, figure_json(figure))
+    figure = task_bars_figure(run_tasks, labels)
+    if figure is not None:
+        return TASK_BARS, Figure("figure-headline", "Accuracy per task and run.", figure_json(figure))
+    return TASK_BARS, None
+
+
+def frontier(budget: pd.DataFrame) -> Figure | None:
+    """Accuracy against the thinking tokens actually used (needs the m1 generation records), with the frontier."""
+    if budget.empty or budget["thinking_tokens_mean"].isna().all():
+        return None
+    figure = sweep_figure(budget, x="thinking_tokens_mean")
+    if figure is None:
+        return None
+    caption = "Accuracy against the thinking tokens used (mean per question, from the generation records); the " \
+        "dotted line is the frontier: the best accuracy reached with no more tokens."
+    return Figure("figure-frontier", caption, figure_json(figure))

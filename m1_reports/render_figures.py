@@ -34,6 +34,7 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c
           "#bcbd22")  # fmt: skip
 PAPER_COLOR = "#b8bec9"
 SWEEP, AVG_BARS, TASK_BARS = "sweep", "avg-bars", "task-bars"
+MAX_BARS = 20  # rows of the Avg bars (the first screen keeps Table 1 in view)
 
 
 def figures_available() -> bool:
@@ -106,9 +107,8 @@ def _finite(value: Any) -> bool:
 # --------------------------------------------------------------------------------------------- the sweep
 
 
-def _panels(budget: pd.DataFrame) -> list[str]:
-    """Avg (when a run has it) and every task with a budgeted point, in the report's order."""
-    points = budget.dropna(subset=["budget_x", "acc"])
+def _panels(points: pd.DataFrame) -> list[str]:
+    """Avg (when a run has it) and every task with a point, in the report's order."""
     tasks = order_tasks(set(points["task"]) - {AVG})
     return ([AVG] if AVG in set(points["task"]) else []) + tasks
 
@@ -127,7 +127,7 @@ def sweep_figure(budget: pd.DataFrame, x: str = "budget_x") -> Any | None:
     points = budget.dropna(subset=[x, "acc"]) if len(budget) else budget
     if points.empty:
         return None
-    panels = [p for p in _panels(budget) if p in set(points["task"])]
+    panels = _panels(points)
     series = list(dict.fromkeys(points["series"]))
     figure = go.Figure()
     bounds = [0]  # panel i's traces are bounds[i] .. bounds[i + 1]
@@ -252,6 +252,12 @@ def avg_bars_figure(table: Table1) -> Any | None:
             rows.append((row, source, float(value), table.at("low", row, AVG), table.at("high", row, AVG)))
     if not any(source != FROM_PAPER for _, source, *_ in rows):
         return None
+    left_out = 0
+    if len(rows) > MAX_BARS:  # the runs and the baseline always; then the published rows with the highest Avg
+        must = [r for r in rows if r[1] != FROM_PAPER or r[0] == table.baseline]
+        others = sorted((r for r in rows if r not in must), key=lambda r: -r[2])[: max(0, MAX_BARS - len(must))]
+        left_out = len(rows) - len(must) - len(others)
+        rows = must + others
     rows.sort(key=lambda r: r[2])
     names = [plot_label(r[0]) + (" †" if r[1] == FROM_PAPER else "") + (" *" if table.is_partial_avg(r[0]) else "")
              for r in rows]  # fmt: skip
@@ -273,12 +279,15 @@ def avg_bars_figure(table: Table1) -> Any | None:
             hovertemplate="<b>%{y}</b><br>Avg %{x:.2f} % %{customdata[0]}<extra></extra>",
         )
     )
+    title = "Table 1 Avg († published, * fewer than ten benchmarks)"
+    if left_out:
+        title += f"; {left_out} published row{'s' if left_out != 1 else ''} with a lower Avg only in Table 1"
     figure.update_layout(
         **_layout(
-            height=max(220, 26 * len(rows) + 80),
+            height=min(460, max(220, 18 * len(rows) + 90)),
             xaxis=_axis("Avg accuracy over the Table 1 benchmarks (%)"),
-            yaxis={"automargin": True, "tickfont": {"size": 11}},
-            title={"text": "Table 1 Avg († published, * fewer than ten benchmarks)", "x": 0.01, "font": {"size": 14}},
+            yaxis={"automargin": True, "tickfont": {"size": 10}},
+            title={"text": title, "x": 0.01, "font": {"size": 14}},
             showlegend=False,
         )
     )

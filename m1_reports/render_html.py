@@ -129,12 +129,12 @@ def _protocol_view(header: ProtocolHeader | None) -> dict[str, Any] | None:
 
     return {
         "paper": header.paper.text,
-        "axes": [{"label": label, "values": ", ".join(values)} for label, values in header.axes()],
+        "axes": [{"label": label, "shown": ", ".join(values)} for label, values in header.axes()],
         "fields": [label for _, label in FIELDS],
         "rows": [
             {
                 "runs": header.runs_text(row.runs),
-                "run_list": row.runs if len(row.runs) > 1 and header.runs_text(row.runs).startswith("all") else [],
+                "run_list": "; ".join(row.runs),
                 "model_type": row.model_type or "–",
                 "cells": [
                     {"text": row.cells[key], "flagged": key in row.flagged, "noted": key in row.noted}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from html import unescape
 
 import pandas as pd
@@ -63,7 +64,7 @@ def test_a_limited_run_is_flagged_everywhere(tmp_path, caplog):
     assert tex_row.count("\\textsuperscript{\\ddag}") == 2  # MedQA and the Avg over it
     assert "\\textsuperscript{\\ddag} Scored on other documents" in latex
     page = unescape((target / "index.html").read_text())
-    assert f"n = 100; {expected}" in page  # the cell's title
+    assert re.search(rf'title="n = 100; 95 % CI \[[^\]]+\]; {re.escape(expected)}"', page)  # the cell's title
     assert f"{label}: MedQA: {expected}" in page.replace("</strong>", "")
 
 

@@ -59,38 +59,61 @@ def evil_report(tmp_path_factory):
     return report, target
 
 
+OWN_SCRIPTS = {"plotly.min.js", "m1-report.js"}
+
+
 def test_no_markup_from_files_survives(evil_report):
     _, target = evil_report
     for name in ("index.html", "samples.html"):
         page = parse(target / name)
-        tags = [tag for tag, _ in page.tags]
-        assert "script" not in tags, name
+        for tag, attrs in page.tags:  # the report's own scripts only: files beside the page, or JSON data
+            if tag == "script":
+                assert attrs.get("src") in OWN_SCRIPTS or attrs.get("type") == "application/json", (name, attrs)
         assert not any(tag == "img" and "onerror" in attrs for tag, attrs in page.tags), name
         assert not any(attrs.get("src", "").startswith("x") for _, attrs in page.tags)
-        text = "".join(page.text)
-        assert EVIL in text  # shown as text, escaped in the source
         source = (target / name).read_text()
-        assert "&lt;script&gt;" in source
-        assert "Content-Security-Policy" in source
+        assert "Content-Security-Policy" in source and "script-src 'self'" in source and "unsafe-inline'; img" in source
+        assert "<script>" not in source and "<img src=x" not in source  # escaped wherever it is
         # self-contained: nothing fetched from elsewhere
         for tag, attrs in page.tags:
             for key in ("src", "href"):
                 value = attrs.get(key) or ""
-                assert not value.startswith(("http:", "//")) or tag == "a", (tag, attrs)
+                assert not value.startswith(("http:", "https:", "//")) or tag == "a", (tag, attrs)
+    assert EVIL in "".join(parse(target / "index.html").text)  # the label and title, shown as text
+    # the question data: JavaScript files whose every text is a JSON string (no markup can leave it)
+    for path in target.glob("questions_*.js"):
+        text = path.read_text()
+        assert "<" not in text and text.startswith("window.M1Questions=")
+        assert "\\u003cscript>" in text or "m1_medqa" not in path.name
 
 
-def test_sample_browser_shows_wrong_and_unanswered(evil_report):
+def test_question_browser_data_is_every_question_and_verdict(evil_report):
     report, target = evil_report
-    source = (target / "samples.html").read_text()
-    page = "".join(parse(target / "samples.html").text)
-    assert "wrong" in page and "no answer" in page
-    assert "prompt " + EVIL in page and "thinking " + EVIL in page and "answer " + EVIL in page
-    # counts per run and task agree with the samples frame
+    from tests.test_report_rescoring import question_data
+
+    data = question_data(target)
     samples = report.loaded.samples
-    part = samples[(samples["run"] == report.loaded.labels[1]) & (samples["task"] == "m1_nejm")]
-    flagged = int(((part["acc"] < 1) | (part["no_answer"] > 0)).sum())
-    assert f"{min(flagged, 50)} shown of {flagged} wrong or unanswered ({len(part)} samples)" in page
-    assert 'id="task-m1_medqa"' in source
+    assert set(data) == set(samples["task"].astype(str))
+    labels = report.loaded.labels
+    for task, task_data in data.items():
+        part = samples[samples["task"] == task]
+        assert len(task_data["questions"]) == part["doc_id"].nunique()
+        kept = [q for q in task_data["questions"] if q[5]]
+        assert len(kept) == min(50, len(task_data["questions"])) and set(task_data["texts"]) == {q[0] for q in kept}
+        for doc_id, _text, target_letter, options, strip, _ in task_data["questions"]:
+            assert len(strip) == len(task_data["runs"]) and len(options) == 4
+            assert target_letter == (EVIL if task == "m1_medqa" else target_letter) and target_letter
+            for column, run in enumerate(task_data["runs"]):
+                row = part[(part["run"] == labels[run]) & (part["doc_id"].astype(str) == doc_id)].iloc[0]
+                expected = "R" if row["acc"] >= 1 else "N" if row["no_answer"] > 0 else "W"
+                assert strip[column] == expected, (task, doc_id, run)
+    medqa = data["m1_medqa"]
+    texts = next(iter(medqa["texts"].values()))
+    assert texts["prompt"] == "prompt " + EVIL or any(r.get("prompt") == "prompt " + EVIL for r in texts["runs"])
+    mine = next(r for r in texts["runs"] if labels[r["run"]].startswith("mine"))
+    assert mine["answer"] == "answer " + EVIL and mine["thinking"] == "thinking " + EVIL + "\n"
+    page = "".join(parse(target / "samples.html").text)
+    assert "question browser" in page and "--browser-limit" in page
 
 
 def test_index_has_every_section(evil_report):
@@ -105,11 +128,27 @@ def test_index_has_every_section(evil_report):
 
 def test_plots_are_written_and_embedded(evil_report):
     pytest.importorskip("matplotlib")
+    pytest.importorskip("plotly")
     _, target = evil_report
     assert (target / "budget_scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = (target / "budget_scaling.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "<script" not in svg
-    assert 'src="data:image/svg+xml;base64,' in (target / "index.html").read_text()
+    index = (target / "index.html").read_text()
+    assert 'class="m1-figure" data-target="figure-headline"' in index and '<script src="plotly.min.js">' in index
+    assert (target / "plotly.min.js").stat().st_size > 1_000_000
+
+
+def test_without_plotly_the_static_figure_is_embedded(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from m1_reports import render_figures
+
+    monkeypatch.setattr(render_figures, "figures_available", lambda: False)
+    write_run(tmp_path / "a", {"m1_medqa": make_truth(20, 0.5, seed=1)}, gen_kwargs={"max_tokens_thinking": 64})
+    report = build_report([tmp_path / "a"], ReportOptions(references=["none"], n_boot=200))
+    write_report(report, tmp_path / "rep")
+    index = (tmp_path / "rep" / "index.html").read_text()
+    assert 'src="data:image/svg+xml;base64,' in index and "m1-figure" not in index
+    assert not (tmp_path / "rep" / "plotly.min.js").exists()
 
 
 def test_plot_without_budget_runs(tmp_path):

@@ -59,13 +59,15 @@ def test_the_header_states_every_field(tmp_path):
     assert report.protocol.forcing_note == PAPER.forcing_note
     # the header is at the top of index.html, table1.md and protocol.md, with every field
     page = unescape((target / "index.html").read_text())
-    assert page.index('<section id="protocol">') < page.index('<h2 id="table1">')
+    # the first screen is the summary, the figure and Table 1; the protocol follows, its state in the summary
+    assert page.index('<section id="table1">') < page.index('<section id="protocol">')
+    assert "the paper's, apart from 1 note without effect on the scores" in page[: page.index('<section id="table1">')]
     markdown = (target / "table1.md").read_text()
     assert markdown.startswith("# Protocol") and markdown.index("# Protocol") < markdown.index("# Table 1")
     for text in (page, markdown, (target / "protocol.md").read_text()):
         for _, label in FIELDS:
             assert label in text
-        for value in ("4096", "0 (greedy)", "thinking 4096 + answer 1024", "m1 v2.0", "1234 (m1-vllm default)"):
+        for value in ("4096", "0 (greedy)", "thinking budget + answer 1024", "m1 v2.0", "1234 (m1-vllm default)"):
             assert value in text
         assert "exactly its thinking budget" in text  # the forcing note, once
         assert text.count("exactly its thinking budget") == 1
@@ -90,15 +92,15 @@ def test_sampled_against_greedy_and_seeds(tmp_path):
     greedy, sampled = flags(report, 0), flags(report, 1)
     assert "temperature" not in greedy and "seed" not in greedy  # greedy, seed 42 from model_args
     assert sampled["temperature"].level == WARN and "0.6" in sampled["temperature"].message
-    assert "the paper decodes greedily" in sampled["temperature"].message
-    assert sampled["seed"].level == WARN and "seed 7 (model_args); the paper's 42" in sampled["seed"].message
+    assert "instead of the paper's greedy decoding" in sampled["temperature"].message
+    assert sampled["seed"].level == WARN and "seed 7 (model_args) instead of the paper's 42" in sampled["seed"].message
     cells = report.protocol.protocols[1].display()
     assert cells["temperature"] == "0.6 (sampled, top_p 0.95)" and cells["seed"] == "7 (model_args)"
     # the two runs differ in temperature and seed, nothing else
     assert {d.field for d in report.protocol.differences} == {"temperature", "seed"}
     markdown = (target / "protocol.md").read_text()
-    assert "The compared runs differ in:" in markdown
-    assert "- temperature: model-a: 0 (greedy); model-b: 0.6 (sampled, top_p 0.95)" in markdown
+    assert "The compared runs differ in (apart from the sweep's axes):" in markdown
+    assert "- temperature: 0 (greedy): model-a; 0.6 (sampled, top_p 0.95): model-b" in markdown
     row = next(line for line in markdown.splitlines() if line.startswith("| model-b"))
     assert "⚠ 0.6 (sampled, top_p 0.95)" in row and "⚠ 7 (model_args)" in row
 
@@ -116,7 +118,7 @@ def test_max_tokens_against_the_paper(tmp_path):
               gen_kwargs={"max_tokens_thinking": 2048, "max_tokens_answer": 512})  # fmt: skip
     report, _ = build(tmp_path, tmp_path / "short", tmp_path / "answer")
     short, answer = flags(report, 0)["max_tokens"], flags(report, 1)["max_tokens"]
-    assert "max_gen_toks 1024" in short.message and "the paper's baselines 2048" in short.message
+    assert "max_gen_toks 1024" in short.message and "2048 new tokens of the paper's baselines" in short.message
     assert "512 answer tokens" in answer.message and "the paper's 1024" in answer.message
     assert report.protocol.protocols[1].display()["max_tokens"] == "thinking 2048 + answer 512"
 
@@ -146,8 +148,8 @@ def test_cot_prompts(tmp_path):
     report, _ = build(tmp_path, tmp_path / "task", tmp_path / "meta")
     assert report.protocol.protocols[0].display()["prompt"] == "+CoT (task config)"
     assert report.protocol.protocols[1].display()["prompt"] == "+CoT (--metadata)"
-    for run in (0, 1):
-        assert "+CoT prompt" in flags(report, run)["prompt"].message
+    for run in (0, 1):  # a prompt can move a score: a warning, not a note
+        assert "+CoT prompt" in flags(report, run)["prompt"].message and flags(report, run)["prompt"].level == WARN
     # M1_PROMPT=cot is recorded only in the docs: the samples tell
     write_run(tmp_path / "env", two_tasks(), model="org/model-c", docs={("m1_medqa", 0): {"prompt_variant": "cot"}})
     report, _ = build(tmp_path, tmp_path / "env")
@@ -166,6 +168,43 @@ def test_scorer_version_1_is_flagged(tmp_path, caplog):
     assert any("older m1-eval scorer" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert {d.field for d in report.protocol.differences} == {"scorer"}
     assert "scored by an older m1-eval scorer" in (target / "table1.md").read_text()
+
+
+def test_a_sweep_is_one_row_with_its_axes_and_each_deviation_once(tmp_path):
+    """Runs that differ only in budget and ignore rounds share a row; the axes are not differences; a deviation
+    the runs share is stated once with them, a note apart from the warnings."""
+    folders = []
+    for index, (budget, ignore) in enumerate([(256, 0), (512, 0), (256, 1), (512, 1)]):
+        folder = tmp_path / f"b{budget}_{ignore}"
+        write_run(folder, two_tasks(budget=budget, ignore=ignore), model="UCSC-VLAA/m1-7B-23K",
+                  gen_kwargs={"max_tokens_thinking": budget, "thinking_n_ignore": ignore},
+                  date_id=f"2026-01-0{index + 1}T00-00-00.000001")  # fmt: skip
+        folders.append(folder)
+    write_run(tmp_path / "base", two_tasks(), model="org/base", gen_kwargs={"temperature": 0.6}, chat_template=None)
+    report, target = build(tmp_path, *folders, tmp_path / "base")
+    header = report.protocol
+    rows = header.grouped_rows()
+    assert [len(row.runs) for row in rows] == [4, 1]
+    assert (rows[0].cells["budget"], rows[0].cells["ignore"]) == ("256, 512", "0, 1")
+    assert rows[0].cells["max_tokens"] == "thinking budget + answer 1024" and not rows[0].flagged
+    assert rows[1].flagged == {"temperature", "seed", "chat_template"}
+    assert header.axes() == [("thinking budget", ["256", "512"]), ("ignore rounds", ["0", "1"])]
+    assert {d.field for d in header.differences} == {"temperature", "max_tokens", "chat_template"}  # no axis
+    groups = header.deviation_groups()
+    assert [g.level for g in groups] == [WARN, WARN, WARN, INFO]  # warnings first
+    note = groups[-1]
+    assert note.field == "seed" and len(note.runs) == 4 and "no effect under greedy decoding" in note.message
+    for text in ((target / "protocol.md").read_text(), unescape((target / "index.html").read_text())):
+        assert text.count("no effect under greedy decoding") == 1
+        assert "thinking budget 256, 512" in text and "ignore rounds 0, 1" in text
+    markdown = (target / "protocol.md").read_text()
+    assert "Sweep: thinking budget 256, 512 × ignore rounds 0, 1." in markdown
+    assert markdown.index("that can move a score:") < markdown.index("Notes (no effect on the scores):")
+    assert sum(1 for line in markdown.splitlines() if line.startswith("| ") and "m1-vllm" in line) == 2
+    # a sweep of the same protocol: "all 4 runs", one line
+    report, target = build(tmp_path / "only", *folders)
+    assert [g.runs for g in report.protocol.deviation_groups()] == [report.loaded.labels]
+    assert "- all 4 runs: seed 1234 (m1-vllm default) instead of the paper's 42" in (target / "protocol.md").read_text()
 
 
 def test_published_rows_carry_their_notes(tmp_path):

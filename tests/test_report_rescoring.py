@@ -1,10 +1,9 @@
-"""The sample browser shows the m1 scorer's own extraction and rule (one scorer everywhere)."""
+"""The question browser shows the m1 scorer's own extraction and rule (one scorer everywhere)."""
 
 from __future__ import annotations
 
 import json
 import re
-from html import unescape
 from pathlib import Path
 
 import pytest
@@ -39,21 +38,28 @@ def _truth(correct: list[int], no_answer: list[int] | None = None) -> TaskTruth:
     return TaskTruth(correct, list(correct), no_answer or [0] * n, [100] * n, [0] * n, [0] * n)
 
 
-SAMPLE = re.compile(
-    r'<div class="sample">\s*<div>(?P<tags>.*?)<span class="muted">(?P<where>[^<]+)</span></div>', re.S
-)
-TAG = re.compile(r'<span class="tag[^"]*"[^>]*>([^<]*)</span>')
+DATA = re.compile(r"^window\.M1Questions=window\.M1Questions\|\|\{\};window\.M1Questions\[(?P<task>\"[^\"]*\")\]=(?P<data>.*);$", re.S)
 
 
-def browser_entries(page: str) -> list[dict[str, str]]:
-    """Per shown sample: its extracted and rule tags and its file:line."""
-    entries = []
-    for match in SAMPLE.finditer(page):
-        tags = [unescape(t) for t in TAG.findall(match["tags"])]
-        extracted = next(t for t in tags if t.startswith("extracted "))[len("extracted ") :]
-        rule = next(t for t in tags if t.startswith("rule "))[len("rule ") :]
-        entries.append({"extracted": extracted, "rule": rule, "where": unescape(match["where"])})
-    return entries
+def question_data(folder: Path) -> dict[str, dict]:
+    """The question browser's data files of a report: task -> its data (questions, every run's texts)."""
+    found = {}
+    for path in sorted(folder.glob("questions_*.js")):
+        match = DATA.match(path.read_text(encoding="utf-8").strip())
+        assert match, path
+        found[json.loads(match["task"])] = json.loads(match["data"])
+    return found
+
+
+def browser_entries(folder: Path) -> list[dict[str, str]]:
+    """Per shown sample (every run's of every question kept): its extracted and rule and its file:line."""
+    return [
+        {"extracted": run["extracted"], "rule": run["rule"], "where": run["where"], "disagrees": run["disagrees"],
+         "rule_text": run["rule_text"]}
+        for data in question_data(folder).values()
+        for texts in data["texts"].values()
+        for run in texts["runs"]
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +87,7 @@ def _row(where: str, folder: Path) -> dict:
 
 def test_browser_extraction_is_the_scorers(rescored):
     run, report, target = rescored
-    entries = browser_entries((target / "samples.html").read_text(encoding="utf-8"))
+    entries = browser_entries(target)
     shown = len(report.loaded.browser)
     assert shown > 5 and len(entries) == shown
     for entry in entries:
@@ -93,8 +99,7 @@ def test_browser_extraction_is_the_scorers(rescored):
 
 def test_a_sample_the_old_extractor_read_differently(rescored):
     run, report, target = rescored
-    entry = next(e for e in browser_entries((target / "samples.html").read_text()) if e["where"].endswith(":1"))
-    assert entry["where"].startswith("samples_m1_medqa_")
+    entry = next(e for e in browser_entries(target) if e["where"].endswith(":1") and "_m1_medqa_" in e["where"])
     expected = scoring.score_response(HYPER_RESPONSE, scoring_doc({"question": "q", **HYPER_DOC}))
     assert (expected["extracted"], expected["rule"]) == ("C", scoring.RULE_OPTION_TEXT)
     assert (entry["extracted"], entry["rule"]) == ("C", scoring.RULE_OPTION_TEXT)
@@ -144,7 +149,8 @@ def test_tasks_of_other_suites_are_not_rescored(tmp_path):
     assert report.loaded.browser
     assert all(not s.verdict.scored and "not an m1 task" in s.verdict.reason for s in report.loaded.browser)
     write_report(report, tmp_path / "rep")
-    assert "rule not re-scored" in (tmp_path / "rep" / "samples.html").read_text()
+    entries = browser_entries(tmp_path / "rep")
+    assert entries and all(e["rule"] == "not re-scored" and "not an m1 task" in e["rule_text"] for e in entries)
 
 
 def test_an_older_scorers_verdict_is_pointed_out(tmp_path):
@@ -159,6 +165,6 @@ def test_an_older_scorers_verdict_is_pointed_out(tmp_path):
     )
     report = build_report([tmp_path / "a"], ReportOptions(references=["none"], n_boot=200))
     write_report(report, tmp_path / "rep")
-    page = unescape((tmp_path / "rep" / "samples.html").read_text())
-    assert "This m1-eval's scorer judges it correct, the samples file wrong" in page
-    assert "older m1-eval scorer (task version 1.0); re-score or re-run" in page
+    disagrees = " ".join(e["disagrees"] for e in browser_entries(tmp_path / "rep"))
+    assert "This m1-eval's scorer judges it correct, the samples file wrong" in disagrees
+    assert "older m1-eval scorer (task version 1.0); re-score or re-run" in disagrees

@@ -4,7 +4,7 @@ Any server that speaks the OpenAI completions API works (``vllm serve``, SGLang,
 server or a fleet (``base_url=http://a:8000|http://b:8000``).  Every phase of a request (thinking, each "Wait"
 round, the answer) is one completion call whose prompt is the request's token ids so far, so the token budget is
 counted with the local tokenizer exactly as ``m1-vllm`` counts it; with vLLM the generated ids come back
-(``return_token_ids``), elsewhere the returned text is re-tokenized locally (see the README: "m1-server").
+(``return_token_ids``), elsewhere the returned text is re-tokenized locally (see docs/models.md, "m1-server").
 
 Requests advance independently (the ``continuous`` schedule over the network), at most ``max_concurrency`` calls
 per server at a time.  All phases of one request go to the server that took its first phase (its prefix cache
@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import queue
 import random
 import re
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -73,6 +75,25 @@ SAMPLING_KEYS = frozenset(
 )
 TOKEN_ID_MODES = ("auto", "text")
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+#: the least a streamed call may go without a token before its server is probed (seconds): a loaded server can
+#: queue a call for a while, a prefill of a long prompt takes seconds; the default stall limit is the larger of this
+#: and 20 times the longest gap between tokens the fleet has shown
+STALL_FLOOR = 60.0
+STALL_GAP_FACTOR = 20.0
+#: probing a server that left the fleet: first after this many seconds, doubling up to REJOIN_CAP
+REJOIN_FIRST, REJOIN_CAP = 1.0, 30.0
+
+
+class _Stalled(Exception):
+    """A streamed call made no progress for the stall limit and its server did not answer its health probe."""
+
+
+class _Abandoned(Exception):
+    """The call's server left the fleet (another call found it down): the step moves at once."""
+
+
+class _BadStream(Exception):
+    """The server's answer could not be read (truncated or malformed JSON, a stream that ended early)."""
 
 
 #: how m1-server's model_args report a value (one line, the project's user error)
@@ -93,7 +114,7 @@ MASK = "***"
 def looks_like_key(value: Any) -> bool:
     """Whether a value of ``api_key_env`` looks like a key rather than the name of the variable holding one.
 
-    The judgement (documented in the README's "When something is wrong"): it is not a text, or not a variable name
+    The judgement (documented in docs/errors.md): it is not a text, or not a variable name
     (``[A-Za-z_][A-Za-z0-9_]*``: keys carry ``-``, ``.``, ``/``, ``+``, ``=`` or ``Bearer ``), or longer than
     :data:`LONGEST_KEY_NAME` characters, or starts like a known key (:data:`KEY_PREFIXES`), or mixes lower-case
     letters with digits as tokens do (``a9f3...``, ``hf_AbC123``; variable names are upper case by convention).
@@ -349,9 +370,15 @@ class Server:
     limit: asyncio.Semaphore | None = None
     label: str = ""
     auth: Any = field(default=None, repr=False)  # httpx.BasicAuth from the address's user:password@
+    prober: Any = field(default=None, repr=False)  # the task probing a server that left, until it answers
 
     def __post_init__(self) -> None:
         self.label = self.label or self.url
+
+    @property
+    def health_url(self) -> str:
+        """vLLM's, SGLang's and TGI's ``/health`` sits beside ``/v1``."""
+        return self.url.removesuffix("/v1") + "/health"
 
 
 @dataclass
@@ -373,6 +400,10 @@ class ServerSettings:
     backoff: float = 0.5  # first retry after ~backoff s, doubling (jitter 0.5x-1.5x), at most backoff_cap
     backoff_cap: float = 10.0
     token_ids: str = "auto"
+    #: seconds a streamed call may go without a token before its server is probed (None: :data:`STALL_FLOOR`, or
+    #: more when the fleet's calls have shown longer gaps: :meth:`ServerStepEngine.stall_limit`)
+    stall_timeout: float | None = None
+    probe_timeout: float = 5.0  # a server that does not answer /health within this is down (frozen, gone)
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # holds the key: never printed
     secrets: tuple[str, ...] = field(default=(), repr=False)  # the key and passwords: scrubbed from messages
 
@@ -403,6 +434,7 @@ class ServerStepEngine:
         self._flights: dict[int, _Flight] = {}  # key -> the step in flight
         self._sticky: dict[int, tuple[Server, tuple[int, ...]]] = {}  # key -> its server and last prompt
         self._epoch = 0  # abort() moves it on: results of older epochs are dropped
+        self._longest_gap = 0.0  # the longest wait between two chunks of a call that went on (seconds)
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="m1-server-loop", daemon=True)
@@ -460,6 +492,9 @@ class ServerStepEngine:
         self.abort()
         if not self._loop.is_running():
             return
+        for server in self.servers:
+            if server.prober is not None:
+                self._loop.call_soon_threadsafe(server.prober.cancel)
         try:
             asyncio.run_coroutine_threadsafe(self._client.aclose(), self._loop).result(timeout=10)
         except Exception:  # noqa: BLE001 - closing is best effort
@@ -517,6 +552,7 @@ class ServerStepEngine:
                         self.settings.max_retries,
                         error,
                     )
+                    server.prober = asyncio.ensure_future(self._probe_until_back(server))
                 server.outstanding -= flight.step.max_tokens
                 live = [s for s in self.servers if s.alive]
                 if not live:
@@ -531,53 +567,199 @@ class ServerStepEngine:
                 self._sticky[flight.key] = (target, flight.step.prompt_ids)
 
     async def _try_server(self, server: Server, body: dict[str, Any], flight: _Flight) -> StepResult | str:
-        """The step's result from ``server``, or (after ``max_retries`` transient failures) the last error."""
+        """The step's result from ``server``, or (after ``max_retries`` transient failures, or at once when the
+        server leaves the fleet) why not."""
         import httpx
 
         last = ""
+        retry_after: float | None = None
         for attempt in range(self.settings.max_retries + 1):
             if attempt:
                 delay = min(self.settings.backoff_cap, self.settings.backoff * 2 ** (attempt - 1))
-                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = retry_after if retry_after is not None else delay * (0.5 + random.random())
+                await asyncio.sleep(delay)
+            retry_after = None
             if not server.alive:
                 return last or "left the fleet"
             assert server.limit is not None
             async with server.limit:
                 if flight.epoch != self._epoch:  # aborted before it was sent (abort's cancel is on its way)
                     raise asyncio.CancelledError
+                if not server.alive:  # it left while this call waited for a free slot
+                    return f"{server.label} left the fleet"
                 try:
-                    response = await self._client.post(server.url + "/completions", json=body, auth=server.auth)
-                except (httpx.TransportError, httpx.TimeoutException) as error:
+                    outcome = await self._stream(server, body, flight)
+                except (httpx.TransportError, httpx.TimeoutException, _BadStream) as error:
                     last = f"{type(error).__name__}: {error}".strip().rstrip(":") or type(error).__name__
-                    last = _scrub(last, self.settings.secrets)
+                    last = _scrub(last.replace("_BadStream: ", ""), self.settings.secrets)
                     logger.info("m1-server: %s, request %s: %s (retrying)", server.label, flight.request_id, last)
                     continue
-            if response.status_code in RETRY_STATUS:
-                last = f"HTTP {response.status_code}: {_scrub(_short(response.text), self.settings.secrets)}"
+                except _Abandoned:
+                    return f"{server.label} left the fleet"
+                except _Stalled as stall:
+                    last = str(stall)
+                    if await self._leave(server, last):
+                        return last
+                    continue  # the last server standing: wait for it (each stall counts as a retry)
+            if isinstance(outcome, StepResult):
+                return outcome
+            status, text, retry_after = outcome
+            if status in RETRY_STATUS:
+                last = f"HTTP {status}: {_scrub(_short(text), self.settings.secrets)}"
                 logger.info("m1-server: %s, request %s: %s (retrying)", server.label, flight.request_id, last)
                 continue
-            if response.status_code != 200:
-                fix = (
-                    "check the key (api_key_env) or the user:password in base_url"
-                    if response.status_code in (401, 403)
-                    else "check model=, the gen_kwargs and the server's log"
-                )
-                raise ServerError(
-                    f"m1-server: {server.label} rejected request {flight.request_id} with HTTP "
-                    f"{response.status_code}: {_scrub(_short(response.text), self.settings.secrets)}; {fix}"
-                )
-            result = self._result(response.json(), flight.step)
-            if result is None:  # the server aborted it (e.g. shutting down): a transient failure
-                last = "the server aborted the request"
-                continue
-            return result
+            fix = (
+                "check the key (api_key_env) or the user:password in base_url"
+                if status in (401, 403)
+                else "check model=, the gen_kwargs and the server's log"
+            )
+            raise ServerError(
+                f"m1-server: {server.label} rejected request {flight.request_id} with HTTP "
+                f"{status}: {_scrub(_short(text), self.settings.secrets)}; {fix}"
+            )
         return last
+
+    def stall_limit(self) -> float:
+        """Seconds a call may go without a token before its server is probed: ``stall_timeout``, else the larger
+        of :data:`STALL_FLOOR` and :data:`STALL_GAP_FACTOR` times the longest gap the fleet has shown."""
+        if self.settings.stall_timeout is not None:
+            return self.settings.stall_timeout
+        return max(STALL_FLOOR, STALL_GAP_FACTOR * self._longest_gap)
+
+    async def _stream(
+        self, server: Server, body: dict[str, Any], flight: _Flight
+    ) -> StepResult | tuple[int, str, float | None]:
+        """One streamed completion call: its result, or ``(status, text, Retry-After seconds)`` of an HTTP error.
+
+        Raises :class:`_Stalled` when no token came for :meth:`stall_limit` seconds and the server does not
+        answer its health probe (a server that answers is slow, not gone: the call goes on), :class:`_Abandoned`
+        when the server left the fleet meanwhile, :class:`_BadStream` for an answer that cannot be read."""
+        start = time.monotonic()
+        request = self._client.build_request("POST", server.url + "/completions", json=body)
+        response = await self._watched(self._client.send(request, auth=server.auth, stream=True), server, start)
+        try:
+            if response.status_code != 200:
+                text = (await self._watched(response.aread(), server, start)).decode(errors="replace")
+                return response.status_code, text, _retry_after(response.headers.get("retry-after"))
+            lines = response.aiter_lines()
+            chunks: list[dict[str, Any]] = []
+            last_progress = time.monotonic()
+            while True:
+                try:
+                    line = await self._watched(anext(lines), server, last_progress)
+                except StopAsyncIteration:
+                    break
+                now = time.monotonic()
+                if chunks:
+                    self._longest_gap = max(self._longest_gap, now - last_progress)
+                last_progress = now
+                line = line.strip()
+                if not line.startswith("data:"):
+                    continue
+                data = line[len("data:") :].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    raise _BadStream(f"unreadable answer ({_short(data, 80)})") from None
+                if not isinstance(chunk, dict):
+                    raise _BadStream(f"unreadable answer ({_short(data, 80)})")
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        return self._joined(chunks, flight.step)
+
+    async def _watched(self, awaitable: Any, server: Server, since: float) -> Any:
+        """``await awaitable`` (sending the call and waiting for its headers, or the next line of its answer),
+        watched each second: :class:`_Abandoned` when ``server`` left the fleet meanwhile; after
+        :meth:`stall_limit` seconds without progress since ``since``, its health is probed: no answer is
+        :class:`_Stalled`, an answer means slow, not gone (the wait goes on)."""
+        task = asyncio.ensure_future(awaitable)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=1.0)
+                if done:
+                    return task.result()
+                if not server.alive:
+                    raise _Abandoned
+                waited = time.monotonic() - since
+                if waited > self.stall_limit():
+                    if not await self._healthy(server):
+                        raise _Stalled(f"no progress for {waited:.0f} s and no answer to /health")
+                    since = time.monotonic()
+        finally:
+            if not task.done():
+                task.cancel()
+
+    def _joined(self, chunks: list[dict[str, Any]], step: GenerationStep) -> StepResult:
+        """The streamed chunks as the one answer a non-streamed call gives (text and ids concatenated)."""
+        texts: list[str] = []
+        ids: list[int] | None = []
+        finish: str | None = None
+        usage: dict[str, Any] = {}
+        for chunk in chunks:
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or ():
+                texts.append(str(choice.get("text") or ""))
+                if ids is not None:
+                    if choice.get("token_ids") is None:
+                        ids = None
+                    else:
+                        ids.extend(int(i) for i in choice["token_ids"])
+                finish = choice.get("finish_reason") or finish
+        if finish is None:
+            raise _BadStream("the answer ended before its finish_reason")
+        data = {"choices": [{"text": "".join(texts), "token_ids": ids, "finish_reason": finish}], "usage": usage}
+        result = self._result(data, step)
+        if result is None:  # the server aborted it (e.g. shutting down): a transient failure
+            raise _BadStream("the server aborted the request")
+        return result
+
+    async def _healthy(self, server: Server) -> bool:
+        """Whether ``server`` answers ``/health`` (or, where there is none, ``/v1/models``) within the probe
+        timeout."""
+        import httpx
+
+        for url in (server.health_url, server.url + "/models"):
+            try:
+                response = await self._client.get(url, auth=server.auth, timeout=self.settings.probe_timeout)
+            except (httpx.TransportError, httpx.TimeoutException):
+                return False
+            if response.status_code != 404:
+                return response.status_code < 400
+        return False
+
+    async def _leave(self, server: Server, why: str) -> bool:
+        """``server`` stalled and does not answer: it leaves the fleet (its calls move at once: they see it gone
+        within a second) and is probed until it answers again.  The last live server stays (False)."""
+        with self._lock:
+            if not server.alive:
+                return True
+            if not any(s.alive for s in self.servers if s is not server):
+                logger.warning("m1-server: %s does not answer (%s); no other server: waiting for it", server.label, why)
+                return False
+            server.alive = False
+        logger.warning("m1-server: %s leaves the fleet (%s); its requests move to the others", server.label, why)
+        server.prober = asyncio.ensure_future(self._probe_until_back(server))
+        return True
+
+    async def _probe_until_back(self, server: Server) -> None:
+        delay = REJOIN_FIRST
+        while not server.alive:
+            await asyncio.sleep(delay)
+            delay = min(REJOIN_CAP, delay * 2)
+            if await self._healthy(server):
+                with self._lock:
+                    server.alive = True
+                logger.warning("m1-server: %s answers again and rejoins the fleet", server.label)
 
     def _body(self, step: GenerationStep) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.settings.model,
             "max_tokens": step.max_tokens,
-            "stream": False,
+            "stream": True,  # tokens arrive as they are made: a call that makes no progress is seen (stall_limit)
+            "stream_options": {"include_usage": True},
             "skip_special_tokens": False,  # special-token stop strings only match on text that shows them
             "spaces_between_special_tokens": False,
         }
@@ -611,6 +793,14 @@ class ServerStepEngine:
             finish_reason=finish,
             cached_tokens=int(details.get("cached_tokens") or 0),
         )
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (capped at 60), None when absent or a date."""
+    try:
+        return min(60.0, max(0.0, float(value))) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -647,7 +837,7 @@ def _fetch_models(
 
 
 class M1Server(M1LM):
-    """lm-eval model ``m1-server``: see the module docstring and the README's "m1-server"."""
+    """lm-eval model ``m1-server``: see the module docstring and docs/models.md ("m1-server")."""
 
     def __init__(
         self,
@@ -659,6 +849,7 @@ class M1Server(M1LM):
         max_concurrency: int = 64,
         timeout: float = 3600.0,
         max_retries: int = 8,
+        stall_timeout: Any = "auto",
         max_model_len: int | None = None,
         token_ids: str = "auto",
         seed: int = 1234,
@@ -679,7 +870,8 @@ class M1Server(M1LM):
                 )
             raise ModelArgsError(
                 f"model_arg {name!r} is not an m1-server argument; use base_url, model, tokenizer, api_key_env, "
-                f"max_concurrency, timeout, max_retries, max_model_len, token_ids (see the README's m1-server)"
+                f"max_concurrency, timeout, max_retries, stall_timeout, max_model_len, token_ids (see docs/models.md, "
+                f"m1-server)"
             )
         # every value checked before any network call or tokenizer load
         check_schedule(schedule)
@@ -691,6 +883,13 @@ class M1Server(M1LM):
         concurrency = values.whole(max_concurrency, "max_concurrency", SOURCE, minimum=1)
         call_timeout = values.number(timeout, "timeout", SOURCE, above=0.0, hint="seconds for one completion call")
         retries = values.whole(max_retries, "max_retries", SOURCE, minimum=0)
+        stall = (
+            None
+            if isinstance(stall_timeout, str) and stall_timeout.strip().lower() == "auto"
+            else values.number(
+                stall_timeout, "stall_timeout", SOURCE, above=0.0, hint="seconds without a token, or auto"
+            )
+        )
         context = values.token_count(max_model_len, "max_model_len", SOURCE, optional=True)
         token_mode = values.choice(token_ids, "token_ids", SOURCE, TOKEN_ID_MODES)
         remote_code = values.boolean(trust_remote_code, "trust_remote_code", SOURCE)
@@ -752,6 +951,7 @@ class M1Server(M1LM):
             max_concurrency=concurrency,
             timeout=call_timeout,
             max_retries=retries,
+            stall_timeout=stall,
             token_ids=token_mode,
             headers=headers,
             secrets=secrets,

@@ -12,6 +12,7 @@ tokens; cut short, the model guesses), and a "Wait" round raises it where the mo
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,10 +70,45 @@ def run_demo(
         plan = DemoPlan(model=model, out=out / "runs", report=out / "report", budgets=tuple(budgets))
     console.print(f"m1-sweep on {plan.task}: budgets {', '.join(map(str, plan.budgets))} x 'Wait' rounds "
                   f"{', '.join(map(str, plan.ignores))}, one model load")  # fmt: skip
-    folders = sweep(plan.sweep_args(), console)
+    if engine_log is None:
+        folders = sweep(plan.sweep_args(), console)
+    else:
+        with stderr_to(engine_log) as terminal:  # the engine's processes inherit the log as their stderr
+            folders = sweep(plan.sweep_args(), Console(file=terminal))
     with console.status("rendering the report"):
         render_report(plan, folders)
     return plan.report
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path):
+    """File descriptor 2 goes to ``path`` (appended) for the block, so that what the engine's worker processes
+    print to stderr themselves (library warnings, C++ warnings, load progress) lands there; the block gets the
+    terminal as a text stream, and this process's logging handlers keep writing to the terminal."""
+    import logging
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    terminal = os.fdopen(os.dup(2), "w", buffering=1)
+    handlers = [
+        h for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler) and h.stream in (sys.stderr, sys.__stderr__)
+    ]  # fmt: skip
+    log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    for handler in handlers:
+        handler.setStream(terminal)
+    os.dup2(log_fd, 2)
+    try:
+        yield terminal
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(log_fd)
+        for handler in handlers:
+            handler.setStream(sys.stderr)
+        terminal.close()
 
 
 def route_vllm_logs(path: Path) -> None:

@@ -414,7 +414,7 @@ def _config(args: argparse.Namespace, settings: Sequence[Setting]) -> Any:
         if key in (cfg.gen_kwargs or {}):
             raise SweepError(f"--gen_kwargs {key}=... is what the sweep varies; use --budgets/--ignores instead")
     if cfg.log_samples is False and not any(s.budget is None for s in settings):
-        logger.info("m1-sweep: --log_samples is on by default for sweeps (the report needs the samples)")
+        logger.debug("m1-sweep: --log_samples is on by default for sweeps (the report needs the samples)")
     cfg.log_samples = True
     return cfg
 

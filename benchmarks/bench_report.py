@@ -2,6 +2,8 @@
 
     python benchmarks/bench_report.py                 # 20 runs x 11,461 documents = 229,220 sample rows
     python benchmarks/bench_report.py --runs 2 --scale 0.1   # a quick look
+    python benchmarks/bench_report.py --runs 10 --browser   # and the pages of the full report in Chromium
+    python benchmarks/bench_report.py --screenshot reports/demo   # its first screen: reports/demo/first-screen.png
 
 Generates the runs (lm-eval 0.4.13 layout: results, samples and m1 generation records; sample rows of
 2-4 KB with long response texts) in a temporary folder, then times, each in a fresh subprocess:
@@ -13,6 +15,11 @@ Generates the runs (lm-eval 0.4.13 layout: results, samples and m1 generation re
 
 and prints each time, the ratios to ``parse`` (target: tables <= 2x) and each phase's peak memory
 (maximum resident set size of its process, ``resource.getrusage``).
+
+``--browser`` then opens the full report in headless Chromium (``/usr/bin/chromium`` through playwright, as the
+tests do): index.html until its figure is drawn, and the question browser (samples.html) until the first question
+shows every run, then the largest task, the "changed between runs" filter and a search; each step's time, the page's
+JavaScript heap and the size of the question data files are printed.
 """
 
 from __future__ import annotations
@@ -115,6 +122,81 @@ def phase_report(folder: Path, full: bool) -> dict[str, float]:
     }
 
 
+def phase_browser(folder: Path) -> dict[str, float]:
+    """The full report's pages in Chromium: load, first question, the largest task, a filter, a search."""
+    import re
+
+    from playwright.sync_api import expect, sync_playwright
+
+    report = folder / "report_full"
+    data = sorted(report.glob("questions_*.js"), key=lambda p: p.stat().st_size)
+    result: dict[str, float] = {
+        "data_files": len(data),
+        "largest_data_mb": data[-1].stat().st_size / 2**20 if data else 0.0,
+        "all_data_mb": sum(p.stat().st_size for p in data) / 2**20,
+        "index_mb": (report / "index.html").stat().st_size / 2**20,
+    }
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        started = time.perf_counter()
+        page.goto((report / "index.html").as_uri())
+        page.locator("#figure-headline .main-svg").first.wait_for()
+        result["index_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        page.goto((report / "samples.html").as_uri())
+        page.locator("#qb-view .run-card").first.wait_for()
+        result["first_question_seconds"] = time.perf_counter() - started
+        result["run_cards"] = page.locator("#qb-view .run-card").count()
+        options = page.locator("#qb-task option").all()
+        sizes = [int(re.search(r"\((\d+) questions", o.inner_text())[1]) for o in options]
+        largest = options[sizes.index(max(sizes))].get_attribute("value")
+        started = time.perf_counter()
+        page.locator("#qb-task").select_option(largest)
+        expect(page.locator("#qb-count")).to_have_text(re.compile(rf"of {max(sizes)} questions$"))
+        page.locator("#qb-view .run-card").first.wait_for()
+        result["largest_task_questions"] = max(sizes)
+        result["largest_task_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        page.locator("#qb-status").select_option("changed")
+        expect(page.locator("#qb-page")).to_have_text(re.compile(r"^page 1 of"))
+        result["filter_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        page.locator("#qb-status").select_option("all")
+        page.locator("#qb-search").fill(f"Question {max(sizes) // 2} of")  # the generated questions' text
+        expect(page.locator("#qb-count")).to_have_text(re.compile(r"^1 of "))
+        result["search_seconds"] = time.perf_counter() - started - 0.2  # the search waits 200 ms for more typing
+        result["js_heap_mb"] = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0") / 2**20
+        result["console_errors"] = len(errors)
+        browser.close()
+    return result
+
+
+def screenshot(report: Path, width: int = 1400, height: int = 1000) -> dict[str, float]:
+    """``<report>/first-screen.png``: index.html's first screen in Chromium (``width`` x ``height``), once its
+    headline figure is drawn; returns where the figure and Table 1 start (px from the top)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto((report / "index.html").resolve().as_uri())
+        page.locator("#headline .main-svg, #headline img, #headline p").first.wait_for()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(report / "first-screen.png"))
+        tops = page.evaluate(
+            "['#headline', '#table1 table'].map(s => document.querySelector(s).getBoundingClientRect().top)"
+        )
+        browser.close()
+    return {"figure_top": tops[0], "table1_top": tops[1]}
+
+
 def _run_phase(name: str, folder: Path) -> dict[str, float]:
     result = subprocess.run(
         [sys.executable, __file__, "--phase", name, "--data", str(folder)], capture_output=True, text=True
@@ -129,13 +211,22 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--scale", type=float, default=1.0, help="share of each benchmark's documents (1.0 = all)")
     parser.add_argument("--keep", type=Path, help="generate into (and keep) this folder instead of a temporary one")
-    parser.add_argument("--phase", choices=["parse", "parse-lean", "tables", "full"], help=argparse.SUPPRESS)
+    parser.add_argument("--browser", action="store_true", help="also time the full report's pages in Chromium")
+    parser.add_argument("--screenshot", type=Path, metavar="REPORT", help="write REPORT/first-screen.png and exit")
+    parser.add_argument("--phase", choices=["parse", "parse-lean", "tables", "full", "browser"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.screenshot:
+        tops = screenshot(args.screenshot)
+        print(f"{args.screenshot / 'first-screen.png'}: figure at {tops['figure_top']:.0f} px, Table 1 at "
+              f"{tops['table1_top']:.0f} px")  # fmt: skip
+        return 0
     if args.phase:
         if args.phase.startswith("parse"):
             result = phase_parse(args.data, lean=args.phase == "parse-lean")
+        elif args.phase == "browser":
+            result = phase_browser(args.data)
         else:
             result = phase_report(args.data, args.phase == "full")
         print(json.dumps(result))
@@ -176,6 +267,18 @@ def main() -> int:
                 f"{result['write_seconds']:.2f} s) = {result['seconds'] / parse['seconds']:.2f}x the bare parse, "
                 f"peak RSS {result['peak_rss_mb']:.0f} MiB, {result['sample_rows']:,} rows of {result['runs']} runs, "
                 f"output {result['report_bytes'] / 2**20:.1f} MiB"
+            )
+        if args.browser:
+            pages = _run_phase("browser", folder)
+            print(
+                f"in Chromium: index.html ({pages['index_mb']:.1f} MiB) drawn in {pages['index_seconds']:.2f} s; the "
+                f"question browser's first question ({pages['run_cards']} runs) in "
+                f"{pages['first_question_seconds']:.2f} s; "
+                f"the largest task ({pages['largest_task_questions']:,} questions) in "
+                f"{pages['largest_task_seconds']:.2f} s; a filter {pages['filter_seconds']:.2f} s, a search "
+                f"{pages['search_seconds']:.2f} s; JavaScript heap {pages['js_heap_mb']:.0f} MiB; "
+                f"{pages['data_files']} question data files, {pages['all_data_mb']:.1f} MiB (largest "
+                f"{pages['largest_data_mb']:.1f} MiB); console errors {pages['console_errors']}"
             )
         ratio = tables["seconds"] / parse["seconds"]
         verdict = "within" if ratio <= 2.0 else "OVER"

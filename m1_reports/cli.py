@@ -24,14 +24,15 @@ Compare lm-eval runs of medical reasoning models the way the m1 paper (arXiv 250
 
 Reads lm-eval 0.4.13 output folders (--output_path ... --log_samples): results_<date>.json,
 samples_<task>_<date>.jsonl and, for the m1 models, m1_generations_<task>_<date>.jsonl.  Each results
-file is one run.  Writes one folder (atomically): table1.md/.csv/.tex and a self-contained index.html
-(Table 1 beside HuatuoGPT-o1 / UltraMedical / m1 rows of the paper, best per column, deltas against
---baseline, 95 % confidence intervals), paired.csv/.md (paired bootstrap and exact McNemar per task),
-budget_scaling.png/.svg/.csv (accuracy against thinking budget, tokens, budget hits, ignore rounds),
-scoring.csv/.md (acc next to acc_strict and no_answer), samples.html (wrong and unanswered samples,
-with the m1 scorer's extraction and rule), protocol.md/.csv (each run's protocol, flagged against the
-paper's and between runs; also at the top of index.html and table1.md), leaderboard.json/.csv (one row
-per run), runs.csv and run_tasks.csv.  Cells scored on other documents than the paper's are marked ‡."""
+file is one run.  Writes one folder (atomically): table1.md/.csv/.tex and index.html (a summary, the
+budget curve of a sweep or Table 1's Avg, then Table 1 beside HuatuoGPT-o1 / UltraMedical / m1 rows of the
+paper, best per column, deltas against --baseline, 95 % confidence intervals), paired.csv/.md (paired
+bootstrap and exact McNemar per task), budget_scaling.png/.svg/.csv (accuracy against thinking budget,
+tokens, budget hits, ignore rounds), scoring.csv/.md (acc next to acc_strict and no_answer), samples.html
+(the question browser: one question with every run's answer, the m1 scorer's extraction and rule),
+protocol.md/.csv (the protocol, each difference from the paper's stated once with its runs),
+leaderboard.json/.csv (one row per run), runs.csv and run_tasks.csv.  The pages work offline from the
+folder (file://).  Cells scored on other documents than the paper's are marked ‡."""
 
 EPILOG = """\
 examples:
@@ -179,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=argparse_type(values.whole, "--browser-limit", minimum=0),
         default=50,
         metavar="N",
-        help="wrong/unanswered samples shown per run and task in samples.html (default 50; 0 = no browser)",
+        help="questions per task shown with every run's texts in the question browser, samples.html (default 50; "
+        "0 = no browser); every question is listed with each run's verdict",
     )
     parser.add_argument("--no-html", action="store_true", help="skip index.html and samples.html")
     parser.add_argument("--no-plots", action="store_true", help="skip budget_scaling.png/.svg")

@@ -333,3 +333,29 @@ def test_question_browser_with_markup_in_chromium(reports, visit, folder):
     assert prompt.locator("pre").inner_text().strip() == f"prompt {EVIL}"
     assert_inert(seen, "title <script>")
     assert seen.errors == [], f"console or page errors: {seen.errors}"
+
+
+# ---------------------------------------------------------------------------------------- the committed demo
+
+
+DEMO = Path(__file__).resolve().parents[1] / "reports" / "demo"
+
+
+@pytest.mark.skipif(not (DEMO / "index.html").exists(), reason="no committed demo report")
+def test_the_committed_demo_report(visit):
+    """reports/demo: the budget curve and Table 1 on the first screen; the question view shows all ten runs of a
+    question, by budget."""
+    seen = visit(DEMO / "index.html")
+    page = seen.page
+    page.locator("#figure-headline .main-svg").first.wait_for()
+    assert top_of(page, "#figure-headline") < FIRST_SCREEN and top_of(page, "#table1 table") < FIRST_SCREEN
+    assert "A sweep over thinking budget 4, 8, 16, 32, 64 × ignore rounds 0, 1." in page.locator("#summary").inner_text()
+    assert page.locator("#protocol table.protocol tbody tr").count() == 1
+    assert (DEMO / "first-screen.png").stat().st_size > 10_000
+    assert seen.errors == [], f"console or page errors: {seen.errors}"
+    seen = visit(DEMO / "samples.html")
+    cards = seen.page.locator("#qb-view .run-card")
+    cards.first.wait_for()
+    budgets = [re.search(r"budget (\d+)", c.get_attribute("data-run"))[1] for c in cards.all()]
+    assert budgets == sorted(budgets, key=int) and len(budgets) == 10
+    assert seen.errors == [], f"console or page errors: {seen.errors}"

@@ -329,8 +329,10 @@ def headline(
     if header.axes():
         figure = sweep_figure(budget)
         if figure is not None:
-            caption = "Accuracy against thinking budget: one line per model and ignore-rounds setting; bars are 95 % " \
+            caption = (
+                "Accuracy against thinking budget: one line per model and ignore-rounds setting; bars are 95 % "
                 "Wilson intervals. Hover a point for its run, tokens used and budget hits."
+            )
             return SWEEP, Figure("figure-headline", caption, figure_json(figure))
     figure = avg_bars_figure(table)
     if figure is not None:
@@ -349,6 +351,8 @@ def frontier(budget: pd.DataFrame) -> Figure | None:
     figure = sweep_figure(budget, x="thinking_tokens_mean")
     if figure is None:
         return None
-    caption = "Accuracy against the thinking tokens used (mean per question, from the generation records); the " \
+    caption = (
+        "Accuracy against the thinking tokens used (mean per question, from the generation records); the "
         "dotted line is the frontier: the best accuracy reached with no more tokens."
+    )
     return Figure("figure-frontier", caption, figure_json(figure))

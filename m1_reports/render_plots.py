@@ -77,7 +77,14 @@ def budget_figure(budget: pd.DataFrame):
             line = part[part["series"] == name].sort_values("budget_x")
             if line.empty:
                 continue
-            axes.plot(line["budget_x"], 100 * line["acc"], marker="o", markersize=3.5, color=colors[name], label=plot_text(name))
+            axes.plot(
+                line["budget_x"],
+                100 * line["acc"],
+                marker="o",
+                markersize=3.5,
+                color=colors[name],
+                label=plot_text(name),
+            )
         axes.set_title("Average (Table 1 tasks)" if task == AVG else plot_text(benchmark(task).label), fontsize=10)
         budgets = sorted(set(part["budget_x"]))
         if budgets and budgets[-1] / max(budgets[0], 1) >= 8:

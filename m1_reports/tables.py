@@ -243,7 +243,7 @@ def scoring_table(loaded: Loaded) -> pd.DataFrame:
         if not average.exists:
             continue
         part = part[part["column"].isin(average.columns)]
-        metric = lambda name: table1_average(dict(zip(part["column"], part[name], strict=True))).value  # noqa: E731
+        metric = lambda name, part=part: table1_average(dict(zip(part["column"], part[name], strict=True))).value  # noqa: E731
         rows.append(
             pd.DataFrame(
                 [

@@ -38,7 +38,9 @@ def _truth(correct: list[int], no_answer: list[int] | None = None) -> TaskTruth:
     return TaskTruth(correct, list(correct), no_answer or [0] * n, [100] * n, [0] * n, [0] * n)
 
 
-DATA = re.compile(r"^window\.M1Questions=window\.M1Questions\|\|\{\};window\.M1Questions\[(?P<task>\"[^\"]*\")\]=(?P<data>.*);$", re.S)
+DATA = re.compile(
+    r"^window\.M1Questions=window\.M1Questions\|\|\{\};window\.M1Questions\[(?P<task>\"[^\"]*\")\]=(?P<data>.*);$", re.S
+)
 
 
 def question_data(folder: Path) -> dict[str, dict]:

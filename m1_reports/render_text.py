@@ -288,7 +288,7 @@ def protocol_markdown(header: ProtocolHeader) -> str:
         lines += [f"- {markdown_text(header.runs_text(g.runs))}: {markdown_text(g.message)}" for g in notes]
         lines.append("")
     if header.differences:
-        lines += ["The compared runs differ in (apart from the sweep's axes):", ""]
+        lines += ["The compared runs differ in" + (" (apart from the sweep's axes):" if axes else ":"), ""]
         for difference in header.differences:
             values = "; ".join(f"{text}: {', '.join(runs)}" for text, runs in difference.groups())
             lines.append(f"- {markdown_text(difference.label)}: {markdown_text(values)}")

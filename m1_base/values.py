@@ -72,6 +72,8 @@ class Source:
     def fail(self, key: str, value: Any, expected: str) -> M1UserError:
         """The one-line error: ``<label> <key>=<value> <expected>``."""
         shown = "(empty)" if isinstance(value, str) and not value.strip() else repr(value)
+        if len(shown) > 80:  # one readable line, whatever was pasted
+            shown = shown[:60] + f"... ({len(shown)} characters)"
         sep = " " if key.startswith("-") else "="  # a command's flag: "--budgets 'x' ...", a key: "key='x' ..."
         return self.error(f"{self.label} {key}{sep}{shown} {expected}".strip())
 

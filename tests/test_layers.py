@@ -93,7 +93,7 @@ def test_the_tiny_models_chat_markers_are_the_markers_module():
 def test_the_record_fields_the_report_reads_are_record_fields():
     from m1_models.budget_forcing import GenerationRecord
     from m1_models.records import RECORD_SCHEMA
-    from m1_reports.streams import RECORD_COLUMNS
+    from m1_reports.read_streams import RECORD_COLUMNS
 
     assert set(RECORD_COLUMNS) <= set(RECORD_SCHEMA)
     assert {f.name for f in dataclasses.fields(GenerationRecord)} <= set(RECORD_SCHEMA)  # records are built from it

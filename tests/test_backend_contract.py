@@ -191,16 +191,16 @@ def _watch_wire(engine, seen: Spy):
             return add_request(request, *args, **kwargs)
 
         return _patch(core, "add_request", watched_add_request)
-    if hasattr(engine, "_client"):  # m1-server: the JSON body of each /completions call
+    if hasattr(engine, "_client"):  # m1-server: the JSON body of each /completions call (streamed: built, then sent)
         client = engine._client
-        post = client.post
+        build_request = client.build_request
 
-        async def watched_post(url, *args, json=None, **kwargs):
-            if json is not None:
+        def watched_build_request(method, url, *args, json=None, **kwargs):
+            if json is not None and str(url).endswith("/completions"):
                 seen.wire.append(tuple(json["prompt"]))
-            return await post(url, *args, json=json, **kwargs)
+            return build_request(method, url, *args, json=json, **kwargs)
 
-        return _patch(client, "post", watched_post)
+        return _patch(client, "build_request", watched_build_request)
     model = engine.model  # m1-hf: the prefill of each batch, padding removed
     forward = model.forward
 

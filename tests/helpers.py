@@ -90,7 +90,9 @@ class VLLMServer:
         if self.cores is not None:
             env["VLLM_CPU_OMP_THREADS_BIND"] = self.cores
         handle = self.log.open("a")
-        self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.process = subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         if wait:
             self.wait_ready()
         return self
@@ -173,3 +175,28 @@ PARITY_GEN_KWARGS = [
      "temperature": 1.0},
     {"max_gen_toks": 32, "until": ["<|im_end|>"], "do_sample": False},
 ]  # fmt: skip
+#: record fields compared between engines (not cached_tokens: which prompts share a prefix cache depends on the
+#: engine and the dispatch; not task: the requests are made under each test's own task name)
+PARITY_RECORD_FIELDS = (
+    "forced", "budget", "prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_rounds", "budget_hit",
+    "finish_reasons", "thinking_text", "answer_text", "doc_id", "request_hash", "model",
+)  # fmt: skip
+
+
+def parity_instances(lm, task: str, n_per_kwargs: int = 3) -> list:
+    """``n_per_kwargs`` requests per PARITY_GEN_KWARGS setting (QUESTION, chat-formatted, made distinct by
+    whitespace), doc ids 0, 1, ...: the requests compared between m1-vllm, its replicas and m1-server."""
+    from lm_eval.api.instance import Instance
+
+    out = []
+    for k, gen_kwargs in enumerate(PARITY_GEN_KWARGS):
+        for i in range(n_per_kwargs):
+            context = lm.apply_chat_template([{"role": "user", "content": QUESTION + " " * i + "\n" * k}])
+            doc = len(out)
+            out.append(Instance("generate_until", {}, (context, dict(gen_kwargs)), idx=0, metadata=(task, doc, 1)))
+    return out
+
+
+def parity_records(lm, task: str) -> dict[int, dict]:
+    """The records of ``task`` that ``lm.record_sink`` holds, by doc id, PARITY_RECORD_FIELDS only (popped)."""
+    return {r["doc_id"]: {k: r[k] for k in PARITY_RECORD_FIELDS} for r in lm.record_sink.pop(task)}

@@ -25,27 +25,17 @@ from m1_models.engine_types import GenerationStep, Phase
 from m1_models.records import RecordSink
 from tests.fake_replica import CRASH, DIE, fake_replica
 from tests.helpers import PARITY_GEN_KWARGS as GEN_KWARGS
-from tests.helpers import QUESTION
+from tests.helpers import parity_instances, parity_records
 
-RECORD_FIELDS = (  # not cached_tokens: which prompts share a replica's prefix cache depends on the dispatch
-    "forced", "budget", "prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_rounds", "budget_hit",
-    "finish_reasons", "thinking_text", "answer_text", "doc_id", "request_hash", "model",
-)  # fmt: skip
 FLOAT32 = {"max_model_len": 2048, "dtype": "float32"}
 
 
 def instances(lm, n_per_kwargs: int = 3, task: str = "dp_test") -> list[Instance]:
-    out = []
-    for k, gen_kwargs in enumerate(GEN_KWARGS):
-        for i in range(n_per_kwargs):
-            context = lm.apply_chat_template([{"role": "user", "content": QUESTION + " " * i + "\n" * k}])
-            doc = len(out)
-            out.append(Instance("generate_until", {}, (context, dict(gen_kwargs)), idx=0, metadata=(task, doc, 1)))
-    return out
+    return parity_instances(lm, task, n_per_kwargs)
 
 
 def records_of(lm, task: str = "dp_test") -> dict[int, dict]:
-    return {r["doc_id"]: {k: r[k] for k in RECORD_FIELDS} for r in lm.record_sink.pop(task)}
+    return parity_records(lm, task)  # not cached_tokens: which prompts share a replica's cache depends on the dispatch
 
 
 def step(prompt: tuple[int, ...], last: bool = False) -> GenerationStep:
@@ -165,21 +155,12 @@ def test_bad_data_parallel_size_fails_before_any_engine_starts(tiny_model, size,
 
 
 # -- two real CPU replicas against one engine --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def reference(tiny_model):
-    """One float32 m1-vllm engine's texts and records (the replicas are float32 too)."""
-    from m1_models.vllm_model import M1VLLM
-
-    lm = M1VLLM(pretrained=str(tiny_model), gpu_memory_utilization=0.1, **FLOAT32)
-    lm.record_sink = RecordSink()
-    try:
-        return lm.generate_until(instances(lm), disable_tqdm=True), records_of(lm)
-    finally:
-        lm.close()
+# the engine: the session's ``float32_reference`` (tests/conftest.py), one float32 m1-vllm engine's texts and records
+# for the same requests, gpu_memory_utilization=0.1
 
 
 @pytest.mark.engine
-def test_two_cpu_replicas_give_the_single_engine_results(tiny_model, reference):
+def test_two_cpu_replicas_give_the_single_engine_results(tiny_model, float32_reference):
     from m1_models.vllm_model import M1VLLM
 
     # gpu_memory_utilization is the total on CPU (one RAM): 0.1 per replica, as the reference engine has
@@ -203,7 +184,7 @@ def test_two_cpu_replicas_give_the_single_engine_results(tiny_model, reference):
 
         engine._send_step = recording_send
         texts = lm.generate_until(instances(lm), disable_tqdm=True)
-        ref_texts, ref_records = reference
+        ref_texts, ref_records = float32_reference
         assert texts == ref_texts
         records = records_of(lm)
         assert records == ref_records

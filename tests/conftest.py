@@ -111,3 +111,14 @@ def second_server(_second_server):
             server.kill()
     server.process = None
     return server.start()
+
+
+@pytest.fixture(scope="session")
+def command_forks(tmp_path_factory):
+    """Runs the real ``lm_eval`` and ``m1-sweep`` commands whose user errors come before any engine, each in a
+    process of its own forked from one that imported lm-eval, m1-eval and vLLM once (``helpers.CommandForks``)."""
+    from tests.helpers import CommandForks
+
+    forks = CommandForks(tmp_path_factory.mktemp("command_forks"))
+    yield forks
+    forks.close()

@@ -30,6 +30,120 @@ def run_lm_eval(args: list[str], cwd: Path, env: dict[str, str] | None = None, t
     return subprocess.run([LM_EVAL, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+#: the console scripts a CommandForks can run: their entry functions, as in .venv/bin/<name>
+CONSOLE_ENTRIES = {"lm_eval": "lm_eval.__main__:cli_evaluate", "m1-sweep": "m1_eval.sweep:main"}
+#: what a command's ``--model`` imports, imported once by CommandForks' driver before it forks
+MODEL_IMPORTS = {
+    "m1-vllm": ("m1_models.vllm_model", "vllm", "vllm.engine.arg_utils", "vllm.entrypoints.llm"),
+    "m1-hf": ("m1_models.hf_model", "transformers"),
+    "m1-server": ("m1_models.server_model", "transformers"),
+}
+
+_FORK_DRIVER = r"""
+import importlib, json, os, sys, traceback
+sys.path[0] = os.path.dirname(sys.executable)  # as for a console script in the venv's bin folder
+for module in ("lm_eval.__main__", "m1_eval.sweep", "torch"):
+    importlib.import_module(module)
+for line in sys.stdin:
+    case = json.loads(line)
+    for module in case["imports"]:
+        importlib.import_module(module)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.chdir(case["cwd"])
+            os.environ.clear()
+            os.environ.update(case["env"])
+            write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(os.open(case["stdout"], write), 1)
+            os.dup2(os.open(case["stderr"], write), 2)
+            sys.argv = [case["script"], *case["args"]]
+            module, name = case["entry"].split(":")
+            try:
+                result = getattr(importlib.import_module(module), name)()
+                code = 0 if result is None else result if isinstance(result, int) else 1
+            except SystemExit as stop:
+                code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1
+                if not isinstance(stop.code, (int, type(None))):
+                    print(stop.code, file=sys.stderr)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    print(json.dumps(os.waitstatus_to_exitcode(status)), flush=True)
+"""
+
+
+class CommandForks:
+    """Runs cheap invocations of the real console commands (``lm_eval``, ``m1-sweep``: a user error, found before
+    any engine starts) without paying their imports each time: one driver process imports lm-eval, m1-eval and
+    what each ``--model`` needs (vLLM: ~10 s) once, and every invocation is a fork of it that runs the console
+    script's entry function with its own argv, working folder, environment, stdin (/dev/null), stdout and stderr,
+    and exits with the code the script would.  Everything an invocation does after its imports is its own,
+    as in a fresh process; only the modules are loaded already (environment variables read at import time are
+    the test session's).  One per session (``command_forks`` in conftest.py)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.process: subprocess.Popen | None = None
+        self.count = 0
+
+    def run(self, command: str, args: list[str], cwd: Path, env: dict[str, str] | None = None,
+            timeout: int = 600) -> subprocess.CompletedProcess:  # fmt: skip
+        """What ``subprocess.run([command, *args], cwd=cwd, env={**os.environ, **env}, capture_output=True,
+        text=True)`` returns for the console script ``command`` (a name of CONSOLE_ENTRIES)."""
+        if self.process is None or self.process.poll() is not None:
+            with (self.log_dir / "driver.log").open("a") as log:  # the driver's own imports' messages
+                self.process = subprocess.Popen(
+                    [sys.executable, "-c", _FORK_DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                    env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}, text=True, cwd=self.log_dir,
+                    start_new_session=True,
+                )  # fmt: skip
+        self.count += 1
+        out, err = self.log_dir / f"{self.count}.stdout", self.log_dir / f"{self.count}.stderr"
+        model = args[args.index("--model") + 1] if "--model" in args[:-1] else None
+        case = {
+            "entry": CONSOLE_ENTRIES[command], "script": str(Path(sys.executable).with_name(command)), "args": args,
+            "cwd": str(cwd), "env": {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})},
+            "stdout": str(out), "stderr": str(err), "imports": MODEL_IMPORTS.get(model, ()),
+        }  # fmt: skip
+        self.process.stdin.write(json.dumps(case) + "\n")
+        self.process.stdin.flush()
+        import selectors
+
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                self.close()
+                raise subprocess.TimeoutExpired([command, *args], timeout)
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the command driver exited ({self.process.poll()}) running {command} {args}")
+        argv = [command, *args]
+        return subprocess.CompletedProcess(argv, json.loads(line), out.read_text(errors="replace"),
+                                           err.read_text(errors="replace"))  # fmt: skip
+
+    def close(self) -> None:
+        """Ends the driver and a command it may be running (one process group)."""
+        import signal
+
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

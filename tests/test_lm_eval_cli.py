@@ -141,11 +141,12 @@ def _assert_one_line_error(result, *needles: str) -> str:
     return line
 
 
-def test_missing_model_folder_is_one_line(tmp_path):
+def test_missing_model_folder_is_one_line(tmp_path, command_forks):
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     write_local_task(tasks)
-    result = run_lm_eval(
+    result = command_forks.run(
+        "lm_eval",
         [
             "--model",
             "m1-vllm",
@@ -162,7 +163,7 @@ def test_missing_model_folder_is_one_line(tmp_path):
 
 
 @pytest.mark.engine
-def test_bad_gen_kwarg_is_one_line_before_generation(tiny_model, tmp_path):
+def test_bad_gen_kwarg_is_one_line_before_generation(tiny_model, tmp_path, command_forks):
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     write_local_task(tasks)
@@ -181,7 +182,7 @@ def test_bad_gen_kwarg_is_one_line_before_generation(tiny_model, tmp_path):
         "--limit",
         "2",
     ]
-    result = run_lm_eval(args, cwd=tmp_path)
+    result = command_forks.run("lm_eval", args, cwd=tmp_path)
     _assert_one_line_error(result, "max_tokens_thinking=0", ">= 1")
     _assert_engine_never_started(result)
 
@@ -193,16 +194,19 @@ def _assert_engine_never_started(result) -> None:
 
 
 @pytest.mark.engine
-def test_bad_model_arg_is_one_line_before_the_engine_starts(tiny_model, tmp_path):
+def test_bad_model_arg_is_one_line_before_the_engine_starts(tiny_model, tmp_path, command_forks):
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     write_local_task(tasks)
     args = ["--model", "m1-vllm", "--tasks", "m1_e2e_local", "--include_path", str(tasks), "--limit", "1"]
-    result = run_lm_eval([*args, "--model_args", f"pretrained={tiny_model},max_model_len=1024,tensor_paralel_size=2"],
-                         cwd=tmp_path)
+    result = command_forks.run(
+        "lm_eval", [*args, "--model_args", f"pretrained={tiny_model},max_model_len=1024,tensor_paralel_size=2"],
+        cwd=tmp_path,
+    )  # fmt: skip
     _assert_one_line_error(result, "'tensor_paralel_size'", "vllm.EngineArgs")
     _assert_engine_never_started(result)
-    result = run_lm_eval([*args, "--model_args", f"pretrained={tiny_model},max_model_len=99999"], cwd=tmp_path)
+    result = command_forks.run("lm_eval", [*args, "--model_args", f"pretrained={tiny_model},max_model_len=99999"],
+                               cwd=tmp_path)  # fmt: skip
     _assert_one_line_error(result, "max_model_len", "99999")
     _assert_engine_never_started(result)
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from m1_base.errors import ModelArgsError, ServerError
-from tests.helpers import free_port, run_lm_eval
+from tests.helpers import free_port
 
 BAD = object()  # expected value of a case that must be an error
 PASSWORD = "PASSWORD-m1-7f3a"
@@ -373,14 +373,15 @@ def test_a_variable_name_that_is_set_stays_visible(monkeypatch):
         ("max_concurrency=1.5", "model_arg max_concurrency=1.5 must be a whole number >= 1"),
     ],
 )
-def test_under_lm_eval_a_secret_in_the_model_args_is_in_no_output(tiny_model, tmp_path, model_args, needle):
+def test_under_lm_eval_a_secret_in_the_model_args_is_in_no_output(tiny_model, tmp_path, command_forks, model_args,
+                                                                  needle):  # fmt: skip
     """lm-eval logs the model_args at INFO before it builds the model: the hook masks that line too."""
     base_url = f"http://m1user:{PASSWORD}@127.0.0.1:{free_port()}"
     args = [
         "--model", "m1-server", "--model_args", f"base_url={base_url},tokenizer={tiny_model},{model_args}",
         "--tasks", "m1_demo", "--limit", "2", "--output_path", "out", "--log_samples", "--verbosity", "INFO",
     ]  # fmt: skip
-    result = run_lm_eval(args, cwd=tmp_path, env={"M1_NO_SUCH_VARIABLE": ""})
+    result = command_forks.run("lm_eval", args, cwd=tmp_path, env={"M1_NO_SUCH_VARIABLE": ""})
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("lm_eval: error:")]
     assert len(errors) == 1 and needle in errors[0], result.stderr[-3000:]
@@ -403,8 +404,9 @@ def test_under_lm_eval_a_secret_in_the_model_args_is_in_no_output(tiny_model, tm
          "api_key_env is given 2 times (***, ***)"),
     ],
 )  # fmt: skip
-def test_a_secret_given_twice_is_masked_in_the_error_line(tmp_path, model_args, shown):
-    result = run_lm_eval(["--model", "m1-server", "--model_args", model_args, "--tasks", "m1_demo"], cwd=tmp_path)
+def test_a_secret_given_twice_is_masked_in_the_error_line(tmp_path, command_forks, model_args, shown):
+    args = ["--model", "m1-server", "--model_args", model_args, "--tasks", "m1_demo"]
+    result = command_forks.run("lm_eval", args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and shown in errors[0], result.stderr[-3000:]

@@ -12,8 +12,6 @@ None, ``'5'`` -> "5"), and the last tests run the real commands for the exit cod
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ import pytest
 from m1_base import values
 from m1_base.errors import GenKwargsError, ModelArgsError, SweepError
 from m1_models.settings import parse_gen_kwargs
-from tests.helpers import run_lm_eval
 
 SAMPLING_KEYS = frozenset({"temperature", "top_p", "top_k", "min_p", "seed"})
 BAD = object()  # expected value of a case that must be an error
@@ -286,13 +283,13 @@ def test_a_model_arg_given_twice_is_an_error_in_the_python_api_too(tiny_model):
         ("--gen_kwargs", "max_tokens_thinking=512,max_tokens_thinking=1024", "max_tokens_thinking is given 2 times"),
     ],
 )
-def test_a_key_given_twice_is_one_line_and_exit_2(tmp_path, flag, typed, needle):
+def test_a_key_given_twice_is_one_line_and_exit_2(tmp_path, command_forks, flag, typed, needle):
     args = ["--model", "m1-vllm", "--tasks", "m1_demo_chain", "--model_args", "pretrained=./tiny"]
     if flag == "--model_args":
         args[-1] = typed
     else:
         args += [flag, typed]
-    result = run_lm_eval(args, cwd=tmp_path)
+    result = command_forks.run("lm_eval", args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if "error:" in line]
@@ -307,8 +304,11 @@ def test_a_key_given_twice_is_one_line_and_exit_2(tmp_path, flag, typed, needle)
         ("max_model_len=1024", "max_tokens_thinking=64,until=", "gen_kwarg until=(empty) must be a non-empty"),
     ],
 )
-def test_bad_values_under_lm_eval_are_one_line_before_the_engine(tiny_model, tmp_path, model_args, gen_kwargs, needle):
-    result = run_lm_eval(
+def test_bad_values_under_lm_eval_are_one_line_before_the_engine(
+    tiny_model, tmp_path, command_forks, model_args, gen_kwargs, needle
+):
+    result = command_forks.run(
+        "lm_eval",
         ["--model", "m1-vllm", "--model_args", f"pretrained={tiny_model},{model_args}", "--tasks", "m1_demo_chain",
          "--limit", "2", "--gen_kwargs", gen_kwargs, "-o", "out"],
         cwd=tmp_path,
@@ -323,9 +323,6 @@ def test_bad_values_under_lm_eval_are_one_line_before_the_engine(tiny_model, tmp
 
 
 # -- m1-sweep's flags ---------------------------------------------------------------------------------------------
-M1_SWEEP = str(Path(sys.executable).with_name("m1-sweep"))
-
-
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
@@ -338,11 +335,11 @@ M1_SWEEP = str(Path(sys.executable).with_name("m1-sweep"))
         (["--budgets", "4", "-o", "FILE"], "is a file, not a folder"),
     ],
 )
-def test_m1_sweep_flags_are_one_line_before_the_model_loads(tiny_model, tmp_path, extra, needle):
+def test_m1_sweep_flags_are_one_line_before_the_model_loads(tiny_model, tmp_path, command_forks, extra, needle):
     (tmp_path / "FILE").write_text("not a folder")
-    argv = [M1_SWEEP, "--model", "m1-hf", "--model_args", f"pretrained={tiny_model},device=cpu", "--tasks",
+    args = ["--model", "m1-hf", "--model_args", f"pretrained={tiny_model},device=cpu", "--tasks",
             "m1_demo_chain", "--limit", "2", "-o", "out", "--verbosity", "INFO", *extra]  # fmt: skip
-    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = command_forks.run("m1-sweep", args, cwd=tmp_path, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if "error:" in line]

@@ -23,7 +23,7 @@ import pytest
 from lm_eval.api.instance import Instance
 
 from m1_models.records import RecordSink
-from tests.helpers import PARITY_GEN_KWARGS, QUESTIONS, VLLMServer
+from tests.helpers import PARITY_GEN_KWARGS, QUESTIONS
 
 pytestmark = pytest.mark.engine
 
@@ -72,13 +72,11 @@ def healthy(tiny_model, vllm_server):
 
 
 @pytest.fixture
-def second(tiny_model, tmp_path):
-    """A second real server for one test, whatever the test does to it (stopped, frozen, killed)."""
-    server = VLLMServer(tiny_model, tmp_path / "second.log", cores="1").start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGCONT)
-    server.kill()
+def second(second_server):
+    """The session's second real server (tests/conftest.py), up and answering when the test starts whatever an
+    earlier test did to it (thawed after a freeze, started again after a kill); the tests here stop and restart it,
+    or freeze it."""
+    return second_server
 
 
 def run_with_fault(lm, fault, after: int = 6) -> tuple[list[str], float, dict]:

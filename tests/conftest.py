@@ -14,6 +14,14 @@ from pathlib import Path
 import pytest
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "cli: runs a real program in a subprocess (lm_eval, m1-sweep, m1-eval, python -c) or builds lm-eval's whole "
+        "task index (seconds each); -m 'not engine and not slow and not cli' is the fast subset",
+    )
+
+
 @pytest.fixture
 def clean_m1_env(monkeypatch):
     """No M1_EVAL_DATA / M1_PROMPT from the caller's environment."""

@@ -119,6 +119,7 @@ def accuracy(folder: Path) -> float:
     return results["results"]["m1_demo_chain"]["acc,none"]
 
 
+@pytest.mark.cli
 @pytest.mark.engine
 def test_the_demo_model_scales_with_the_thinking_budget_and_wait(tmp_path):
     model = demo_model.ensure_demo_model()  # cached per machine (the demo builds the same one)

@@ -169,6 +169,7 @@ def test_greedy_responses_and_accounting_match_m1_vllm(hf_lm, vllm_lm):
 # -- the plain lm_eval command -----------------------------------------------------------------------------------
 
 
+@pytest.mark.cli
 @pytest.mark.engine
 def test_lm_eval_runs_m1_hf(tiny_model, tmp_path):
     tasks = tmp_path / "tasks"

@@ -25,6 +25,7 @@ def write_local_task(folder):
     helpers.write_local_task(folder, "m1_e2e_local", prompts, {"until": [], "max_gen_toks": 64})
 
 
+@pytest.mark.cli
 @pytest.mark.engine
 def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, tmp_path):
     tasks = tmp_path / "tasks"
@@ -81,6 +82,7 @@ def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, tmp_path):
     assert "PyTorch version" in results["pretty_env_info"]  # torch's report, collected while the model generated
 
 
+@pytest.mark.cli
 def test_lm_eval_builtin_models_still_resolve(tmp_path):
     code = (
         "from lm_eval.api.registry import get_model, model_registry\n"
@@ -95,6 +97,7 @@ def test_lm_eval_builtin_models_still_resolve(tmp_path):
     assert lines[2] == "lm_eval.models.vllm_causallms:VLLM"
 
 
+@pytest.mark.cli
 def test_hook_is_idempotent_lazy_and_can_be_switched_off(tmp_path):
     code = (
         "import sys\n"
@@ -141,6 +144,7 @@ def _assert_one_line_error(result, *needles: str) -> str:
     return line
 
 
+@pytest.mark.cli
 def test_missing_model_folder_is_one_line(tmp_path, command_forks):
     tasks = tmp_path / "tasks"
     tasks.mkdir()
@@ -162,6 +166,7 @@ def test_missing_model_folder_is_one_line(tmp_path, command_forks):
     _assert_one_line_error(result, "pretrained=./no-such-model", "local model folder")
 
 
+@pytest.mark.cli
 @pytest.mark.engine
 def test_bad_gen_kwarg_is_one_line_before_generation(tiny_model, tmp_path, command_forks):
     tasks = tmp_path / "tasks"
@@ -193,6 +198,7 @@ def _assert_engine_never_started(result) -> None:
         assert engine_line not in result.stderr, result.stderr[-2000:]
 
 
+@pytest.mark.cli
 @pytest.mark.engine
 def test_bad_model_arg_is_one_line_before_the_engine_starts(tiny_model, tmp_path, command_forks):
     tasks = tmp_path / "tasks"

@@ -14,6 +14,7 @@ TABLE1 = [
 ]  # fmt: skip
 
 
+@pytest.mark.cli
 @pytest.mark.engine
 @pytest.mark.skipif(not PARTIAL.exists(), reason=f"m1 evaluation data not found at {PARTIAL}")
 def test_every_m1_task_runs_with_budget_forcing(tiny_model, tmp_path):

@@ -148,6 +148,7 @@ def _cache_rows(path) -> int:
     return sum(not key.startswith("m1-record") for key in keys)  # lm-eval's responses, not the m1 records
 
 
+@pytest.mark.cli
 def test_a_server_that_never_comes_back_stops_the_run_and_use_cache_resumes(
     tiny_model, vllm_server, second_server, tmp_path
 ):

@@ -364,6 +364,7 @@ def test_a_variable_name_that_is_set_stays_visible(monkeypatch):
 
 
 # -- the real command: one line, exit 2, no secret anywhere ---------------------------------------------------------
+@pytest.mark.cli
 @pytest.mark.parametrize(
     ("model_args", "needle"),
     [
@@ -395,6 +396,7 @@ def test_under_lm_eval_a_secret_in_the_model_args_is_in_no_output(tiny_model, tm
             assert not [secret for secret in secrets if secret.encode() in path.read_bytes()], path
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize(
     ("model_args", "shown"),
     [

@@ -31,7 +31,7 @@ import pytest
 
 from tests.helpers import VLLMServer, read_jsonl, run_lm_eval
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.cli]
 
 SERVER_KEY = "sk-m1-secret-KEY-5c1e9a"
 KEY_VARIABLE = "M1_SECRET_SERVER_KEY"

@@ -102,6 +102,7 @@ def sweep_dir(tmp_path_factory, tiny_model):
     return folder / "ref"
 
 
+@pytest.mark.cli
 @pytest.mark.engine
 def test_a_sweep_writes_one_lm_eval_folder_per_setting_equal_to_a_separate_run(sweep_dir, tiny_model, tmp_path):
     assert sorted(p.name for p in sweep_dir.iterdir()) == sorted(SETTINGS)
@@ -136,6 +137,7 @@ def test_a_sweep_writes_one_lm_eval_folder_per_setting_equal_to_a_separate_run(s
     assert (tmp_path / "report" / "budget_scaling.csv").read_text().count("\n") >= 4
 
 
+@pytest.mark.cli
 @pytest.mark.engine
 def test_a_killed_sweep_resumes_and_skips_finished_settings(sweep_dir, tiny_model, tmp_path):
     args = sweep_args(tiny_model, "resumed", "cache/c", few_at_a_time=True)

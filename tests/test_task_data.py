@@ -304,6 +304,7 @@ def test_missing_local_file_names_m1_eval_data(tmp_path, monkeypatch):
     assert str(info.value).startswith("M1_EVAL_DATA=") and "no such file" in str(info.value)
 
 
+@pytest.mark.cli
 def test_offline_without_a_local_file_is_one_line_naming_m1_eval_data(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "M1_EVAL_DATA"))}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))

@@ -62,6 +62,7 @@ def load_yaml(name: str) -> dict:
 # --------------------------------------------------------------------------------------------- discovery
 
 
+@pytest.mark.cli
 def test_default_task_manager_lists_every_m1_task_and_group():
     from lm_eval.tasks import TaskManager
 
@@ -72,6 +73,7 @@ def test_default_task_manager_lists_every_m1_task_and_group():
     assert "hellaswag" in names  # lm-eval's own tasks are still there
 
 
+@pytest.mark.cli
 def test_include_defaults_false_indexes_only_the_callers_tasks(tmp_path):
     """``TaskManager(include_defaults=False, include_path=X)`` promises X's tasks only: the hook adds none."""
     from lm_eval.tasks import TaskManager

@@ -13,6 +13,7 @@ from m1_base.errors import ModelArgsError
 M1_EVAL = str(Path(sys.executable).with_name("m1-eval"))
 
 
+@pytest.mark.cli
 def test_vllm_missing_names_the_extra_to_install(tmp_path):
     code = (
         "import sys\n"
@@ -45,6 +46,7 @@ def test_chat_template_missing_is_a_clear_error(vllm_lm):
     assert "<|im_start|>" in vllm_lm.chat_template(True)
 
 
+@pytest.mark.cli
 def test_doctor_reports_versions_hook_tasks_models_and_data(tmp_path):
     out = subprocess.run(
         [M1_EVAL, "doctor"],
@@ -62,6 +64,7 @@ def test_doctor_reports_versions_hook_tasks_models_and_data(tmp_path):
     assert out.returncode == 1  # the missing data file needs fixing
 
 
+@pytest.mark.cli
 def test_commands_have_help_with_examples():
     for command in ([M1_EVAL, "--help"], [M1_EVAL, "demo", "--help"], [M1_EVAL, "doctor", "--help"],
                     [str(Path(sys.executable).with_name("m1-report")), "--help"]):  # fmt: skip

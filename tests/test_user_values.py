@@ -276,6 +276,7 @@ def test_a_model_arg_given_twice_is_an_error_in_the_python_api_too(tiny_model):
 
 
 # -- the real commands: exit code 2, one line, nothing started ---------------------------------------------------
+@pytest.mark.cli
 @pytest.mark.parametrize(
     ("flag", "typed", "needle"),
     [
@@ -296,6 +297,7 @@ def test_a_key_given_twice_is_one_line_and_exit_2(tmp_path, command_forks, flag,
     assert len(lines) == 1 and needle in lines[0] and flag in lines[0], result.stderr[-2000:]
 
 
+@pytest.mark.cli
 @pytest.mark.engine
 @pytest.mark.parametrize(
     ("model_args", "gen_kwargs", "needle"),
@@ -323,6 +325,7 @@ def test_bad_values_under_lm_eval_are_one_line_before_the_engine(
 
 
 # -- m1-sweep's flags ---------------------------------------------------------------------------------------------
+@pytest.mark.cli
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [

@@ -14,8 +14,10 @@ request's budget.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from m1_base.errors import GenKwargsError
 from m1_models.engine_types import BackendTokenizer, GenerationStep, Phase, StepResult
@@ -37,6 +39,8 @@ class GenerationRecord:
     answer_text: str = ""
     prompt_tokens: int = 0
     cached_tokens: int = 0
+    decoded_tokens: int = 0
+    reused_tokens: int = 0
 
 
 def resolve_budget(
@@ -102,6 +106,18 @@ def resolve_budget(
             f"raise max_model_len"
         )
     return forcing.max_tokens_thinking
+
+
+def step_seed(seed: int, position: int) -> int:
+    """The seed of a forced request's step that starts after ``position`` ids (prompt and thinking so far).
+
+    Every step of a seeded request gets its own random stream, a function of the request's seed and of where the
+    step starts only: a step's tokens then do not depend on how the engine ran the steps before it (one session,
+    one request per step, an HTTP call), and two settings of a sweep that reach the same point draw the same
+    tokens, so the smaller can take its step from the larger (:mod:`m1_models.step_sharing`), exactly as its own
+    run would have drawn them."""
+    digest = hashlib.sha256(f"{seed}:{position}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def kept_ids(result: StepResult, tokenizer: BackendTokenizer) -> tuple[tuple[int, ...], str]:
@@ -177,10 +193,19 @@ class ForcedRequest:
     def done(self) -> bool:
         return self.phase is Phase.DONE
 
-    def next_step(self) -> GenerationStep | None:
+    def _step_sampling(self) -> dict[str, Any]:
+        """The request's sampling parameters, a seed turned into this step's own (:func:`step_seed`)."""
         sampling = self.settings.sampling
-        if self.phase is Phase.PLAIN:
+        seed = sampling.get("seed")
+        if seed is None:
+            return sampling
+        return {**sampling, "seed": step_seed(int(seed), len(self.ids))}
+
+    def next_step(self) -> GenerationStep | None:
+        if self.phase is Phase.PLAIN:  # one step: its seed is the request's, as lm-eval's vllm model passes it
+            sampling = self.settings.sampling
             return GenerationStep(tuple(self.ids), self._plain_max, self.settings.until, Phase.PLAIN, sampling)
+        sampling = self._step_sampling()
         rules = self.forcing.rules
         if self.phase is Phase.THINKING:
             stop = self.forcing.until_thinking + (self.settings.until if rules.thinking_stops_at_until else ())
@@ -215,6 +240,10 @@ class ForcedRequest:
     def feed(self, result: StepResult) -> None:
         self.record.finish_reasons.append(result.finish_reason)
         self.record.cached_tokens += result.cached_tokens
+        if result.shared:
+            self.record.reused_tokens += len(result.token_ids)
+        else:
+            self.record.decoded_tokens += len(result.token_ids)
         ids, text = kept_ids(result, self.tokenizer)
         if self.phase is Phase.PLAIN:
             self._answer_ids += ids

@@ -48,12 +48,15 @@ class StepResult:
     report its own reasons, e.g. vLLM's ``"repetition"``); anything but ``"length"`` is an early end.
     ``cached_tokens`` is how many of the step's prompt tokens the engine did not prefill again: served from its
     prefix cache, or kept from the request's earlier steps (m1-vllm's sessions); 0 when the engine does not say.
+    ``shared``: the result was not generated for this step but taken from another request's engine call with the
+    same prompt ids and sampling (:mod:`m1_models.step_sharing`: a nested sweep's larger setting).
     """
 
     token_ids: tuple[int, ...]
     text: str
     finish_reason: str
     cached_tokens: int = 0
+    shared: bool = False
 
 
 @runtime_checkable

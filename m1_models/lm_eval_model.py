@@ -28,6 +28,7 @@ from m1_models.budget_forcing import ForcedRequest
 from m1_models.engine_types import BackendTokenizer, StepEngine
 from m1_models.records import SINK, RecordSink, make_record, request_hash
 from m1_models.scheduling import SCHEDULES, run
+from m1_models.step_sharing import StepSharing
 from m1_models.settings import GenerationSettings, parse_gen_kwargs
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,9 @@ class M1LM(LM):
     record_sink: RecordSink = SINK
     #: show the "m1 generate" progress bar (a sweep draws its own)
     progress_bar: bool = True
+    #: steps of one call with the same prefix generated once (m1_models/step_sharing.py); False: every request's
+    #: steps go to the engine (benchmarks/nested_sweep.py measures one against the other)
+    share_steps: bool = True
 
     def set_cache_hook(self, cache_hook) -> None:
         super().set_cache_hook(cache_hook)
@@ -270,7 +274,16 @@ class M1LM(LM):
 
         try:
             env_report.prefetch()  # lm-eval's environment report, collected while the engine starts
-            run(states, self.step_engine(), self.schedule, on_done=finished)
+            engine = self.step_engine()
+            if self.share_steps:
+                engine = StepSharing(engine, self.tokenizer)
+            run(states, engine, self.schedule, on_done=finished)
+            if isinstance(engine, StepSharing) and engine.taken:
+                logger.info(
+                    "m1-eval: %d steps taken from requests with the same prefix, %d engine calls",
+                    engine.taken,
+                    engine.calls,
+                )
         finally:
             progress.close()
         return [state.output_text() for state in states]

@@ -43,6 +43,9 @@ RECORD_SCHEMA: dict[str, str] = {
     "budget": "the thinking budget in tokens (null without forcing)",
     "prompt_tokens": "tokens of the prompt",
     "cached_tokens": "prompt tokens of its engine calls not prefilled again (prefix cache, or a session's kept KV)",
+    "decoded_tokens": "tokens the engine generated for this request (stop tokens included)",
+    "reused_tokens": "tokens taken from another request's engine call with the same prefix (a nested sweep's "
+    "larger setting) instead of generated for this one",
     "thinking_tokens": "tokens of the thinking, appended ignore strings included",
     "answer_tokens": "tokens of the answer (of the whole generation without forcing)",
     "ignore_rounds": "early ends of thinking suppressed",

@@ -19,9 +19,12 @@ tasks stop at EOS) it is stopped the same way and its text decoded once, sparing
 detokenization.  Steps with other stop strings (a task's ``until`` text, the s1 preset's answer) or with
 ``min_tokens`` are one vLLM request each, with vLLM's own stop strings.
 
-Sessions change one thing a user can see: with seeded sampling, a request's random stream runs on through its
-steps (a fresh request per step restarted it from the seed at every step).  Both are reproducible; greedy output
-is the same either way.  The model_arg ``sessions=false`` (or a vLLM without sessions) gives one request per step.
+Sessions are for greedy steps.  A seeded step (sampling) draws from its own random stream, seeded from the
+request's seed and where the step starts (:func:`m1_models.budget_forcing.step_seed`), which a session cannot do
+(vLLM keeps a request's generator across its streaming inputs): seeded steps are one request each, stopped by id
+all the same.  So a seeded request's text is the same on every engine path (sessions or not, m1-server's HTTP
+calls) and a nested sweep's smaller settings can take their steps from the larger ones.  The model_arg
+``sessions=false`` (or a vLLM without sessions) gives one request per step for greedy steps too.
 """
 
 from __future__ import annotations
@@ -121,13 +124,15 @@ class VLLMStepEngine:
     # -- StepEngine --------------------------------------------------------------------------------------------
     def submit(self, key: int, step: GenerationStep) -> None:
         stop_ids = self._stop_ids(step)
-        if stop_ids is not None and step.phase is not Phase.PLAIN:
+        # a seeded step draws from its own stream (budget_forcing.step_seed); a session would run the stream of
+        # the request's first step on through its later ones
+        if stop_ids is not None and step.phase is not Phase.PLAIN and step.sampling.get("seed") is None:
             self._submit_to_session(key, step, stop_ids)
             return
         self._end_session(key)
         request_id = f"m1-{next(self._ids)}"
         self._keys[request_id] = key
-        if stop_ids is not None:  # one step (no forcing): stopped by id, its text decoded once and checked here
+        if stop_ids is not None:  # one step (no forcing, or seeded): stopped by id, its text decoded once, checked
             self._checked[request_id] = step.stop
             params = self._by_id_params(step, stop_ids)
             self._engine.add_request(request_id, self._prompt(prompt_token_ids=list(step.prompt_ids)), params)

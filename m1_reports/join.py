@@ -31,7 +31,14 @@ from m1_reports.kept_samples import (
 )
 from m1_reports.naming import budget_of, format_gen_kwargs, ignore_of, run_labels, short_model_name
 from m1_reports.read_results import RunInfo, discover_runs, read_results
-from m1_reports.read_streams import RECORD_COLUMNS, SampleColumns, SampleFileSummary, read_generations, read_samples
+from m1_reports.read_streams import (
+    RECORD_COLUMNS,
+    TOTAL_COLUMNS,
+    SampleColumns,
+    SampleFileSummary,
+    read_generations,
+    read_samples,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +273,9 @@ def _samples_frame(columns: SampleColumns, runs: list[RunInfo]) -> pd.DataFrame:
     records = columns.record_values()
     for position, name in enumerate(RECORD_COLUMNS):
         frame[name] = records[:, position]
+    totals = columns.total_values()
+    for position, name in enumerate(TOTAL_COLUMNS):
+        frame[name] = totals[:, position]
     return frame
 
 

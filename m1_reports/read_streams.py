@@ -101,6 +101,9 @@ def iter_jsonl(path: Path, progress: Progress | None = None) -> Iterator[tuple[i
 RECORD_COLUMNS = (
     "thinking_tokens", "answer_tokens", "prompt_tokens", "budget", "budget_hit", "ignore_rounds", "forced"
 )  # fmt: skip
+#: per document, over all its generation records (lm-eval's ``repeats`` give a document several): the tokens generated
+#: (thinking + answer) and how many records; the columns of :attr:`GenerationTable.totals`
+TOTAL_COLUMNS = ("generated_tokens", "generations")
 
 
 def _score(value: Any, path: Path, lineno: int, name: str) -> float:
@@ -135,12 +138,23 @@ def _number(value: Any) -> float:
 @dataclass
 class GenerationTable:
     """The numbers of one ``m1_generations_*.jsonl``: ``index[(doc_id, prompt_hash)]`` is a row of ``values``
-    (columns :data:`RECORD_COLUMNS`, NaN where a record lacks a field)."""
+    (columns :data:`RECORD_COLUMNS` of the document's first record, NaN where it lacks a field) and of ``totals``
+    (columns :data:`TOTAL_COLUMNS`: every record of the document counted)."""
 
     path: Path
     index: dict[tuple[Any, str], int]
     values: np.ndarray
     schedule: str | None = None  # the first record's schedule (one model instance writes a file)
+    totals: np.ndarray | None = None  # None: one record per document, totals from ``values``
+
+    def total_values(self) -> np.ndarray:
+        """One row of :data:`TOTAL_COLUMNS` per document."""
+        if self.totals is not None:
+            return self.totals
+        if not len(self.values):
+            return np.empty((0, len(TOTAL_COLUMNS)))
+        thinking, answer = (self.values[:, RECORD_COLUMNS.index(name)] for name in ("thinking_tokens", "answer_tokens"))
+        return np.column_stack([thinking + answer, np.ones(len(self.values))])
 
     def __len__(self) -> int:
         return len(self.index)
@@ -159,6 +173,7 @@ def read_generations(path: Path, progress: Progress | None = None) -> Generation
     """The numeric fields of an ``m1_generations_*.jsonl`` file, keyed by (doc_id, prompt_hash)."""
     index: dict[tuple[Any, str], int] = {}
     raw: list[tuple[Any, ...]] = []
+    repeats: dict[int, list[float]] = {}  # row -> [tokens, records] of a document with more than one record
     schedule: str | None = None
     for lineno, _, row in iter_jsonl(path, progress):
         get = row.get
@@ -168,10 +183,12 @@ def read_generations(path: Path, progress: Progress | None = None) -> Generation
         if doc_id is None:
             raise ReportInputError("generation record without doc_id", path=path, line=lineno)
         key = (doc_id, get("prompt_hash", ""))
-        if key in index:
-            logger.warning(
-                "%s repeated generation record for doc_id %s; keeping the first", located(path, lineno, ""), doc_id
-            )
+        if key in index:  # another sample of the document (lm-eval's repeats): counted in the totals only
+            position = index[key]
+            first = raw[position]
+            total = repeats.setdefault(position, [_number(first[0]) + _number(first[1]), 1.0])
+            total[0] += _number(get("thinking_tokens")) + _number(get("answer_tokens"))
+            total[1] += 1
             continue
         index[key] = len(raw)
         raw.append(
@@ -185,7 +202,20 @@ def read_generations(path: Path, progress: Progress | None = None) -> Generation
                 get("forced"),
             )
         )
-    return GenerationTable(path, index, _record_values(raw), schedule)
+    values = _record_values(raw)
+    table = GenerationTable(path, index, values, schedule)
+    if repeats:
+        totals = table.total_values().copy()
+        for position, (tokens, count) in repeats.items():
+            totals[position] = (tokens, count)
+        table.totals = totals
+        logger.info(
+            "%s %d documents have several generation records (repeats): their first record gives the sample's "
+            "columns, and all of them its tokens per question",
+            located(path, None, ""),
+            len(repeats),
+        )
+    return table
 
 
 # -------------------------------------------------------------------------------------------- sample files
@@ -207,6 +237,7 @@ class SampleColumns:
     doc_hash: list[str] = field(default_factory=list)
     record: array = field(default_factory=lambda: array("q"))  # row in record_values, -1 for none
     record_blocks: list[np.ndarray] = field(default_factory=list)
+    total_blocks: list[np.ndarray] = field(default_factory=list)
     record_rows: int = 0
 
     def task_code(self, task: str) -> int:
@@ -218,16 +249,24 @@ class SampleColumns:
         """Keep a file's record numbers; returns the offset of its rows."""
         offset = self.record_rows
         self.record_blocks.append(table.values)
+        self.total_blocks.append(table.total_values())
         self.record_rows += len(table.values)
         return offset
 
     def record_values(self) -> np.ndarray:
         """One row of :data:`RECORD_COLUMNS` per sample (NaN without a record)."""
-        out = np.full((len(self.record), len(RECORD_COLUMNS)), np.nan)
-        if self.record_blocks:
+        return self._per_sample(self.record_blocks, len(RECORD_COLUMNS))
+
+    def total_values(self) -> np.ndarray:
+        """One row of :data:`TOTAL_COLUMNS` per sample (NaN without a record)."""
+        return self._per_sample(self.total_blocks, len(TOTAL_COLUMNS))
+
+    def _per_sample(self, blocks: list[np.ndarray], width: int) -> np.ndarray:
+        out = np.full((len(self.record), width), np.nan)
+        if blocks:
             positions = np.frombuffer(self.record, dtype=np.int64) if len(self.record) else np.empty(0, np.int64)
             have = positions >= 0
-            out[have] = np.vstack(self.record_blocks)[positions[have]]
+            out[have] = np.vstack(blocks)[positions[have]]
         return out
 
 

@@ -10,7 +10,7 @@ from lm_eval.utils import simple_parse_args_string
 
 from m1_base.errors import GenKwargsError
 from m1_models import lm_eval_model
-from m1_models.budget_forcing import ForcedRequest, kept_ids
+from m1_models.budget_forcing import ForcedRequest, kept_ids, step_seed
 from m1_models.engine_types import Phase, StepResult
 from m1_models.records import RecordSink
 from m1_models.scheduling import run
@@ -175,7 +175,15 @@ def test_s1_preset_markers_and_answer_cap():
 
 def test_sampling_parameters_reach_every_step():
     request, engine = forced({"max_tokens_thinking": 30, "temperature": 0.7, "seed": 3}, thinker([4]))
-    assert all(step.sampling == {"temperature": 0.7, "seed": 3} for _, _, step in engine.submitted)
+    # each step its own seed, a function of the request's seed and where the step starts only
+    starts = [len(step.prompt_ids) for _, _, step in engine.submitted]
+    assert [step.sampling for _, _, step in engine.submitted] == [
+        {"temperature": 0.7, "seed": step_seed(3, start)} for start in starts
+    ]
+    assert len(starts) == 2 and len({step_seed(3, start) for start in starts}) == 2
+    assert step_seed(3, starts[0]) == step_seed(3, starts[0]) != step_seed(4, starts[0])
+    plain, engine = forced({"temperature": 0.7, "seed": 3}, thinker([4]))
+    assert engine.submitted[0][2].sampling == {"temperature": 0.7, "seed": 3}  # one plain step: the seed as given
     settings = parse_gen_kwargs({"do_sample": False}, SAMPLING_KEYS)
     assert settings.sampling == {"temperature": 0.0}
 

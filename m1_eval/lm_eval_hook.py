@@ -10,6 +10,7 @@ imports one of the modules below, after which the finder runs a patch:
   project's task folder (``include_defaults=False`` promises only the tasks under ``include_path``: kept);
 * ``lm_eval.loggers.evaluation_tracker``: next to each ``samples_<task>_<date>.jsonl`` the m1 models'
   per-sample records are written as ``m1_generations_<task>_<date>.jsonl``;
+* ``lm_eval.api.model``: ``--use_cache`` keeps each of lm-eval's ``repeats`` of a request under its own key;
 * ``lm_eval._cli.utils``: a ``--model_args``/``--gen_kwargs`` key given twice is an error, not "the last wins";
 * ``lm_eval._cli.run``: m1-eval's user errors (``M1UserError``) end the command with their one-line message
   and exit code 2 instead of a traceback (``--verbosity DEBUG`` keeps the traceback);
@@ -208,7 +209,30 @@ def _patch_cli_utils(module) -> None:
     action_cls.__call__ = __call__
 
 
+def _patch_caching_lm(module) -> None:
+    """``--use_cache`` keys a response by the request's args, and lm-eval's ``repeats: K`` hands the model K
+    identical requests: every sample of a resumed run would come back as the first one.  The k-th identical
+    request (k >= 1) is looked up and stored under its own key (:func:`m1_models.records.number_repeats`), the
+    key the m1 models store it under."""
+    caching_cls = module.CachingLM
+    original = caching_cls.__getattr__
+    if getattr(original, _PATCHED_ATTR, False):
+        return
+
+    def __getattr__(self, attr):
+        fn = original(self, attr)
+        if attr != "generate_until":
+            return fn
+        from m1_models.records import number_repeats
+
+        return lambda requests, *args, **kwargs: fn(number_repeats(list(requests)), *args, **kwargs)
+
+    setattr(__getattr__, _PATCHED_ATTR, True)
+    caching_cls.__getattr__ = __getattr__
+
+
 PATCHES: dict[str, Callable] = {
+    "lm_eval.api.model": _patch_caching_lm,
     "lm_eval._cli.utils": _patch_cli_utils,
     "lm_eval.evaluator": _patch_evaluator,
     "lm_eval._cli.run": _patch_cli_run,

@@ -168,15 +168,15 @@ def _collector(lm: Any):
 def _replayer(lm: Any, texts: dict[str, str], records: dict[str, dict[str, Any]], store: Any):
     from lm_eval.utils import hash_string
 
-    from m1_models.records import SINK, request_hash
+    from m1_models.records import SINK, number_repeats, request_hash
 
     class Replayer(_Delegating, _lm_base()):
         """Answers from the sweep's generation and re-emits each request's m1 record for lm-eval's writer."""
 
         def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
             out = []
-            for request in requests:
-                key = request_hash(*request.args)
+            for request, numbered in zip(requests, number_repeats(list(requests)), strict=True):
+                key = request_hash(*numbered.args)
                 out.append(texts[key])
                 record = records.get(key) or store.recover(request.task_name, key)
                 if record is not None:
@@ -263,7 +263,7 @@ def run_sweep(plan: SweepPlan, console: Any = None) -> list[Path]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from m1_models.lm_eval_model import M1LM
-    from m1_models.records import RecordSink, request_hash
+    from m1_models.records import RecordSink, number_repeats, request_hash
 
     cfg = plan.cfg
     todo = [s for s in plan.settings if not is_complete(plan.folder(s))]
@@ -292,8 +292,9 @@ def run_sweep(plan: SweepPlan, console: Any = None) -> list[Path]:
     for setting in todo:
         collector.requests = []
         _evaluate(plan, setting, collector, log_samples=False, bootstrap_iters=0)
-        by_setting[setting] = [request_hash(*r.args) for r in collector.requests]
-        for request, key in zip(collector.requests, by_setting[setting], strict=True):
+        numbered = number_repeats(collector.requests)  # lm-eval's repeats: each sample its own request
+        by_setting[setting] = [request_hash(*r.args) for r in numbered]
+        for request, key in zip(numbered, by_setting[setting], strict=True):
             unique.setdefault(key, request)
     owners: dict[str, list[Setting]] = defaultdict(list)
     for setting, keys in by_setting.items():

@@ -26,10 +26,10 @@ from m1_models import env_report
 from m1_models.backend import Backend, HFTokenizer
 from m1_models.budget_forcing import ForcedRequest
 from m1_models.engine_types import BackendTokenizer, StepEngine
-from m1_models.records import SINK, RecordSink, make_record, request_hash
+from m1_models.records import REPEAT_KEY, SINK, RecordSink, make_record, repeat_args, request_hash
 from m1_models.scheduling import SCHEDULES, run
-from m1_models.step_sharing import StepSharing
 from m1_models.settings import GenerationSettings, parse_gen_kwargs
+from m1_models.step_sharing import StepSharing
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,13 @@ def check_unique_keys(arg_string: str | None) -> None:
 def check_seed(seed: Any) -> int:
     """model_arg ``seed``: a whole number >= 0 (the engine's and every request's seed derive from it)."""
     return values.whole(seed, "seed", values.MODEL_ARG, minimum=0, maximum=2**63 - 1)  # type: ignore[return-value]
+
+
+def _without_repeat(args: tuple[str, Any]) -> tuple[str, Any]:
+    context, gen_kwargs = args
+    if REPEAT_KEY not in (gen_kwargs or {}):
+        return args
+    return context, {k: v for k, v in gen_kwargs.items() if k != REPEAT_KEY}
 
 
 class M1LM(LM):
@@ -185,7 +192,7 @@ class M1LM(LM):
                 f"thinking_end, thinking_end_overflow and until_thinking to markers the model knows"
             )
 
-    def _settings(self, context: str, gen_kwargs: dict[str, Any]) -> GenerationSettings:
+    def _settings(self, context: str, gen_kwargs: dict[str, Any], repeat: int = 0) -> GenerationSettings:
         settings = parse_gen_kwargs(gen_kwargs, self.sampling_keys)
         if settings.forcing.forced:
             key = (
@@ -204,7 +211,9 @@ class M1LM(LM):
             self._checked_sampling.add(checked)
         temperature = float(sampling.get("temperature", 1.0) or 0.0)
         if temperature > 0 and "seed" not in sampling:
-            sampling["seed"] = request_seed(self.seed, context)
+            sampling["seed"] = request_seed(self.seed, context if not repeat else f"{context}\x00repeat {repeat}")
+        elif temperature > 0 and repeat:  # a seed given in gen_kwargs: each repeat its own, derived from it
+            sampling["seed"] = request_seed(int(sampling["seed"]), f"repeat {repeat}")
         return settings
 
     def check_sampling(self, sampling: dict[str, Any]) -> None:
@@ -214,6 +223,23 @@ class M1LM(LM):
         first step is submitted, so that a bad value ends the call before
         any generation (and before a lazily started engine loads its weights) rather than in the middle of it.
         A backend overrides it with its engine's own checks; by default the engine is left to judge."""
+
+    @staticmethod
+    def _repeats(requests) -> list[int]:
+        """Which sample of its request each one is: lm-eval's ``repeats: K`` hands the model K identical requests
+        (numbered 0 ... K-1 in order), or ``--use_cache`` the ones it did not have, numbered already
+        (:func:`m1_models.records.number_repeats`)."""
+        seen: dict[str, int] = {}
+        out = []
+        for request in requests:
+            gen_kwargs = dict(request.args[1] or {})
+            if REPEAT_KEY in gen_kwargs:
+                out.append(values.whole(gen_kwargs[REPEAT_KEY], REPEAT_KEY, values.GEN_KWARG, minimum=0))
+                continue
+            key = request_hash(*request.args)
+            out.append(seen.get(key, 0))
+            seen[key] = out[-1] + 1
+        return out
 
     def _encode_prompt(self, context: str) -> list[int]:
         ids = self.tokenizer.encode(context)
@@ -227,12 +253,14 @@ class M1LM(LM):
             return []
         prepared: list[tuple[list[int], GenerationSettings, str]] = []
         longest: dict[str, int] = {}  # longest prompt per gen_kwargs group (the s1 preset's auto budget uses it)
-        for request in requests:  # validate everything before the first token is generated
+        repeats = self._repeats(requests)
+        for request, repeat in zip(requests, repeats, strict=True):  # validate all before the first token
             context, gen_kwargs = request.args
-            settings = self._settings(context, dict(gen_kwargs or {}))
+            gen_kwargs = {k: v for k, v in dict(gen_kwargs or {}).items() if k != REPEAT_KEY}
+            settings = self._settings(context, gen_kwargs, repeat)
             prompt_ids = self._encode_prompt(context)
             # the s1 fork computes auto per batch, and lm-eval batches (--batch_size auto) per identical gen_kwargs
-            group = repr(sorted(dict(gen_kwargs or {}).items()))
+            group = repr(sorted(gen_kwargs.items()))
             longest[group] = max(longest.get(group, 0), len(prompt_ids))
             prepared.append((prompt_ids, settings, group))
         states = [
@@ -252,19 +280,22 @@ class M1LM(LM):
             forced,
             self.schedule,
         )
-        progress = tqdm(total=len(states), desc="m1 generate", disable=disable_tqdm or not self.progress_bar or self.rank != 0)
+        quiet = disable_tqdm or not self.progress_bar or self.rank != 0
+        progress = tqdm(total=len(states), desc="m1 generate", disable=quiet)
 
         def finished(index: int) -> None:
             request, state = requests[index], states[index]
             text = state.output_text()
-            self.cache_hook.add_partial("generate_until", request.args, text)
+            args = repeat_args(_without_repeat(request.args), repeats[index])
+            self.cache_hook.add_partial("generate_until", args, text)
             self.record_sink.add(
                 make_record(
                     task=request.task_name,
                     doc_id=request.doc_id,
                     doc_hash=doc_hash(request.doc),
                     prompt_hash=hash_string(request.args[0]),
-                    request_hash=request_hash(*request.args),
+                    request_hash=request_hash(*args),
+                    repeat=repeats[index],
                     model=self.model_name,
                     schedule=self.schedule,
                     **dataclasses.asdict(state.record),  # GenerationRecord's fields, by their names

@@ -36,7 +36,9 @@ RECORD_SCHEMA: dict[str, str] = {
     "doc_id": "the document's id, as in the samples file",
     "doc_hash": "lm-eval's hash of the document: the samples' doc_hash",
     "prompt_hash": "lm-eval's hash of the prompt: the samples' prompt_hash",
-    "request_hash": "sha256 of the prompt and the gen_kwargs (its key in the --use_cache database)",
+    "request_hash": "sha256 of the prompt and the gen_kwargs, and of the repeat from 1 on (its key in the "
+    "--use_cache database)",
+    "repeat": "which of a task's repeats of the request this is: 0, 1, ... K-1 (lm-eval's repeats: K samples)",
     "model": "the model_arg pretrained",
     "schedule": "continuous or rounds",
     "forced": "whether budget forcing ran (max_tokens_thinking given)",
@@ -76,6 +78,38 @@ def request_hash(context: str, gen_kwargs: Any) -> str:
     """Identity of one request: its prompt AND its gen_kwargs (two budgets of one prompt are two requests)."""
     canonical = json.dumps([context, gen_kwargs], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+#: the gen_kwarg that numbers the repeats of one request (lm-eval's ``repeats``) from 1 on, inside m1-eval only
+REPEAT_KEY = "m1_repeat"
+
+
+def repeat_args(args: tuple[str, Any], repeat: int) -> tuple[str, Any]:
+    """The identity of a request's ``repeat``-th sample: its args for repeat 0, the args with :data:`REPEAT_KEY`
+    added from repeat 1 on.  lm-eval's ``repeats: K`` hands a model K identical requests; numbered this way each
+    sample has its own key in the ``--use_cache`` database, its own record and its own seed."""
+    if not repeat:
+        return args
+    context, gen_kwargs = args
+    return context, {**dict(gen_kwargs or {}), REPEAT_KEY: repeat}
+
+
+def number_repeats(requests: list[Any]) -> list[Any]:
+    """``requests`` with the k-th occurrence of the same args (k >= 1) replaced by a shallow copy whose args are
+    :func:`repeat_args` (the start-up hook applies it where lm-eval's ``--use_cache`` looks requests up)."""
+    import copy
+
+    seen: dict[str, int] = {}
+    out = []
+    for request in requests:
+        key = request_hash(*request.args)
+        repeat = seen.get(key, 0)
+        seen[key] = repeat + 1
+        if repeat:
+            request = copy.copy(request)
+            request.arguments = repeat_args(request.args, repeat)  # lm-eval's Instance: args reads arguments
+        out.append(request)
+    return out
 
 
 def record_key(task: str, request: str) -> str:
@@ -142,7 +176,8 @@ def write_records(path: Path, records: list[dict[str, Any]]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in sorted(records, key=lambda r: (r.get("doc_id", 0), r.get("prompt_hash", ""))):
+            order = lambda r: (r.get("doc_id", 0), r.get("prompt_hash", ""), r.get("repeat") or 0)  # noqa: E731
+            for record in sorted(records, key=order):
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         os.replace(tmp, path)
     except BaseException:
@@ -162,17 +197,18 @@ def write_records_for_task(tracker: Any, task_name: str, samples: list[dict[str,
     """
     records = SINK.pop(task_name)
     positions = list(dict.fromkeys(sample.get("doc_id") for sample in samples))
-    first_request: dict[Any, str] = {}
+    first_request: dict[Any, list[str]] = {}  # doc id -> the request hash of each of its samples (repeats)
     for sample in samples:
         args = _first_request_args(sample.get("arguments"))
         if args is not None and sample.get("doc_id") not in first_request:
-            first_request[sample.get("doc_id")] = request_hash(*args)
+            repeats = max(1, len(sample.get("resps") or ()))
+            first_request[sample.get("doc_id")] = [request_hash(*repeat_args(args, k)) for k in range(repeats)]
     have = {r.get("request_hash") for r in records}
     for position, doc_id in enumerate(positions):  # requests answered from --use_cache never reached the model
-        request = first_request.get(doc_id)
-        if request is not None and request not in have and (recovered := SINK.recover(task_name, request)):
-            records.append({**recovered, "doc_id": position})
-            have.add(request)
+        for request in first_request.get(doc_id, ()):
+            if request not in have and (recovered := SINK.recover(task_name, request)):
+                records.append({**recovered, "doc_id": position})
+                have.add(request)
     by_hashes: dict[tuple[Any, Any], set[Any]] = defaultdict(set)
     for sample in samples:
         by_hashes[(sample.get("doc_hash"), sample.get("prompt_hash"))].add(sample.get("doc_id"))

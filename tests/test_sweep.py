@@ -114,19 +114,24 @@ def test_a_sweep_writes_one_lm_eval_folder_per_setting_equal_to_a_separate_run(s
     assert results["chat_template"]  # recorded as lm_eval records it
     assert all(r["ignore_rounds"] <= 1 and r["thinking_tokens"] <= 64
                for r in run_files(sweep_dir / "budget_64_ignore_1")["records"])  # fmt: skip
-    # the same setting as a plain lm_eval run
+    # the smallest setting with a "Wait" round, which takes its steps from the larger ones (nested), as a plain
+    # lm_eval run
+    swept = run_files(sweep_dir / "budget_24_ignore_1")
+    model_dir = next((sweep_dir / "budget_24_ignore_1").iterdir())
+    taken = [json.loads(line)["reused_tokens"] for line in next(model_dir.glob("m1_generations_*.jsonl")).open()]
+    assert sum(taken) > 0  # the nesting happened
     separate = run_lm_eval(
         [
             "--model", "m1-vllm",
             "--model_args", f"pretrained={tiny_model},{MODEL_ARGS}",
             "--tasks", "m1_demo", "--apply_chat_template", "--seed", "3",
-            "--gen_kwargs", "temperature=0.8,max_tokens_answer=32,max_tokens_thinking=64,thinking_n_ignore=1",
+            "--gen_kwargs", "temperature=0.8,max_tokens_answer=32,max_tokens_thinking=24,thinking_n_ignore=1",
             "--output_path", "separate", "--log_samples",
         ],  # fmt: skip
         cwd=tmp_path,
     )
     assert separate.returncode == 0, separate.stderr[-3000:]
-    swept, alone = run_files(sweep_dir / "budget_64_ignore_1"), run_files(tmp_path / "separate")
+    alone = run_files(tmp_path / "separate")
     assert swept["samples"] == alone["samples"]
     assert swept["records"] == alone["records"]
     assert swept["acc"] == alone["acc"] and swept["gen_kwargs"] == alone["gen_kwargs"]

@@ -1,0 +1,83 @@
+"""A nested sweep on the real vLLM engine: 120 questions x budgets {16, 48, 128} x "Wait" rounds {0, 1, 2}, greedy
+(the paper's protocol), generated in one call with steps shared (m1_models/step_sharing.py) are, setting by
+setting, the texts and records of the same requests generated as separate runs of one setting each, every request
+on its own steps.  ``tests/test_sweep.py`` pins the whole command (m1-sweep's folders equal a separate lm_eval run
+of its smallest setting, seeded sampling); ``tests/test_step_sharing.py`` every branch on a scripted engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from lm_eval.api.instance import Instance
+
+from m1_models.records import RecordSink, request_hash
+from tests.helpers import INSTRUCTION, QUESTIONS
+
+pytestmark = pytest.mark.engine
+
+BUDGETS = (16, 48, 128)
+IGNORES = (0, 1, 2)
+DOCUMENTS = 120
+#: what must be the same as the setting's own run (decoded_tokens, reused_tokens and cached_tokens say how the
+#: work was shared, which is what differs)
+SAME = ("forced", "budget", "prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_rounds", "budget_hit",
+        "finish_reasons", "thinking_text", "answer_text", "doc_id", "request_hash")  # fmt: skip
+
+
+def settings() -> list[dict]:
+    return [
+        {"max_tokens_thinking": b, "thinking_n_ignore": n, "max_tokens_answer": 24, "do_sample": False}
+        for b, n in itertools.product(BUDGETS, IGNORES)
+    ]
+
+
+def instances(lm, gen_kwargs: dict) -> list[Instance]:
+    out = []
+    for doc in range(DOCUMENTS):
+        question = f"Case {doc}: " + QUESTIONS[doc % len(QUESTIONS)] + INSTRUCTION
+        context = lm.apply_chat_template([{"role": "user", "content": question}])
+        out.append(Instance("generate_until", {}, (context, dict(gen_kwargs)), idx=0, metadata=("nested", doc, 1)))
+    return out
+
+
+def generate(lm, requests: list[Instance]) -> dict[str, tuple[str, dict]]:
+    """Texts and records by request hash."""
+    texts = lm.generate_until(requests, disable_tqdm=True)
+    by_hash = {r["request_hash"]: r for r in lm.record_sink.pop("nested")}
+    keys = [request_hash(*request.args) for request in requests]
+    return {key: (text, by_hash[key]) for key, text in zip(keys, texts, strict=True)}
+
+
+def test_a_nested_sweep_equals_separate_runs_setting_by_setting(float32_lm):
+    lm = float32_lm
+    sink, lm.record_sink = lm.record_sink, RecordSink()
+    try:
+        every = [request for gen_kwargs in settings() for request in instances(lm, gen_kwargs)]
+        nested = generate(lm, every)
+        lm.share_steps = False
+        separate: dict[str, tuple[str, dict]] = {}
+        for gen_kwargs in settings():
+            separate.update(generate(lm, instances(lm, gen_kwargs)))
+    finally:
+        lm.share_steps = True
+        lm.record_sink = sink
+    assert len(nested) == len(separate) == DOCUMENTS * len(settings())
+    differing = [key for key in separate if nested[key][0] != separate[key][0]]
+    assert differing == [], f"{len(differing)} of {len(separate)} texts differ"
+    for key, (_, record) in separate.items():
+        assert {k: nested[key][1][k] for k in SAME} == {k: record[k] for k in SAME}
+    # the protocol's branches all occur: budget hits, early ends, "Wait" rounds
+    records = [record for _, record in nested.values()]
+    assert {r["budget_hit"] for r in records} == {True, False}
+    assert {r["ignore_rounds"] for r in records} >= {0, 1, 2}
+    # and the sharing did happen: the nested call decoded less than half of what the separate runs decoded
+    decoded = sum(r["decoded_tokens"] for r in records)
+    alone = sum(record["decoded_tokens"] for _, record in separate.values())
+    assert sum(r["reused_tokens"] for r in records) > 0 and decoded < alone / 2
+    assert all(record["reused_tokens"] == 0 for _, record in separate.values())
+    assert all(
+        nested[key][1]["decoded_tokens"] + nested[key][1]["reused_tokens"] == record["decoded_tokens"]
+        for key, (_, record) in separate.items()
+    )

@@ -41,6 +41,7 @@ class GenerationRecord:
     cached_tokens: int = 0
     decoded_tokens: int = 0
     reused_tokens: int = 0
+    servers: list[str] = field(default_factory=list)
 
 
 def resolve_budget(
@@ -240,6 +241,8 @@ class ForcedRequest:
     def feed(self, result: StepResult) -> None:
         self.record.finish_reasons.append(result.finish_reason)
         self.record.cached_tokens += result.cached_tokens
+        if result.served_by:
+            self.record.servers.append(result.served_by)
         if result.shared:
             self.record.reused_tokens += len(result.token_ids)
         else:

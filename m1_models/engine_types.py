@@ -50,6 +50,7 @@ class StepResult:
     prefix cache, or kept from the request's earlier steps (m1-vllm's sessions); 0 when the engine does not say.
     ``shared``: the result was not generated for this step but taken from another request's engine call with the
     same prompt ids and sampling (:mod:`m1_models.step_sharing`: a nested sweep's larger setting).
+    ``served_by``: which server answered (m1-server: its address, credentials masked); "" for an in-process engine.
     """
 
     token_ids: tuple[int, ...]
@@ -57,6 +58,7 @@ class StepResult:
     finish_reason: str
     cached_tokens: int = 0
     shared: bool = False
+    served_by: str = ""
 
 
 @runtime_checkable

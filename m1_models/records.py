@@ -53,6 +53,7 @@ RECORD_SCHEMA: dict[str, str] = {
     "ignore_rounds": "early ends of thinking suppressed",
     "budget_hit": "whether the thinking ran out of budget",
     "finish_reasons": "one per engine call, as the engine reported it (stop, length, ...)",
+    "servers": "m1-server: the server that answered each engine call, credentials masked (empty in-process)",
     "thinking_text": "the thinking, ignore strings included (without thinking_start)",
     "answer_text": "the answer as generated (the whole generation without forcing)",
 }

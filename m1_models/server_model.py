@@ -19,9 +19,10 @@ Secrets: the API key is read from the environment variable NAMED by ``api_key_en
 ``api_key_env`` that is not usable is reported without being shown (it may be a pasted key:
 :func:`looks_like_key`).  A ``user:password@`` in a ``base_url`` is taken out of the address and sent as HTTP
 Basic auth; every message and log line shows the address masked (``http://user:***@host``, :func:`mask_url`;
-the records hold no address).  lm-eval itself logs the model_args, prints them and writes them into its results
-file: :func:`guard_lm_eval_model_args`, :func:`mask_log_record` and :func:`mask_lm_eval_results`, which the
-start-up hook (:mod:`m1_eval.lm_eval_hook`) applies to ``lm_eval.evaluator``, mask them there.
+the records name the server that answered each step, masked).  lm-eval itself logs the model_args, prints
+them and writes them into its results file: :func:`guard_lm_eval_model_args`, :func:`mask_log_record` and
+:func:`mask_lm_eval_results`, which the start-up hook (:mod:`m1_eval.lm_eval_hook`) applies to
+``lm_eval.evaluator``, mask them there.
 
 One module on purpose: the fleet (routing, retries, failover), the HTTP calls, the lm-eval model class and the
 rules for its secrets are one backend, and the backend contract asks for one module per backend; the fleet's state
@@ -31,6 +32,8 @@ is shared by every call, so splitting it from the calls would spread one mechani
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import itertools
 import json
 import logging
@@ -82,6 +85,10 @@ STALL_FLOOR = 60.0
 STALL_GAP_FACTOR = 20.0
 #: probing a server that left the fleet: first after this many seconds, doubling up to REJOIN_CAP
 REJOIN_FIRST, REJOIN_CAP = 1.0, 30.0
+#: tail hedging: a call is late when it has run HEDGE_FACTOR x the fleet's p95 seconds per token for the tokens it
+#: has streamed (+1), and at least HEDGE_FLOOR seconds; the p95 is taken over the last HEDGE_WINDOW calls, once
+#: HEDGE_MIN_CALLS have finished
+HEDGE_FACTOR, HEDGE_FLOOR, HEDGE_WINDOW, HEDGE_MIN_CALLS = 3.0, 2.0, 512, 16
 
 
 class _Stalled(Exception):
@@ -389,6 +396,9 @@ class _Flight:
     server: Server
     future: Future | None = None
     epoch: int = 0
+    started: float = 0.0  # when the call to ``server`` started (monotonic seconds)
+    streamed: dict[str, int] = field(default_factory=dict)  # server url -> tokens its call has streamed so far
+    answered_by: Server | None = None  # the server whose answer won (a hedged call has two)
 
 
 @dataclass
@@ -403,6 +413,7 @@ class ServerSettings:
     #: seconds a streamed call may go without a token before its server is probed (None: :data:`STALL_FLOOR`, or
     #: more when the fleet's calls have shown longer gaps: :meth:`ServerStepEngine.stall_limit`)
     stall_timeout: float | None = None
+    hedge: bool = True  # a late call is also sent to an idle server, the first answer wins (tail hedging)
     probe_timeout: float = 5.0  # a server that does not answer /health within this is down (frozen, gone)
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # holds the key: never printed
     secrets: tuple[str, ...] = field(default=(), repr=False)  # the key and passwords: scrubbed from messages
@@ -435,6 +446,8 @@ class ServerStepEngine:
         self._sticky: dict[int, tuple[Server, tuple[int, ...]]] = {}  # key -> its server and last prompt
         self._epoch = 0  # abort() moves it on: results of older epochs are dropped
         self._longest_gap = 0.0  # the longest wait between two chunks of a call that went on (seconds)
+        self._pace: collections.deque[float] = collections.deque(maxlen=HEDGE_WINDOW)  # seconds per token, by call
+        self.hedges = 0  # calls also sent to an idle server (tests and the log read it)
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="m1-server-loop", daemon=True)
@@ -533,14 +546,14 @@ class ServerStepEngine:
             return
         with self._lock:
             flight.server.outstanding -= flight.step.max_tokens
-            flight.server.steps_sent += 1
+            (flight.answered_by or flight.server).steps_sent += 1
         self._results.put((flight.epoch, (flight.key, result)))
 
     async def _complete(self, flight: _Flight) -> StepResult:
         body = self._body(flight.step)
         while True:
             server = flight.server
-            error = await self._try_server(server, body, flight)
+            error = await self._hedged(server, body, flight)
             if isinstance(error, StepResult):
                 return error
             with self._lock:  # the server stayed down: out of the fleet, the step goes elsewhere
@@ -565,6 +578,79 @@ class ServerStepEngine:
                 target.outstanding += flight.step.max_tokens
                 flight.server = target
                 self._sticky[flight.key] = (target, flight.step.prompt_ids)
+
+    async def _hedged(self, server: Server, body: dict[str, Any], flight: _Flight) -> StepResult | str:
+        """:meth:`_try_server` on ``server``; when the call runs late (:meth:`_late`) while another live server is
+        idle, the same call also goes there and the first answer wins, the other call is cancelled (tail hedging:
+        greedy and seeded calls give the same tokens on every server of the fleet).  The answer names its server
+        (``served_by``), and the request's next steps go to it."""
+        flight.started = time.monotonic()
+        flight.streamed = {}
+        calls = {asyncio.ensure_future(self._try_server(server, body, flight)): server}
+        failed: StepResult | str = ""
+        try:
+            while calls:
+                done, _ = await asyncio.wait(set(calls), timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    answered = calls.pop(task)
+                    outcome = task.result()  # a ServerError (rejected call) ends the run
+                    if isinstance(outcome, StepResult):
+                        flight.answered_by = answered
+                        if answered is not flight.server:
+                            self._sticky[flight.key] = (answered, flight.step.prompt_ids)
+                            asyncio.ensure_future(self._check_outrun(server))
+                        elif len(calls) == 0:
+                            self._pace.append((time.monotonic() - flight.started) / (len(outcome.token_ids) + 1))
+                        return dataclasses.replace(outcome, served_by=answered.label)
+                    if answered is flight.server:
+                        failed = outcome  # the call's own server failed: a hedge still running may answer
+                if len(calls) == 1 and not failed and self.settings.hedge and self._late(flight, server):
+                    target = self._idle_server(server)
+                    if target is not None:
+                        self.hedges += 1
+                        logger.info(
+                            "m1-server: request %s on %s is late (%.0f s, %d tokens): also sent to %s",
+                            flight.request_id,
+                            server.label,
+                            time.monotonic() - flight.started,
+                            flight.streamed.get(server.url, 0),
+                            target.label,
+                        )
+                        with self._lock:
+                            target.outstanding += flight.step.max_tokens
+                        hedge = asyncio.ensure_future(self._try_server(target, body, flight))
+                        hedge.add_done_callback(lambda _, t=target: self._release(t, flight.step.max_tokens))
+                        calls[hedge] = target
+            return failed or "no answer"
+        finally:
+            for task in calls:
+                task.cancel()
+
+    async def _check_outrun(self, server: Server) -> None:
+        """A hedge answered before ``server``: a server that does not answer its health probe either leaves the
+        fleet (frozen, draining), as a stalled call would have found out later; a slow one stays."""
+        if server.alive and not await self._healthy(server):
+            await self._leave(server, "outrun by a hedged call and no answer to /health")
+
+    def _release(self, server: Server, tokens: int) -> None:
+        with self._lock:
+            server.outstanding -= tokens
+
+    def _late(self, flight: _Flight, server: Server) -> bool:
+        """Whether the call has run :data:`HEDGE_FACTOR` x the fleet's p95 seconds per token for the tokens it
+        streamed so far (+1), and at least :data:`HEDGE_FLOOR` seconds (never before the fleet has finished
+        :data:`HEDGE_MIN_CALLS` calls: there is no "typical" yet)."""
+        if len(self._pace) < HEDGE_MIN_CALLS:
+            return False
+        pace = sorted(self._pace)[int(0.95 * (len(self._pace) - 1))]
+        elapsed = time.monotonic() - flight.started
+        return elapsed > max(HEDGE_FLOOR, HEDGE_FACTOR * pace * (flight.streamed.get(server.url, 0) + 1))
+
+    def _idle_server(self, busy: Server) -> Server | None:
+        """A live server other than ``busy`` with nothing queued or in flight."""
+        with self._lock:
+            idle = [s for s in self.servers if s.alive and s is not busy and s.outstanding <= 0]
+        return idle[0] if idle else None
 
     async def _try_server(self, server: Server, body: dict[str, Any], flight: _Flight) -> StepResult | str:
         """The step's result from ``server``, or (after ``max_retries`` transient failures, or at once when the
@@ -666,6 +752,9 @@ class ServerStepEngine:
                 if not isinstance(chunk, dict):
                     raise _BadStream(f"unreadable answer ({_short(data, 80)})")
                 chunks.append(chunk)
+                flight.streamed[server.url] = flight.streamed.get(server.url, 0) + sum(
+                    len(choice.get("token_ids") or ()) or 1 for choice in chunk.get("choices") or ()
+                )
         finally:
             await response.aclose()
         return self._joined(chunks, flight.step)
@@ -850,6 +939,7 @@ class M1Server(M1LM):
         timeout: float = 3600.0,
         max_retries: int = 8,
         stall_timeout: Any = "auto",
+        hedge: Any = True,
         max_model_len: int | None = None,
         token_ids: str = "auto",
         seed: int = 1234,
@@ -870,8 +960,8 @@ class M1Server(M1LM):
                 )
             raise ModelArgsError(
                 f"model_arg {name!r} is not an m1-server argument; use base_url, model, tokenizer, api_key_env, "
-                f"max_concurrency, timeout, max_retries, stall_timeout, max_model_len, token_ids (see docs/models.md, "
-                f"m1-server)"
+                f"max_concurrency, timeout, max_retries, stall_timeout, hedge, max_model_len, token_ids (see "
+                f"docs/models.md, m1-server)"
             )
         # every value checked before any network call or tokenizer load
         check_schedule(schedule)
@@ -890,6 +980,7 @@ class M1Server(M1LM):
                 stall_timeout, "stall_timeout", SOURCE, above=0.0, hint="seconds without a token, or auto"
             )
         )
+        hedged = values.boolean(hedge, "hedge", SOURCE)
         context = values.token_count(max_model_len, "max_model_len", SOURCE, optional=True)
         token_mode = values.choice(token_ids, "token_ids", SOURCE, TOKEN_ID_MODES)
         remote_code = values.boolean(trust_remote_code, "trust_remote_code", SOURCE)
@@ -952,6 +1043,7 @@ class M1Server(M1LM):
             timeout=call_timeout,
             max_retries=retries,
             stall_timeout=stall,
+            hedge=hedged,
             token_ids=token_mode,
             headers=headers,
             secrets=secrets,

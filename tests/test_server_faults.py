@@ -168,6 +168,33 @@ def test_a_frozen_server_sigstop_for_the_rest_of_the_run(tiny_model, vllm_server
     lm.close()
 
 
+def test_a_frozen_servers_calls_are_hedged_long_before_the_stall_limit(
+    tiny_model, vllm_server, second, healthy, caplog
+):
+    """Tail hedging: with a stall limit of 10 minutes, the calls a frozen server holds are also sent to the idle
+    server once they run 3x the fleet's p95 time per token; the first answer wins (the same tokens), the records
+    say which server answered, and the frozen server, which does not answer /health, leaves the fleet."""
+    lm = fleet_lm(tiny_model, [vllm_server.url, second.url], stall_timeout=600)
+
+    def freeze():
+        os.killpg(second.process.pid, signal.SIGSTOP)
+
+    with caplog.at_level("INFO", logger="m1_models.server_model"):
+        texts, elapsed, _ = run_with_fault(lm, freeze, after=10)
+    assert elapsed < 300  # not the 600 s stall limit: hedged
+    engine = lm.step_engine()
+    assert engine.hedges > 0
+    found = lm.record_sink._by_task["faults"]
+    served = {label for record in found for label in record["servers"]}
+    assert served <= {vllm_server.url + "/v1", second.url + "/v1"} and vllm_server.url + "/v1" in served
+    assert all(len(record["servers"]) == len(record["finish_reasons"]) for record in found)  # one per call
+    assert_like_healthy(lm, texts, elapsed, healthy)
+    lines = [r.getMessage() for r in caplog.records if second.url in r.getMessage()]
+    assert any("is late" in line and "also sent to" in line for line in lines), lines
+    assert len([line for line in lines if "leaves the fleet" in line]) == 1, lines
+    lm.close()
+
+
 def test_a_server_frozen_for_20_s_is_left_then_taken_back(tiny_model, vllm_server, second, healthy, caplog):
     lm = fleet_lm(tiny_model, [vllm_server.url, second.url])
 

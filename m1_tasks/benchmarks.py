@@ -42,6 +42,15 @@ PROMPT_VARIANTS: tuple[PromptVariant, ...] = (
 )
 COT_SUFFIX = PROMPT_VARIANTS[1].task_suffix
 
+#: the K of the committed K-sample variants (``task_yamls/k8/``: ``m1_medqa_k8``, ..., ``m1_table1_k8``, and the
+#: CoT ones), every task and group of the suite; any other K is made at run time (:mod:`m1_tasks.repeats`)
+YAML_REPEATS: tuple[int, ...] = (8,)
+
+
+def repeats_name(name: str, k: int) -> str:
+    """The name of a task's or group's K-sample variant: ``m1_medqa`` -> ``m1_medqa_k8``."""
+    return f"{name}_k{k}"
+
 
 @dataclass(frozen=True)
 class Benchmark:
@@ -170,10 +179,11 @@ def task_of_source(source: str) -> str:
     return next((b.task for b in BENCHMARKS if b.source == source), source)
 
 
-def all_task_names(variants: Iterable[str] | None = None) -> list[str]:
-    """Every task and group name of the suite, in the given prompt variants (default: all)."""
+def all_task_names(variants: Iterable[str] | None = None, repeats: Iterable[int] = YAML_REPEATS) -> list[str]:
+    """Every task and group name of the suite, in the given prompt variants (default: all), each also as its
+    K-sample variant for every K of ``repeats`` (default: the committed ones, :data:`YAML_REPEATS`)."""
     names: list[str] = []
     for variant in variants or VARIANTS:
         names += [b.task_for(variant) for b in BENCHMARKS]
         names += [g.name + VARIANTS[variant].task_suffix for g in GROUP_LIST]
-    return names
+    return names + [repeats_name(name, k) for k in repeats for name in names]

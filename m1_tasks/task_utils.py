@@ -58,3 +58,14 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]
         "acc_strict": float(scored["correct_strict"]),
         "no_answer": float(scored["no_answer"]),
     }
+
+
+def process_results_repeats(doc: dict[str, Any], results: list[Any]) -> dict[str, float]:
+    """``process_results`` of the K-sample variants (``repeats: K``, the keep-all filter): ``results`` is
+    ``[[r_1, ..., r_K]]``; returns ``acc``, ``acc_strict``, ``no_answer`` (means over the K samples) and
+    ``maj@k``, ``pass@k``, ``avg@k`` for k = 1..K (:mod:`m1_tasks.repeats`).  A bare ``[text]`` (a variant run
+    with lm-eval's default ``take_first`` filter) is one sample."""
+    from m1_tasks.repeats import sample_metrics
+
+    responses = results[0] if results and isinstance(results[0], (list, tuple)) else list(results)
+    return sample_metrics(responses, scoring_doc(doc))

@@ -47,10 +47,15 @@ EPILOG = """examples:
            --budgets 512,1024,2048,4096 --ignores 0,1,2 --output_path out/sweep --use_cache out/sweep/cache
   m1-sweep --model m1-vllm --model_args pretrained=./tiny --tasks m1_demo --apply_chat_template \\
            --budgets none,32,128,512 --gen_kwargs temperature=0.7 --limit 10 -o out/demo-sweep
+  m1-sweep --model m1-vllm --model_args pretrained=./tiny --tasks m1_demo --apply_chat_template \
+           --budgets 16,64 --ignores 0,1 --repeats 8 --gen_kwargs temperature=0.6 -o out/k8-sweep
   m1-report out/sweep/*                      # every setting is a standard lm-eval output folder
 
 --budgets: thinking budgets (max_tokens_thinking), comma-separated; "none" = no forcing (a plain run).
 --ignores: "Wait" rounds (thinking_n_ignore), comma-separated (default 0); one setting per budget x ignores.
+--repeats: K samples per question and setting, each with its own seed (needs a temperature above 0); the results
+           hold maj@k, pass@k and avg@k for every k <= K.  Settings share what they generate in common: a
+           setting's thinking is cut from a larger budget's, so the sweep costs little more than its largest.
 """
 
 
@@ -93,6 +98,25 @@ def parse_settings(budgets: str, ignores: str = "0") -> list[Setting]:
         if setting not in settings:
             settings.append(setting)
     return settings
+
+
+def parse_repeats(raw: Any) -> int:
+    """``--repeats K``: a whole number of samples per question and setting, 1 ... 1024."""
+    return values.whole(raw, "--repeats", _FLAG, minimum=1, maximum=1024, hint="samples per question, e.g. 8")
+
+
+def check_sampled(gen_kwargs: dict[str, Any], repeats: int) -> None:
+    """K samples of a greedy run are K copies of one: ``--repeats`` needs a temperature above 0."""
+    temperature = gen_kwargs.get("temperature")
+    try:
+        sampled = temperature is not None and float(temperature) > 0
+    except (TypeError, ValueError):
+        sampled = True  # the model's own check names a bad temperature
+    if not sampled:
+        raise SweepError(
+            f"--repeats {repeats} with greedy decoding gives {repeats} identical samples; add --gen_kwargs "
+            f"temperature=0.6 (or another value above 0) so that each sample is drawn with its own seed"
+        )
 
 
 def check_output_folder(folder: Path) -> None:
@@ -384,6 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("m1-sweep")
     group.add_argument("--budgets", required=True, help="thinking budgets, e.g. 512,1024,2048 (none = no forcing)")
     group.add_argument("--ignores", default="0", help="'Wait' rounds (thinking_n_ignore), e.g. 0,1,2 (default 0)")
+    group.add_argument(
+        "--repeats",
+        default="1",
+        help="K samples per question and setting (lm-eval's repeats; needs --gen_kwargs temperature>0): every task "
+        "runs as its <task>_k<K> variant with maj@k, pass@k and avg@k for every k <= K (default 1: one sample)",
+    )
     return parser
 
 
@@ -399,7 +429,8 @@ def _config(args: argparse.Namespace, settings: Sequence[Setting]) -> Any:
             f"--samples {samples!r} is lm-eval's choice of documents, a JSON object of task -> document indices "
             f"(e.g. --samples '{{\"m1_medqa\": [0, 5]}}'); for a number of documents use --limit"
         )
-    namespace = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in ("budgets", "ignores")})
+    ours = ("budgets", "ignores", "repeats")
+    namespace = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in ours})
     try:
         cfg = EvaluatorConfig.from_cli(namespace)
     except (ValueError, TypeError, AttributeError) as error:  # lm-eval's own checks of its flags
@@ -459,8 +490,15 @@ def sweep(argv: list[str], console: Any = None) -> list[Path]:
             logging.getLogger(name).setLevel(logging.ERROR)
         _quiet_lm_eval_per_setting_output()
     settings = parse_settings(args.budgets, args.ignores)
+    repeats = parse_repeats(args.repeats)
     cfg = _config(args, settings)
+    if repeats > 1:
+        check_sampled(cfg.gen_kwargs or {}, repeats)
     plan = SweepPlan(cfg, settings, Path(cfg.output_path), task_manager=cfg.process_tasks(cfg.metadata))
+    if repeats > 1:
+        from m1_tasks.repeats import register_repeats
+
+        cfg.tasks = register_repeats(plan.task_manager, list(cfg.tasks), repeats)
     return run_sweep(plan, console)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from m1_eval.sweep import Setting, SweepError, is_complete, parse_settings
+from m1_eval.sweep import Setting, SweepError, check_sampled, is_complete, parse_repeats, parse_settings
 from tests.helpers import cached_responses, read_jsonl, run_lm_eval
 
 M1_SWEEP = str(Path(sys.executable).with_name("m1-sweep"))
@@ -41,6 +41,18 @@ def test_bad_settings_are_one_line_errors(budgets, ignores, needle):
     with pytest.raises(SweepError, match=needle) as error:
         parse_settings(budgets, ignores)
     assert "\n" not in str(error.value)
+
+
+def test_repeats_are_a_whole_number_and_need_sampling():
+    assert parse_repeats("8") == 8 and parse_repeats(1) == 1
+    for bad in ("0", "x", "1.5", "true", "2000"):
+        with pytest.raises(SweepError, match="--repeats"):
+            parse_repeats(bad)
+    check_sampled({"temperature": 0.6}, 8)
+    for greedy in ({}, {"temperature": 0}, {"temperature": "0.0"}, {"do_sample": False}):
+        with pytest.raises(SweepError, match="identical samples.*temperature=") as error:
+            check_sampled(greedy, 8)
+        assert "\n" not in str(error.value)
 
 
 def test_a_folder_counts_as_done_only_with_results(tmp_path):

@@ -1,5 +1,5 @@
-"""The interactive figures of ``index.html`` (Plotly): the headline figure on the first screen and the accuracy
-against thinking tokens used (the compute frontier).
+"""The interactive figures of ``index.html`` (Plotly): the frontier of a sweep (accuracy against the tokens
+generated per question, :mod:`m1_reports.frontier`) and the headline figure, side by side on the first screen.
 
 The headline is the budget curve when the runs form a sweep (the protocol header has axes: runs that differ only
 in thinking budget or ignore rounds), else Table 1's Avg as bars (runs beside the published rows), else each run's
@@ -26,6 +26,7 @@ import pandas as pd
 from m1_reports.columns import AVG, benchmark, order_tasks
 from m1_reports.deviations import ProtocolHeader
 from m1_reports.formatting import one_line
+from m1_reports.frontier import STRATEGIES, STRATEGY_BUDGET, STRATEGY_MAJORITY, STRATEGY_WAIT
 from m1_reports.stats import wilson_interval
 from m1_reports.table1 import FROM_PAPER, Table1
 
@@ -117,13 +118,12 @@ def _panel_title(task: str) -> str:
     return "Avg over the Table 1 benchmarks" if task == AVG else plot_label(benchmark(task).label)
 
 
-def sweep_figure(budget: pd.DataFrame, x: str = "budget_x") -> Any | None:
-    """Accuracy (%) against the thinking budget (``x="budget_x"``) or the mean thinking tokens used
-    (``x="thinking_tokens_mean"``, with the frontier: the best accuracy at no more tokens), one line per series
-    (model and ignore rounds), 95 % Wilson intervals; a menu picks the panel (Avg or a task).  None without
-    points."""
+def sweep_figure(budget: pd.DataFrame) -> Any | None:
+    """Accuracy (%) against the thinking budget, one line per series (model and ignore rounds), 95 % Wilson
+    intervals; a menu picks the panel (Avg or a task).  None without points."""
     import plotly.graph_objects as go
 
+    x = "budget_x"
     points = budget.dropna(subset=[x, "acc"]) if len(budget) else budget
     if points.empty:
         return None
@@ -143,7 +143,7 @@ def sweep_figure(budget: pd.DataFrame, x: str = "budget_x") -> Any | None:
                 go.Scatter(
                     x=list(line[x]),
                     y=y,
-                    mode="lines+markers" if x == "budget_x" else "markers",
+                    mode="lines+markers",
                     name=plot_label(name),
                     legendgroup=plot_label(name),
                     marker={"size": 8, "color": COLORS[number % len(COLORS)]},
@@ -175,26 +175,10 @@ def sweep_figure(budget: pd.DataFrame, x: str = "budget_x") -> Any | None:
                     showlegend=True,
                 )
             )
-        if x == "thinking_tokens_mean" and len(part) > 1:
-            frontier = _frontier(part, x)
-            figure.add_trace(
-                go.Scatter(
-                    x=[p[0] for p in frontier],
-                    y=[100 * p[1] for p in frontier],
-                    mode="lines",
-                    line={"shape": "hv", "dash": "dot", "color": "#5b6372", "width": 1.5},
-                    name="frontier (best accuracy at no more tokens)",
-                    hoverinfo="skip",
-                    visible=index == 0,
-                )
-            )
         bounds.append(len(figure.data))
-    count = len(figure.data)
-    masks = [[bounds[i] <= t < bounds[i + 1] for t in range(count)] for i in range(len(panels))]
-    budgets = sorted(set(points["budget_x"])) if x == "budget_x" else []
-    log = x == "budget_x" and budgets and budgets[-1] / max(budgets[0], 1) >= 8
-    xaxis = _axis("thinking budget (tokens)" if x == "budget_x" else "thinking tokens used (mean per question)")
-    if log:
+    budgets = sorted(set(points["budget_x"]))
+    xaxis = _axis("thinking budget (tokens)")
+    if budgets and budgets[-1] / max(budgets[0], 1) >= 8:
         xaxis.update(type="log", tickvals=budgets, ticktext=[f"{b:g}" for b in budgets])
     elif budgets and len(budgets) <= 10:
         xaxis.update(tickvals=budgets, ticktext=[f"{b:g}" for b in budgets])
@@ -203,38 +187,155 @@ def sweep_figure(budget: pd.DataFrame, x: str = "budget_x") -> Any | None:
         yaxis=_axis("accuracy (%)", ticksuffix=""),
         title={"text": _panel_title(panels[0]), "x": 0.01, "font": {"size": 14}},
     )
-    if len(panels) > 1:
-        layout["updatemenus"] = [
-            {
-                "type": "dropdown",
-                "x": 1,
-                "xanchor": "right",
-                "y": 1.16,
-                "yanchor": "top",
-                "showactive": True,
-                "buttons": [
-                    {
-                        "label": "Avg" if panel == AVG else plot_label(benchmark(panel).label),
-                        "method": "update",
-                        "args": [{"visible": mask}, {"title.text": _panel_title(panel)}],
-                    }
-                    for panel, mask in zip(panels, masks, strict=True)
-                ],
-            }
-        ]
+    _panel_menu(layout, panels, bounds, len(figure.data))
     figure.update_layout(**layout)
     return figure
 
 
-def _frontier(part: pd.DataFrame, x: str) -> list[tuple[float, float]]:
-    """The runs no other run beats with fewer or as many tokens: (tokens, accuracy), left to right."""
-    best = -1.0
-    frontier = []
-    for r in part.sort_values([x, "acc"], ascending=[True, False]).itertuples():
-        if r.acc > best:
-            frontier.append((float(getattr(r, x)), float(r.acc)))
-            best = r.acc
-    return frontier
+def _panel_menu(
+    layout: dict[str, Any], panels: Sequence[str], bounds: Sequence[int], count: int, prefix: str = ""
+) -> None:
+    """A menu that shows one panel's traces (``bounds[i]`` .. ``bounds[i + 1]``) and its title (after
+    ``prefix``), when there are several panels."""
+    if len(panels) < 2:
+        return
+    masks = [[bounds[i] <= t < bounds[i + 1] for t in range(count)] for i in range(len(panels))]
+    layout["updatemenus"] = [
+        {
+            "type": "dropdown",
+            "x": 1,
+            "xanchor": "right",
+            "y": 1.16,
+            "yanchor": "top",
+            "showactive": True,
+            "buttons": [
+                {
+                    "label": "Avg" if panel == AVG else plot_label(benchmark(panel).label),
+                    "method": "update",
+                    "args": [{"visible": mask}, {"title.text": prefix + _panel_title(panel)}],
+                }
+                for panel, mask in zip(panels, masks, strict=True)
+            ],
+        }
+    ]
+
+
+# --------------------------------------------------------------------------------------------- the frontier
+
+
+STRATEGY_COLORS = {STRATEGY_BUDGET: COLORS[0], STRATEGY_WAIT: COLORS[4], STRATEGY_MAJORITY: COLORS[2]}
+FRONTIER_COLOR = "#1f2430"
+FRONTIER_TITLE = "Frontier: "
+
+
+def strategy_color(strategy: str, strategies: Sequence[str]) -> str:
+    """A strategy's colour: its own for the known ones, else the next free one in ``strategies``' order."""
+    if strategy in STRATEGY_COLORS:
+        return STRATEGY_COLORS[strategy]
+    free = [c for c in COLORS if c not in STRATEGY_COLORS.values()]
+    others = [s for s in strategies if s not in STRATEGY_COLORS]
+    return free[others.index(strategy) % len(free)] if strategy in others else free[0]
+
+
+def _setting_text(r: Any) -> str:
+    parts = [f"budget {r.budget}" if _finite(r.budget) else "no forcing"]
+    if r.ignore:
+        parts.append(f"{int(r.ignore)} Wait round{'s' if int(r.ignore) != 1 else ''}")
+    if _finite(r.k) and int(r.k) > 1:
+        parts.append(f"majority of {int(r.k)}")
+    return ", ".join(parts)
+
+
+def _error_bars(y: Sequence[float], low: Sequence[float], high: Sequence[float], color: str) -> dict[str, Any]:
+    """Plotly's asymmetric error bars of values ``y`` (%) with interval bounds ``low``/``high`` (fractions)."""
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [100 * h - v if _finite(h) else 0 for h, v in zip(high, y, strict=True)],
+        "arrayminus": [v - 100 * lo if _finite(lo) else 0 for lo, v in zip(low, y, strict=True)],
+        "thickness": 1,
+        "width": 3,
+        "color": color,
+    }
+
+
+def frontier_figure(points: pd.DataFrame) -> Any | None:
+    """Accuracy (%) against the mean tokens generated per question (:func:`m1_reports.frontier.frontier_table`):
+    one line per strategy curve (a colour per strategy), 95 % intervals, the Pareto frontier ringed and joined; a
+    menu picks the panel (Avg first, then each task).  None without points."""
+    import plotly.graph_objects as go
+
+    if points.empty:
+        return None
+    panels = _panels(points)
+    strategies = sorted(set(points["strategy"]), key=lambda s: (STRATEGIES.index(s) if s in STRATEGIES else 99, s))
+    models = list(dict.fromkeys(points["model"]))
+    figure = go.Figure()
+    bounds = [0]
+    for index, panel in enumerate(panels):
+        part = points[points["task"] == panel]
+        shown: set[str] = set()
+        for strategy in strategies:
+            color = strategy_color(strategy, strategies)
+            for (model, _), line in part[part["strategy"] == strategy].groupby(["model", "curve"], sort=False):
+                group = plot_label(f"{model}: {strategy}" if len(models) > 1 else strategy)
+                y = [100 * a for a in line["accuracy"]]
+                figure.add_trace(
+                    go.Scatter(
+                        x=list(line["mean_tokens_per_question"]),
+                        y=y,
+                        mode="lines+markers",
+                        name=group,
+                        legendgroup=group,
+                        showlegend=group not in shown,
+                        marker={"size": 7, "color": color},
+                        line={"width": 2, "color": color},
+                        error_y=_error_bars(y, line["ci_low"], line["ci_high"], color),
+                        customdata=[
+                            [
+                                plot_label(r.run),
+                                plot_label(f"{r.strategy}: {_setting_text(r)}"),
+                                "" if not _finite(r.ci_low) else f"[{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]",
+                                "–" if not _finite(r.n) else str(int(r.n)),
+                                f"{r.mean_tokens_per_question:.1f}",
+                                "<br>on the Pareto frontier" if r.on_frontier else "",
+                            ]
+                            for r in line.itertuples()
+                        ],
+                        hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br>accuracy %{y:.2f} % "
+                        "%{customdata[2]} (n %{customdata[3]})<br>tokens per question (mean) %{customdata[4]}"
+                        "%{customdata[5]}<extra></extra>",
+                        visible=index == 0,
+                    )
+                )
+                shown.add(group)
+        best = part[part["on_frontier"]].drop_duplicates("run").sort_values(["mean_tokens_per_question", "accuracy"])
+        figure.add_trace(
+            go.Scatter(
+                x=list(best["mean_tokens_per_question"]),
+                y=[100 * a for a in best["accuracy"]],
+                mode="lines+markers",
+                name="Pareto frontier",
+                legendgroup="frontier",
+                marker={"size": 14, "symbol": "circle-open", "color": FRONTIER_COLOR, "line": {"width": 2}},
+                line={"width": 1.2, "dash": "dot", "color": FRONTIER_COLOR},
+                hoverinfo="skip",
+                visible=index == 0,
+            )
+        )
+        bounds.append(len(figure.data))
+    tokens = [t for t in points["mean_tokens_per_question"] if _finite(t) and t > 0]
+    xaxis = _axis("tokens generated per question (mean: thinking + answer)")
+    if tokens and max(tokens) / min(tokens) >= 8:
+        xaxis.update(type="log")
+    layout = _layout(
+        xaxis=xaxis,
+        yaxis=_axis("accuracy (%)"),
+        title={"text": FRONTIER_TITLE + _panel_title(panels[0]), "x": 0.01, "font": {"size": 14}},
+    )
+    _panel_menu(layout, panels, bounds, len(figure.data), FRONTIER_TITLE)
+    figure.update_layout(**layout)
+    return figure
 
 
 # -------------------------------------------------------------------------------------------- the bars
@@ -344,15 +445,15 @@ def headline(
     return TASK_BARS, None
 
 
-def frontier(budget: pd.DataFrame) -> Figure | None:
-    """Accuracy against the thinking tokens actually used (needs the m1 generation records), with the frontier."""
-    if budget.empty or budget["thinking_tokens_mean"].isna().all():
-        return None
-    figure = sweep_figure(budget, x="thinking_tokens_mean")
+def frontier(points: pd.DataFrame) -> Figure | None:
+    """The frontier figure of a sweep (:func:`m1_reports.frontier.frontier_table`'s points); None without one."""
+    figure = frontier_figure(points)
     if figure is None:
         return None
     caption = (
-        "Accuracy against the thinking tokens used (mean per question, from the generation records); the "
-        "dotted line is the frontier: the best accuracy reached with no more tokens."
+        "Accuracy against the tokens generated per question (thinking + answer of every sample, mean over the "
+        "questions), one line per strategy: budget (increasing budgets, no Wait rounds) and Wait rounds (one "
+        "budget, increasing rounds). Ringed: the Pareto frontier, the settings that no other beats with higher "
+        "accuracy and fewer tokens. Bars: 95 % intervals; hover a point for its setting."
     )
     return Figure("figure-frontier", caption, figure_json(figure))

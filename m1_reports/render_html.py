@@ -2,8 +2,9 @@
 :mod:`m1_reports.render_questions`), Jinja2 templates, autoescaped.
 
 The first screen answers the question: a short summary (which runs, the best result, whether the protocol
-differs from the paper's in a way that can move a score), the headline figure (:mod:`m1_reports.render_figures`:
-the budget curve of a sweep, else Table 1's Avg) and Table 1.  Then the protocol (grouped, each deviation once),
+differs from the paper's in a way that can move a score), a sweep's frontier (accuracy against tokens generated
+per question, :mod:`m1_reports.frontier`) beside the headline figure (:mod:`m1_reports.render_figures`: the budget
+curve of a sweep, else Table 1's Avg), and Table 1.  Then the protocol (grouped, each deviation once),
 the paired comparisons as one table, the budget, scoring and run tables.
 
 Everything shown comes from files (model text above all), so it is escaped; the pages run only the report's own
@@ -291,15 +292,20 @@ def render_index(
     frontier: Figure | None,
     svg: bytes | None,
     plot_note: str,
+    frontier_svg: bytes | None = None,
+    frontier_note: str = "",
     n_boot: int,
     browser: bool,
     warnings: Sequence[str] = (),
     protocol: ProtocolHeader | None = None,
 ) -> str:
-    """index.html.  ``headline``: (kind, figure) of :func:`m1_reports.render_figures.headline`; ``svg``: the static
-    budget figure, shown instead when there is no interactive one (Plotly not installed)."""
+    """index.html.  ``headline``: (kind, figure) of :func:`m1_reports.render_figures.headline`; ``frontier``: a
+    sweep's frontier figure (:func:`m1_reports.render_figures.frontier`), first; ``svg``, ``frontier_svg``: the
+    static figures, shown instead when there is no interactive one (Plotly not installed); ``frontier_note``: why
+    a sweep has no frontier."""
     kind, figure = headline
-    plot_uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii") if svg and figure is None else ""
+    plot_uri = _svg_uri(svg) if svg and figure is None else ""
+    frontier_uri = _svg_uri(frontier_svg) if frontier_svg and frontier is None else ""
     return (
         environment()
         .get_template("index.html.j2")
@@ -310,6 +316,8 @@ def render_index(
             summary=_summary(loaded, protocol, table1, budget, kind),
             headline=figure,
             frontier=frontier,
+            frontier_uri=frontier_uri,
+            frontier_note=frontier_note,
             plotly_file=PLOTLY_FILE if figure is not None or frontier is not None else "",
             script_file=SCRIPT_FILE,
             table1=_table1_view(table1),
@@ -326,6 +334,10 @@ def render_index(
             protocol=_protocol_view(protocol),
         )
     )
+
+
+def _svg_uri(svg: bytes) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
 
 
 def render_browser(*, title: str, loaded: Loaded, limit: int) -> tuple[str, dict[str, str]]:

@@ -1,4 +1,6 @@
-"""The budget scaling plot: accuracy against thinking budget, per task and averaged (matplotlib, no display needed)."""
+"""The static figures (matplotlib, no display needed): the budget scaling plot, accuracy against thinking budget per
+task and averaged; and a sweep's frontier, accuracy against the tokens generated per question with the Pareto
+frontier (:mod:`m1_reports.frontier`)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import pandas as pd
 
 from m1_reports.columns import AVG, benchmark, order_tasks
 from m1_reports.formatting import one_line
+from m1_reports.frontier import STRATEGIES
 
 PLOT_NAME = "budget_scaling"
+FRONTIER_NAME = "frontier"
 
 
 def plotting_available() -> bool:
@@ -34,10 +38,7 @@ def budget_figure(budget: pd.DataFrame):
     from matplotlib.ticker import MaxNLocator
 
     points = budget.dropna(subset=["budget_x", "acc"]) if len(budget) else budget
-    tasks = [t for t in order_tasks(set(points["task"]) - {AVG})] if len(points) else []
-    # an average of one task is that task: draw it once
-    averaged = len(points) > 0 and AVG in set(points["task"])
-    panels = ([AVG, *tasks] if len(tasks) > 1 and averaged else tasks or [AVG]) if len(points) else []
+    panels = _panels(set(points["task"])) if len(points) else []
     if not panels:
         figure = Figure(figsize=(6.4, 2.4))
         axes = figure.subplots()
@@ -50,28 +51,10 @@ def budget_figure(budget: pd.DataFrame):
             va="center",
         )
         return figure
-    ncols = min(4, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
     series = list(dict.fromkeys(points["series"]))
-    legend_rows = math.ceil(len(series) / min(4, len(series)))
-    # A fixed layout (constrained layout costs a second per save on a 12-panel figure).
-    width, height = 3.6 * ncols + 0.4, 2.9 * nrows + 1.1 + 0.24 * legend_rows
-    figure = Figure(figsize=(width, height))
-    figure.subplots_adjust(
-        left=0.7 / width,
-        right=1 - 0.15 / width,
-        top=1 - 0.8 / height,
-        bottom=(0.75 + 0.24 * legend_rows) / height,
-        hspace=0.55,
-        wspace=0.3,
-    )
-    grid = figure.subplots(nrows, ncols, squeeze=False)
+    figure, grid = _grid(len(panels), len(series), "Accuracy against thinking budget")
     colors = {name: f"C{i % 10}" for i, name in enumerate(series)}
-    for index, axes in enumerate(grid.flat):
-        if index >= len(panels):
-            axes.axis("off")
-            continue
-        task = panels[index]
+    for axes, task in zip(grid, panels, strict=True):
         part = points[points["task"] == task]
         for name in series:
             line = part[part["series"] == name].sort_values("budget_x")
@@ -97,11 +80,94 @@ def budget_figure(budget: pd.DataFrame):
         axes.set_ylabel("accuracy (%)", fontsize=8)
         axes.tick_params(labelsize=7)
         axes.grid(alpha=0.3)
-    handles, names = grid.flat[0].get_legend_handles_labels()
+    handles, names = grid[0].get_legend_handles_labels()
     if handles:
         figure.legend(handles, names, loc="lower center", ncols=min(4, len(names)), fontsize=8, frameon=False)
-    figure.suptitle("Accuracy against thinking budget", fontsize=12)
     return figure
+
+
+def _panels(tasks: set[str]) -> list[str]:
+    """Avg first (when there is one and more than one task: an average of one task is that task), then the tasks."""
+    ordered = order_tasks(tasks - {AVG})
+    return [AVG, *ordered] if len(ordered) > 1 and AVG in tasks else ordered or ([AVG] if AVG in tasks else [])
+
+
+def _grid(panels: int, labels: int, title: str, min_width: float = 0.0):
+    """A figure (not attached to pyplot) with a grid of ``panels`` axes, room for a legend of ``labels`` entries
+    below, and its title (``min_width`` inches wide at least); the axes, the unused ones switched off."""
+    from matplotlib.figure import Figure
+
+    ncols = min(4, panels)
+    nrows = math.ceil(panels / ncols)
+    legend_rows = math.ceil(labels / min(4, max(labels, 1)))
+    # A fixed layout (constrained layout costs a second per save on a 12-panel figure).
+    width, height = max(min_width, 3.6 * ncols + 0.4), 2.9 * nrows + 1.1 + 0.24 * legend_rows
+    figure = Figure(figsize=(width, height))
+    figure.subplots_adjust(
+        left=0.7 / width,
+        right=1 - 0.15 / width,
+        top=1 - 0.8 / height,
+        bottom=(0.75 + 0.24 * legend_rows) / height,
+        hspace=0.55,
+        wspace=0.3,
+    )
+    grid = figure.subplots(nrows, ncols, squeeze=False)
+    for axes in grid.flat[panels:]:
+        axes.axis("off")
+    figure.suptitle(title, fontsize=12)
+    return figure, list(grid.flat[:panels])
+
+
+def frontier_figure(points: pd.DataFrame):
+    """A matplotlib Figure (not attached to pyplot): one panel per task (the Table 1 average first), accuracy
+    against the mean tokens generated per question, one line per strategy curve (a colour per strategy), the
+    Pareto frontier ringed and joined.  ``points``: :func:`m1_reports.frontier.frontier_table` (not empty)."""
+    from matplotlib.ticker import MaxNLocator
+
+    panels = _panels(set(points["task"]))
+    strategies = sorted(set(points["strategy"]), key=lambda s: (STRATEGIES.index(s) if s in STRATEGIES else 99, s))
+    models = list(dict.fromkeys(points["model"]))
+    groups = [(m, s) for m in models for s in strategies if ((points["model"] == m) & (points["strategy"] == s)).any()]
+    colors = {group: f"C{i % 10}" for i, group in enumerate(groups)}
+    figure, grid = _grid(len(panels), len(groups) + 1, "Accuracy against tokens per question", min_width=5.0)
+    handles: dict[str, object] = {}
+    for axes, task in zip(grid, panels, strict=True):
+        part = points[points["task"] == task]
+        for (model, strategy, _), line in part.groupby(["model", "strategy", "curve"], sort=False):
+            name = plot_text(f"{model}: {strategy}" if len(models) > 1 else strategy)
+            (handle,) = axes.plot(
+                line["mean_tokens_per_question"], 100 * line["accuracy"], marker="o", markersize=3.5,
+                color=colors[(model, strategy)], label=name,
+            )  # fmt: skip
+            handles.setdefault(name, handle)
+        best = part[part["on_frontier"]].drop_duplicates("run").sort_values(["mean_tokens_per_question", "accuracy"])
+        (handle,) = axes.plot(
+            best["mean_tokens_per_question"], 100 * best["accuracy"], linestyle=":", linewidth=1, color="black",
+            marker="o", markersize=8, markerfacecolor="none", markeredgewidth=1.2, label="Pareto frontier",
+        )  # fmt: skip
+        handles.setdefault("Pareto frontier", handle)
+        axes.set_title("Average (Table 1 tasks)" if task == AVG else plot_text(benchmark(task).label), fontsize=10)
+        tokens = [t for t in part["mean_tokens_per_question"] if t > 0]
+        if tokens and max(tokens) / min(tokens) >= 8:
+            axes.set_xscale("log", base=2)
+        axes.yaxis.set_major_locator(MaxNLocator(nbins=5))
+        axes.set_xlabel("tokens per question (mean)", fontsize=8)
+        axes.set_ylabel("accuracy (%)", fontsize=8)
+        axes.tick_params(labelsize=7)
+        axes.grid(alpha=0.3)
+    figure.legend(
+        list(handles.values()), list(handles), loc="lower center", ncols=min(4, len(handles)), fontsize=8,
+        frameon=False,
+    )  # fmt: skip
+    return figure
+
+
+def _save(figure, folder: Path, name: str) -> list[Path]:
+    png = folder / f"{name}.png"
+    svg = folder / f"{name}.svg"
+    figure.savefig(png, format="png", dpi=120, metadata={"Software": None})
+    figure.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    return [png, svg]
 
 
 def save_budget_plots(budget: pd.DataFrame, folder: Path) -> list[Path]:
@@ -109,9 +175,14 @@ def save_budget_plots(budget: pd.DataFrame, folder: Path) -> list[Path]:
     import matplotlib
 
     with matplotlib.rc_context({"svg.hashsalt": "m1-report", "svg.fonttype": "none"}):
-        figure = budget_figure(budget)
-        png = folder / f"{PLOT_NAME}.png"
-        svg = folder / f"{PLOT_NAME}.svg"
-        figure.savefig(png, format="png", dpi=120, metadata={"Software": None})
-        figure.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    return [png, svg]
+        return _save(budget_figure(budget), folder, PLOT_NAME)
+
+
+def save_frontier_plots(points: pd.DataFrame, folder: Path) -> list[Path]:
+    """Write ``frontier.png`` and ``frontier.svg`` into ``folder`` (nothing without points: no sweep)."""
+    import matplotlib
+
+    if points.empty:
+        return []
+    with matplotlib.rc_context({"svg.hashsalt": "m1-report", "svg.fonttype": "none"}):
+        return _save(frontier_figure(points), folder, FRONTIER_NAME)

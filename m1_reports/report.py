@@ -17,6 +17,7 @@ from m1_base.errors import ReportInputError
 from m1_reports import render_figures, render_html, render_plots
 from m1_reports.deviations import ProtocolHeader, compare
 from m1_reports.document_counts import CountNote, count_notes, log_count_notes
+from m1_reports.frontier import frontier_table, missing_note
 from m1_reports.join import Loaded, LoadOptions, ProgressSink, load
 from m1_reports.naming import short_model_name
 from m1_reports.read_results import RunInfo
@@ -63,6 +64,7 @@ class Report:
     budget: pd.DataFrame
     scoring: pd.DataFrame
     leaderboard: list[dict[str, Any]]
+    frontier: pd.DataFrame  # a sweep's points and Pareto frontier (m1_reports.frontier); empty without a sweep
     citation: Citation
     options: ReportOptions
     title: str
@@ -143,6 +145,7 @@ def build_report(
         budget=budget_table(loaded),
         scoring=scoring_table(loaded),
         leaderboard=leaderboard_rows(loaded),
+        frontier=frontier_table(loaded, header),
         citation=cite,
         options=options,
         title=title,
@@ -200,6 +203,8 @@ def write_report(report: Report, target: Path | None = None) -> list[Path]:
         put("paired.md", paired_markdown(report.paired))
         put("budget_scaling.csv", csv_text(report.budget))
         put("budget_scaling.md", budget_markdown(report.budget))
+        if not report.frontier.empty:  # a sweep's (m1_reports.frontier); no sweep, no frontier files
+            put("frontier.csv", csv_text(report.frontier))
         put("scoring.csv", csv_text(report.scoring))
         put("scoring.md", scoring_markdown(report.scoring))
         put("runs.csv", csv_text(report.loaded.runs_frame))
@@ -208,12 +213,17 @@ def write_report(report: Report, target: Path | None = None) -> list[Path]:
         put("leaderboard.csv", csv_text(leaderboard_frame(report.leaderboard)))
 
         svg: bytes | None = None
+        frontier_svg: bytes | None = None
         plot_note = "Plots were switched off (--no-plots)."
         if options.plots:
             if render_plots.plotting_available():
                 for path in render_plots.save_budget_plots(report.budget, folder):
                     written.append(path.name)
                 svg = (folder / f"{render_plots.PLOT_NAME}.svg").read_bytes()
+                for path in render_plots.save_frontier_plots(report.frontier, folder):
+                    written.append(path.name)
+                    if path.suffix == ".svg":
+                        frontier_svg = path.read_bytes()
             else:
                 plot_note = "No plot: matplotlib is not installed (pip install matplotlib)."
                 report.warnings.append("budget_scaling.png/.svg not written: matplotlib is not installed")
@@ -225,7 +235,7 @@ def write_report(report: Report, target: Path | None = None) -> list[Path]:
                 headline = render_figures.headline(
                     report.protocol, report.budget, table, report.loaded.run_tasks, report.loaded.labels
                 )
-                frontier = render_figures.frontier(report.budget)
+                frontier = render_figures.frontier(report.frontier)
                 if headline[1] is not None or frontier is not None:
                     put(render_figures.PLOTLY_FILE, render_figures.plotly_js())
             elif options.plots:
@@ -243,6 +253,8 @@ def write_report(report: Report, target: Path | None = None) -> list[Path]:
                     citation=report.citation,
                     headline=headline,
                     frontier=frontier,
+                    frontier_svg=frontier_svg,
+                    frontier_note=missing_note(report.loaded, report.protocol, report.frontier),
                     svg=svg,
                     plot_note=plot_note,
                     n_boot=options.n_boot,

@@ -3,9 +3,10 @@
 Two reports: a thinking-budget sweep (three runs of one model) and two runs of two models whose prompts, thinking,
 answers, run label and title hold ``<script>`` and ``<img onerror=...>``.  Checked: the first screen (the headline
 figure and Table 1 start within the first 1000 px of a 1400 px wide window; the figure is drawn and shows values
-on hover), the protocol's deviations stated once with their runs, the question view (every run of one question,
-ordered by budget), the question browser's filters and search, the paired table's filter and sort, the injected
-markup shown as text and never run, and no console error or page error.  The pages are opened as written and as
+on hover; a sweep's frontier figure is drawn left of it and shows its values on hover), the protocol's deviations
+stated once with their runs, the question view (every run of one question, ordered by budget), the question
+browser's filters and search, the paired table's filter and sort, the injected markup shown as text and never
+run, and no console error or page error.  The pages are opened as written and as
 copies without their Content-Security-Policy, so that escaping (not only the CSP) is what keeps the markup inert.
 
 Needs ``/usr/bin/chromium`` (``apt-get install chromium``; .ci/run installs it) and the ``playwright`` package
@@ -236,6 +237,17 @@ def test_index_of_a_sweep_in_chromium(reports, visit):
     hover.locator("text").first.wait_for()
     shown = hover.text_content()
     assert "thinking budget" in shown and "accuracy" in shown and "m1 budget" in shown
+    # the frontier: the first figure, left of the budget curve on the first screen; hover: setting, accuracy, tokens
+    page.locator("#figure-frontier .main-svg").first.wait_for()
+    assert top_of(page, "#figure-frontier") < FIRST_SCREEN
+    left = page.locator("#figure-frontier").bounding_box()
+    assert left["x"] + left["width"] <= page.locator("#figure-headline").bounding_box()["x"]
+    assert "Frontier: Avg over the Table 1 benchmarks" in page.locator("#figure-frontier").inner_text()
+    page.locator("#figure-frontier .scatterlayer .points path").first.hover(force=True)
+    hover = page.locator("#figure-frontier .hoverlayer")
+    hover.locator("text").first.wait_for()
+    shown = hover.text_content()
+    assert "budget: budget 256" in shown and "accuracy" in shown and "tokens per question" in shown
     # the protocol: one table row for the three runs, the sweep's axes, each deviation once with its runs
     protocol = page.locator("#protocol")
     assert protocol.locator("table.protocol tbody tr").count() == 1

@@ -164,6 +164,15 @@ class DataParallelStepEngine:
         return [replica.pid for replica in self.replicas]
 
     # -- StepEngine ----------------------------------------------------------------------------------------------
+    def colocate(self, key: int, with_key: int) -> None:
+        """``key`` (not started yet) runs on ``with_key``'s replica, which holds the prefix it extends (a nested
+        sweep's whole tree of settings on one replica), when that replica has a free slot; it holds the slot
+        from its first step to its last.  Otherwise ``key`` waits in the queue like any request."""
+        replica = self._sticky.get(with_key)
+        if replica is not None and key not in self._sticky and replica.in_flight < replica.cap:
+            self._sticky[key] = replica
+            replica.in_flight += 1
+
     def submit(self, key: int, step: GenerationStep) -> None:
         self._raise_failure()
         ticket = next(self._ids)

@@ -117,6 +117,11 @@ class StepEngine(Protocol):
     def close(self) -> None:
         """Abort what is in flight and release the engine's resources (processes, connections, threads)."""
 
+    def colocate(self, key: int, with_key: int) -> None:
+        """A hint, given before ``key``'s first step: run ``key`` where ``with_key``'s steps run, whose prefix its
+        steps extend (a nested sweep's setting that forks from a larger one: :mod:`m1_models.step_sharing`), so
+        that the prefix is in that replica's or server's cache.  An engine with one place to run ignores it."""
+
     @property
     def max_open_requests(self) -> int:
         """How many requests the engine holds at once between their steps (m1-vllm's sessions keep a scheduler

@@ -115,6 +115,9 @@ class HFStepEngine:
 
     max_open_requests = 0  # a request holds nothing here between its steps (see engine_types.StepEngine)
 
+    def colocate(self, key: int, with_key: int) -> None:
+        """One place to run: nothing to choose (see engine_types.StepEngine)."""
+
     def __init__(
         self,
         model: Any,

@@ -515,6 +515,14 @@ class ServerStepEngine:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
+    def colocate(self, key: int, with_key: int) -> None:
+        """``key``'s first step goes to the server of ``with_key``, whose prefix it extends (its prefix cache),
+        when that server is in the fleet."""
+        with self._lock:
+            leader = self._sticky.get(with_key)
+            if leader is not None and key not in self._sticky:
+                self._sticky[key] = (leader[0], ())
+
     # -- routing -----------------------------------------------------------------------------------------------
     def _route(self, key: int, step: GenerationStep) -> Server:
         """The server of ``key``'s earlier phases (a continuation extends its last prompt), else the live server

@@ -16,7 +16,9 @@ of steps once:
   the smaller step runs on its own;
 * a step that continues the same prefix later (the next "Wait" round, the answer of settings that forked at the
   same point) is grouped again, so settings share their whole common prefix; where they fork, the forked step is
-  new work for the engine (its prefix is in the engine's prefix cache or the larger request's session).
+  new work for the engine (its prefix is in the engine's prefix cache or the larger request's session), and the
+  engine is told where the prefix is (:meth:`~m1_models.engine_types.StepEngine.colocate`: data-parallel
+  replicas keep a question's whole tree of settings on one replica, a fleet on one server).
 
 The rules of :meth:`derive` are what vLLM does at a token limit (``check_stop``: a stop token or EOS sampled as
 the last allowed token ends the request as "stop"; a stop string completed by it, too); the greedy identity of a
@@ -70,8 +72,10 @@ class StepSharing:
         self._pending: list[tuple[int, GenerationStep]] = []
         self._running: dict[bytes, _Source] = {}  # family -> the engine call other steps of it wait for
         self._sources: dict[int, tuple[bytes, _Source]] = {}  # engine key in flight -> its family and source
-        self._finished: OrderedDict[bytes, tuple[GenerationStep, StepResult]] = OrderedDict()
+        self._finished: OrderedDict[bytes, tuple[GenerationStep, StepResult, int]] = OrderedDict()  # + its key
         self._ready: list[tuple[int, StepResult]] = []
+        self._leader: dict[int, int] = {}  # a request that took results -> the request whose call it took them from
+        self._called: set[int] = set()  # requests that made an engine call of their own
         #: engine calls made and steps answered without one (for benchmarks and logs)
         self.calls = 0
         self.taken = 0
@@ -91,6 +95,9 @@ class StepSharing:
                 self._finish(key, result)
         ready, self._ready = self._ready, []
         return ready
+
+    def colocate(self, key: int, with_key: int) -> None:
+        self.engine.colocate(key, with_key)
 
     def abort(self) -> None:
         self._pending.clear()
@@ -144,11 +151,12 @@ class StepSharing:
         finished = self._finished.get(name)
         if finished is None:
             return False
-        derived = self.derive(*finished, step)
+        derived = self.derive(finished[0], finished[1], step)
         if derived is None:
             return False
         self._finished.move_to_end(name)
         self._ready.append((key, derived))
+        self._leader.setdefault(key, finished[2])
         self.taken += 1
         return True
 
@@ -158,6 +166,11 @@ class StepSharing:
             self._running[name] = source
         self._sources[key] = (name, source)
         self.calls += 1
+        if key not in self._called:  # its first call: where the request it took its prefix from runs
+            self._called.add(key)
+            leader = self._leader.get(key)
+            if leader is not None:
+                self.engine.colocate(key, leader)
         self.engine.submit(key, step)
 
     def _finish(self, key: int, result: StepResult) -> None:
@@ -167,7 +180,7 @@ class StepSharing:
         self._ready.append((key, result))
         previous = self._finished.get(name)
         if previous is None or previous[0].max_tokens <= source.step.max_tokens:
-            self._finished[name] = (source.step, result)
+            self._finished[name] = (source.step, result, source.key)
             self._finished.move_to_end(name)
             while len(self._finished) > FINISHED_KEPT:
                 self._finished.popitem(last=False)
@@ -177,6 +190,7 @@ class StepSharing:
                 self._pending.append((waiter, step))
             else:
                 self._ready.append((waiter, derived))
+                self._leader.setdefault(waiter, source.key)
                 self.taken += 1
 
 

@@ -121,6 +121,9 @@ class VLLMStepEngine:
         0 without sessions: a request then holds nothing between its steps."""
         return int(self._engine.vllm_config.scheduler_config.max_num_seqs) if self.sessions else 0
 
+    def colocate(self, key: int, with_key: int) -> None:
+        """One engine: nothing to choose (its prefix cache holds the prefix already)."""
+
     # -- StepEngine --------------------------------------------------------------------------------------------
     def submit(self, key: int, step: GenerationStep) -> None:
         stop_ids = self._stop_ids(step)

@@ -24,6 +24,9 @@ class FakeEngine:
 
     max_open_requests = 0  # a request holds nothing here between its steps (see engine_types.StepEngine)
 
+    def colocate(self, key: int, with_key: int) -> None:
+        """One place to run: nothing to choose (see engine_types.StepEngine)."""
+
     def __init__(self, delay: float, cap: int) -> None:
         self.delay, self.cap = delay, cap
         self.pending: deque[tuple[int, GenerationStep]] = deque()

@@ -43,6 +43,10 @@ class ScriptedEngine:
     clock: int = 0
     submitted: list[tuple[int, int, GenerationStep]] = field(default_factory=list)  # (clock, key, step)
     in_flight: list[_InFlight] = field(default_factory=list)
+    colocated: list[tuple[int, int]] = field(default_factory=list)  # the hints: (key, with_key)
+
+    def colocate(self, key: int, with_key: int) -> None:
+        self.colocated.append((key, with_key))
 
     def submit(self, key: int, step: GenerationStep) -> None:
         assert all(f.key != key for f in self.in_flight), "two steps in flight for one request"

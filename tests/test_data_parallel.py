@@ -73,6 +73,29 @@ def test_work_stealing_a_slow_replica_takes_fewer_requests_and_none_gets_more_th
     assert not any(psutil.pid_exists(pid) for pid in engine.pids if pid is not None)
 
 
+def test_a_colocated_request_runs_on_the_replica_of_the_request_it_extends():
+    """A nested sweep's forked setting (m1_models/step_sharing.py) runs where the setting it forked from runs,
+    when that replica has a free slot; otherwise it waits in the queue like any request."""
+    engine = DataParallelStepEngine([ReplicaSpec(fake_replica, (0.01, 2))] * 2)
+    try:
+        for key in (0, 1):  # one request on each replica
+            engine.submit(key, step((key + 1,)))
+        first = dict(engine.poll() + engine.poll())
+        while len(first) < 2:
+            first.update(engine.poll())
+        for fork, leader in ((10, 0), (11, 0), (12, 1)):
+            engine.colocate(fork, leader)
+            engine.submit(fork, step((leader + 1, 5), last=True))
+        queued = [key for _, key, _ in engine._queue]
+        assert queued == [11]  # replica 0 was full (cap 2: requests 0 and 10): 11 waits for any free slot
+        ran: dict[int, str] = {}
+        while len(ran) < 3:
+            ran.update((key, result.text) for key, result in engine.poll())
+        assert ran[10] == first[0].text and ran[12] == first[1].text  # where their prefix is
+    finally:
+        engine.close()
+
+
 def test_requests_left_between_steps_cannot_starve_the_queue_silently():
     """A request holds its replica's slot until its last step returns; a schedule that leaves requests between
     steps while others wait gets an error naming it, never an endless empty poll."""

@@ -110,8 +110,10 @@ def test_the_largest_setting_is_generated_and_smaller_ones_take_its_prefix():
     # its own calls: 40 + the stop string <|im_start|> (12), then the answer cut at max_tokens_answer=12
     assert large.record.reused_tokens == 0 and large.record.decoded_tokens == 52 + 12
     assert (large.record.thinking_tokens, large.record.budget_hit) == (40, False)
-    # the three answers fork: two overflow markers at different points, one early end
+    # the three answers fork: two overflow markers at different points, one early end; the engine is told where
+    # the forks' prefix is (their keys 0 and 1 took it from key 2's call)
     assert sum(step.phase is Phase.ANSWER for _, _, step in engine.submitted) == 3
+    assert sorted(engine.colocated) == [(0, 2), (1, 2)]
 
 
 def test_settings_that_fork_at_the_same_point_share_the_answer_too():

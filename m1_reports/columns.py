@@ -36,24 +36,50 @@ COT_SUFFIX = registry.COT_SUFFIX  # the paper's "+CoT" prompt variants of the ta
 
 
 def base_task(task: str) -> str:
-    """``m1_medqa_cot`` -> ``m1_medqa`` (a known task's CoT variant); any other name unchanged."""
+    """The benchmark's plain task of a known task in any variant (``m1_medqa_cot``, ``m1_medqa_k8``,
+    ``m1_medqa_cot_k8`` -> ``m1_medqa``: :func:`m1_tasks.benchmarks.split_variant`); any other name unchanged."""
     base, _ = registry.split_variant(task)
     return base if base in _BY_TASK else task
 
 
 def is_cot(task: str) -> bool:
-    return base_task(task) != task
+    """A known task in the "+CoT" prompt variant (``m1_medqa_cot``, ``m1_medqa_cot_k8``)."""
+    base, variant = registry.split_variant(task)
+    return base in _BY_TASK and variant != registry.PLAIN
+
+
+def repeats_of(task: str) -> int | None:
+    """K of a known task's K-sample variant (``m1_medqa_k8``, ``m1_medqa_cot_k8`` -> 8), from its name
+    (:func:`m1_tasks.benchmarks.split_repeats`); None for any other name."""
+    return registry.split_repeats(task)[1] if base_task(task) in _BY_TASK else None
+
+
+def variant_order(task: str) -> tuple[int, int]:
+    """How far a known task is from its benchmark's plain task: (prompt variant, K), ``(0, 0)`` for the plain
+    task; of several tasks of one benchmark in a run, the first in this order fills the benchmark's column."""
+    _, variant = registry.split_variant(task)
+    names = list(registry.VARIANTS)
+    return (names.index(variant) if variant in names else len(names), repeats_of(task) or 0)
 
 
 def benchmark(task: str) -> Column:
-    """The benchmark of a task (a CoT variant shares its column); unknown tasks get a column of their own."""
+    """The benchmark of a task (a CoT or K-sample variant shares its column); unknown tasks get a column of their
+    own.  The label names the CoT prompt (``MedQA (CoT)``), not K (the protocol states it)."""
     known = _BY_TASK.get(base_task(task))
     if known is None:
         return Column(task, task, task, None)
-    if is_cot(task):
+    if task != known.task:
         _, variant = registry.split_variant(task)
         return Column(task, known.column, known.label + registry.VARIANTS[variant].label_suffix, known.size)
     return known
+
+
+def variant_label(task: str, label: str | None = None) -> str:
+    """A task's label with its K named (``MedQA (8 samples)``, ``MedQA (CoT) (8 samples)``): a column of its own
+    beside another variant of its benchmark, the question browser's task; ``label`` (default: the benchmark's)."""
+    label = benchmark(task).label if label is None else label
+    k = repeats_of(task)
+    return f"{label} ({k} samples)" if k else label
 
 
 def by_column(column: str) -> Column | None:
@@ -65,11 +91,10 @@ def is_table1(task: str) -> bool:
 
 
 def order_tasks(tasks: Iterable[str]) -> list[str]:
-    """Table 1 tasks in the paper's order (each followed by its CoT variant), then the known extras, then any
-    other task alphabetically."""
+    """Table 1 tasks in the paper's order (each followed by its CoT variant, then their K-sample variants by K),
+    then the known extras, then any other task alphabetically."""
     present = set(tasks)
-    ordered = []
-    for task in (*TABLE1_TASKS, *(b.task for b in EXTRA)):
-        ordered += [t for t in (task, task + COT_SUFFIX) if t in present]
-    ordered += sorted(present - set(ordered))
-    return ordered
+    position = {task: i for i, task in enumerate((*TABLE1_TASKS, *(b.task for b in EXTRA)))}
+    known = [t for t in present if base_task(t) in position]
+    ordered = sorted(known, key=lambda t: (position[base_task(t)], repeats_of(t) or 0, variant_order(t), t))
+    return ordered + sorted(present - set(ordered))

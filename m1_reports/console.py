@@ -20,7 +20,7 @@ from rich.text import Text
 from m1_reports.deviations import ProtocolHeader
 from m1_reports.document_counts import COUNT_MARK
 from m1_reports.formatting import pct
-from m1_reports.protocol import FIELDS, INFO
+from m1_reports.protocol import INFO
 from m1_reports.table1 import FROM_PAPER, Table1
 
 
@@ -97,7 +97,7 @@ def protocol_summary(header: ProtocolHeader) -> Group:
     table.add_column("")
     for row in rows:
         table.add_column(escape(header.runs_text(row.runs)), overflow="fold")
-    for key, label in FIELDS:
+    for key, label in header.fields:
         cells = [label]
         for row in rows:
             text = escape(row.cells[key])

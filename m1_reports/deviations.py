@@ -29,6 +29,7 @@ from m1_reports.protocol import (
     FIELD_LABELS,
     FIELDS,
     INFO,
+    SAMPLES_FIELD,
     WARN,
     Protocol,
     TaskSettings,
@@ -149,6 +150,15 @@ def paper_flags(protocol: Protocol, paper: PaperProtocol) -> list[Flag]:
     if cot:
         flag("prompt", f"the +CoT prompt{_tasks_of(cot, n)} (\"Let's think step by step.\") instead of the plain "
              "prompt: compare with the paper's +CoT rows")  # fmt: skip
+    repeated = [t for t in tasks if t.repeats > 1]
+    if repeated:
+        shown = summarize({t.task: str(t.repeats) for t in repeated})
+        what = (f"{shown} samples per question{_tasks_of(repeated, n)} (lm-eval repeats; Table 1 shows acc, their "
+                "mean; maj@k and pass@k in the parallel-samples table) instead of the paper's one answer per question")
+        if any(not t.greedy for t in repeated):
+            flag("samples", what)
+        else:
+            flag("samples", what + ": greedy, the samples are one answer", INFO)
     old = [t for t in tasks if t.m1 and not scores_with_marker(t.version)]
     if old:
         versions = sorted({str(t.raw_version) for t in old})
@@ -157,14 +167,24 @@ def paper_flags(protocol: Protocol, paper: PaperProtocol) -> list[Flag]:
     return flags
 
 
+def header_fields(protocols: Sequence[Protocol]) -> list[tuple[str, str]]:
+    """The header's fields (key, label): :data:`~m1_reports.protocol.FIELDS`, and after the temperature the
+    samples per question (:data:`~m1_reports.protocol.SAMPLES_FIELD`) when a run has more than one."""
+    fields = list(FIELDS)
+    if any(p.repeats > 1 for p in protocols):
+        fields.insert([key for key, _ in fields].index("temperature") + 1, SAMPLES_FIELD)
+    return fields
+
+
 def run_differences(protocols: Sequence[Protocol]) -> list[Difference]:
     """The header fields whose text differs between the runs, apart from the sweep's axes (nothing with a single
     run); the token caps are compared by their shape (:meth:`~m1_reports.protocol.Protocol.series_display`)."""
     if len(protocols) < 2:
         return []
-    shown = {p.run: p.series_display() for p in protocols}
+    samples = any(p.repeats > 1 for p in protocols)
+    shown = {p.run: p.series_display(samples) for p in protocols}
     differences = []
-    for key, _ in FIELDS:
+    for key, _ in header_fields(protocols):
         if key in AXES:
             continue
         values = {run: cells[key] for run, cells in shown.items()}
@@ -202,6 +222,16 @@ class ProtocolHeader:
     def runs(self) -> list[str]:
         return [p.run for p in self.protocols]
 
+    @property
+    def samples(self) -> bool:
+        """Whether a run has more than one sample per question (the header then shows them for every run)."""
+        return any(p.repeats > 1 for p in self.protocols)
+
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        """The header's columns (key, label), in order (:func:`header_fields`): what every renderer shows."""
+        return header_fields(self.protocols)
+
     def runs_text(self, runs: Sequence[str]) -> str:
         """``all 10 runs``, or the runs' labels."""
         if len(runs) > 1 and len(runs) == len(self.protocols):
@@ -214,7 +244,7 @@ class ProtocolHeader:
         grouped: dict[tuple[str, str, str], list[str]] = {}
         for flag in self.flags:
             grouped.setdefault((flag.field, flag.level, flag.message), []).append(flag.run)
-        order = {key: i for i, (key, _) in enumerate(FIELDS)}
+        order = {key: i for i, (key, _) in enumerate(self.fields)}
         groups = [DeviationGroup(f, level, message, runs) for (f, level, message), runs in grouped.items()]
         return sorted(groups, key=lambda g: (g.level != WARN, order.get(g.field, len(order))))
 
@@ -250,14 +280,15 @@ class ProtocolHeader:
         """The protocol table: one row per set of runs whose protocols are the same apart from the sweep's axes
         (the axes' cells list every value of the row's runs)."""
         groups: dict[tuple[str, ...], list[Protocol]] = {}
+        samples = self.samples
         for protocol in self.protocols:
-            key = (protocol.model_type or "", *protocol.series_display().values())
+            key = (protocol.model_type or "", *protocol.series_display(samples).values())
             groups.setdefault(key, []).append(protocol)
         rows = []
         for members in groups.values():
             first = members[0]
-            cells = first.display()
-            cells.update(first.series_display())
+            cells = first.display(samples)
+            cells.update(first.series_display(samples))
             for key in AXES:
                 cells[key] = ", ".join(sorted(dict.fromkeys(p.display()[key] for p in members), key=_axis_order))
             runs = [p.run for p in members]
@@ -290,7 +321,7 @@ class ProtocolHeader:
                     "run": protocol.run,
                     "model": protocol.model,
                     "model_type": protocol.model_type or "",
-                    "cells": protocol.display(),
+                    "cells": protocol.display(self.samples),
                     "flagged": {f.field for f in flags if f.level == WARN},
                     "noted": {f.field for f in flags},
                     "flags": flags,

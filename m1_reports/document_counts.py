@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from m1_reports.columns import TABLE1_COLUMN_INFO, benchmark, is_table1
 from m1_reports.read_results import RunInfo
 from m1_reports.suite import paper_count
+from m1_tasks.benchmarks import split_variant
 
 logger = logging.getLogger(__name__)
 
 COUNT_MARK = "‡"  # "†" marks the published rows
-# Groups whose members a run meant to evaluate: a member missing from the results is a count note (n = 0).
-TABLE1_GROUPS = ("m1_table1", "m1_table1_cot")
+# The group whose members a run meant to evaluate, in any variant (m1_table1_cot, m1_table1_k8, ...): a member
+# missing from the results is a count note (n = 0).
+TABLE1_GROUP = "m1_table1"
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ def count_notes(runs: list[RunInfo], columns: dict[tuple[str, str], str] | None 
             column = columns.get((run.label, task), bench.column)
             label = bench.label if column == bench.column else column
             notes.append(CountNote(run.label, task, column, label, result.n, paper, result.n_original, run.limit))
-        meant = {t for group in TABLE1_GROUPS for t in run.groups.get(group, [])}
+        meant = {t for group, members in run.groups.items() if split_variant(group)[0] == TABLE1_GROUP
+                 for t in members}  # fmt: skip
         for task in meant:
             bench = benchmark(task)
             paper = paper_count(task)

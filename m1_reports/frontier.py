@@ -8,16 +8,23 @@ same (:func:`sweep_groups`); a report without one has no frontier (an empty fram
 task, or on the Table 1 average: its accuracy (the results file's, as in Table 1; the Avg by
 :func:`m1_reports.average.table1_average`) with its 95 % interval (Wilson; Avg: normal, as Table 1), and its mean
 tokens generated per question: thinking + answer tokens of the m1 generation records, summed over every sample of
-a question (lm-eval's ``repeats`` give a question several), averaged over the questions that have records (the
-Avg pools the questions of the benchmarks its accuracy averages).  A run without records has no tokens and no point.
+a question, averaged over the questions that have records (the Avg pools the questions of the benchmarks its
+accuracy averages).  A run without records has no tokens and no point.
+
+A run of K samples per question (lm-eval's ``repeats``, the ``<task>_k<K>`` tasks) spends k samples' tokens on a
+point of k samples: its accuracy (``acc``, the mean over its K samples) is that of one sample, so its ``budget``
+and ``Wait rounds`` points have ``k`` 1 and the mean tokens of one sample (``mean_tokens_per_sample``: the records'
+tokens over their number); its ``maj@k`` points k times that.
 
 Every point belongs to a **strategy**, a column value, so that a strategy is one more set of rows:
 
 - ``budget``: the settings without "Wait" rounds (ignore 0, and a run without forcing) at increasing budgets;
 - ``Wait rounds``: the settings of one budget at increasing ignore rounds (one curve per such budget; its
   ignore-0 setting starts it, so that point is also a ``budget`` row);
-- ``maj@k`` (to come): a majority vote over k samples, ``k`` set and ``mean_tokens_per_question`` k x the mean
-  tokens per sample (``mean_tokens_per_sample``); :func:`mark_frontier` takes any rows.
+- ``maj@k``: a majority vote over k samples, for every k of a K-sample setting's results (``maj@1`` .. ``maj@K``,
+  one curve per setting): accuracy ``maj@k`` (Avg: :func:`~m1_reports.average.table1_average` over the benchmarks
+  of the run's Avg, when each of them has ``maj@k``), ``k`` set and ``mean_tokens_per_question`` k x
+  ``mean_tokens_per_sample``.
 
 The **Pareto frontier** of a task is the points that no other point beats, that is no other point has an accuracy
 at least as high with at most as many tokens, and one of the two strictly (:func:`pareto_mask`); equal points are
@@ -38,7 +45,7 @@ from m1_reports.columns import AVG, order_tasks
 from m1_reports.deviations import ProtocolHeader
 from m1_reports.join import Loaded
 from m1_reports.naming import short_model_name
-from m1_reports.read_results import RunInfo
+from m1_reports.read_results import RunInfo, TaskResult
 from m1_reports.stats import mean_of_proportions, wilson_interval
 
 STRATEGY_BUDGET, STRATEGY_WAIT, STRATEGY_MAJORITY = "budget", "Wait rounds", "maj@k"
@@ -153,15 +160,29 @@ def _tokens(sums: pd.DataFrame, keys: Sequence[tuple[str, str]]) -> tuple[float,
     return tokens / questions, tokens / generations if generations else math.nan, generations / questions
 
 
+def _results(loaded: Loaded, run: str) -> dict[str, TaskResult]:
+    """The run's task results (task -> :class:`~m1_reports.read_results.TaskResult`)."""
+    info = next((r for r in loaded.runs if r.label == run), None)
+    return dict(info.tasks) if info is not None else {}
+
+
+def _one_sample(results: dict[str, TaskResult], tasks: Sequence[str], tokens: tuple[float, float, float]) -> float:
+    """Tokens per question of a one-sample accuracy: a K-sample run's (a task of K > 1) is one sample's."""
+    per_question, per_sample, _ = tokens
+    return per_sample if any(t in results and results[t].repeats > 1 for t in tasks) else per_question
+
+
 def _points(loaded: Loaded, run: str, sums: pd.DataFrame) -> list[dict[str, object]]:
     """The run's points without strategy: one per task with tokens, then the Avg."""
     run_tasks = loaded.run_tasks
     part = run_tasks[run_tasks["run"] == run] if len(run_tasks) else run_tasks
+    results = _results(loaded, run)
     points = []
     for r in part.itertuples():
         n = None if r.n is None or pd.isna(r.n) else int(r.n)
         low, high = wilson_interval(float(r.acc), n)
-        per_question, per_sample, samples = _tokens(sums, [(run, str(r.task))])
+        tokens = _tokens(sums, [(run, str(r.task))])
+        per_question, per_sample, samples = _one_sample(results, [str(r.task)], tokens), tokens[1], tokens[2]
         points.append(
             {
                 "task": str(r.task),
@@ -182,7 +203,8 @@ def _points(loaded: Loaded, run: str, sums: pd.DataFrame) -> list[dict[str, obje
         chosen = table1[table1["column"].isin(average.columns)]
         ns = [None if pd.isna(n) else n for n in chosen["n"]]
         _, low, high = mean_of_proportions(list(chosen["acc"]), ns)
-        per_question, per_sample, samples = _tokens(sums, [(run, str(t)) for t in chosen["task"]])
+        tokens = _tokens(sums, [(run, str(t)) for t in chosen["task"]])
+        per_question, per_sample, samples = _one_sample(results, list(chosen["task"]), tokens), tokens[1], tokens[2]
         points.append(
             {
                 "task": AVG,
@@ -198,6 +220,78 @@ def _points(loaded: Loaded, run: str, sums: pd.DataFrame) -> list[dict[str, obje
             }
         )
     return points
+
+
+def _majority_points(loaded: Loaded, run: str, sums: pd.DataFrame) -> list[dict[str, object]]:
+    """The run's ``maj@k`` points (every k of its results' ``maj@k``): per task, then the Avg for every k that each
+    benchmark of the run's Avg has; without strategy, as :func:`_points`."""
+    run_tasks = loaded.run_tasks
+    part = run_tasks[run_tasks["run"] == run] if len(run_tasks) else run_tasks
+    results = _results(loaded, run)
+    points = []
+    for r in part.itertuples():
+        result = results.get(str(r.task))
+        ks = result.ks("maj") if result is not None else []
+        if not ks:
+            continue
+        n = None if r.n is None or pd.isna(r.n) else int(r.n)
+        _, per_sample, samples = _tokens(sums, [(run, str(r.task))])
+        for k in ks:
+            accuracy = result.value(f"maj@{k}")  # type: ignore[union-attr]
+            low, high = wilson_interval(accuracy, n)
+            points.append(
+                {
+                    "task": str(r.task),
+                    "column": r.column,
+                    "k": k,
+                    "mean_tokens_per_question": k * per_sample,
+                    "mean_tokens_per_sample": per_sample,
+                    "samples_per_question": samples,
+                    "accuracy": accuracy,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n": n,
+                    "avg_benchmarks": None,
+                }
+            )
+    table1 = part[part["table1"].astype(bool)] if len(part) else part
+    average = table1_average(dict(zip(table1["column"], table1["acc"], strict=True)) if len(table1) else {})
+    if not average.exists:
+        return points
+    chosen = table1[table1["column"].isin(average.columns)]
+    chosen_results = [results.get(str(t)) for t in chosen["task"]]
+    if any(result is None for result in chosen_results):
+        return points
+    common = set.intersection(*(set(result.ks("maj")) for result in chosen_results))  # type: ignore[union-attr]
+    ns = [None if pd.isna(n) else n for n in chosen["n"]]
+    _, per_sample, samples = _tokens(sums, [(run, str(t)) for t in chosen["task"]])
+    for k in sorted(common):
+        values = [result.value(f"maj@{k}") for result in chosen_results]  # type: ignore[union-attr]
+        mean = table1_average(dict(zip(chosen["column"], values, strict=True)))
+        _, low, high = mean_of_proportions(values, ns)
+        points.append(
+            {
+                "task": AVG,
+                "column": AVG,
+                "k": k,
+                "mean_tokens_per_question": k * per_sample,
+                "mean_tokens_per_sample": per_sample,
+                "samples_per_question": samples,
+                "accuracy": mean.value,
+                "ci_low": low,
+                "ci_high": high,
+                "n": int(chosen["n"].fillna(0).sum()),
+                "avg_benchmarks": mean.count,
+            }
+        )
+    return points
+
+
+def majority_curve(setting: SweepSetting) -> str:
+    """The name of a setting's ``maj@k`` curve: ``maj@k at budget 512, ignore 1``."""
+    if setting.budget is None:
+        return "maj@k without forcing"
+    return f"maj@k at budget {setting.budget}" + (f", ignore {setting.ignore}" if setting.ignore else "")
 
 
 def frontier_table(loaded: Loaded, header: ProtocolHeader | None = None) -> pd.DataFrame:
@@ -224,6 +318,21 @@ def frontier_table(loaded: Loaded, header: ProtocolHeader | None = None) -> pd.D
                             "k": 1,
                         }
                     )
+        for setting in sorted(_settings(loaded, labels), key=lambda s: (s.order, str(s.budget), s.ignore)):
+            for point in _majority_points(loaded, setting.run, sums):
+                if math.isnan(point["mean_tokens_per_question"]) or math.isnan(point["accuracy"]):
+                    continue
+                rows.append(
+                    {
+                        **point,
+                        "model": setting.model,
+                        "strategy": STRATEGY_MAJORITY,
+                        "curve": majority_curve(setting),
+                        "run": setting.run,
+                        "budget": setting.budget,
+                        "ignore": setting.ignore,
+                    }
+                )
     frame = pd.DataFrame(rows, columns=COLUMNS)
     if frame.empty:
         return frame
@@ -261,6 +370,14 @@ def mark_frontier(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("n", "avg_benchmarks", "k"):
         frame[column] = frame[column].astype("Int64")
     return frame
+
+
+def frontier_line(points: pd.DataFrame) -> pd.DataFrame:
+    """A panel's Pareto frontier as drawn: its points by tokens, each once (a point on two curves, a Wait-rounds
+    curve's start that is also a budget row, is one point; equal points of different runs stay two)."""
+    best = points[points["on_frontier"]]
+    best = best.drop_duplicates(["run", "k", "mean_tokens_per_question", "accuracy"])
+    return best.sort_values(["mean_tokens_per_question", "accuracy"])
 
 
 def missing_note(loaded: Loaded, header: ProtocolHeader | None, frame: pd.DataFrame) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from m1_base.errors import ReportInputError, located
-from m1_reports.columns import TABLE1_COLUMNS, base_task, benchmark, is_cot, order_tasks
+from m1_reports.columns import TABLE1_COLUMNS, base_task, benchmark, order_tasks, variant_label, variant_order
 from m1_reports.kept_samples import (
     BrowserSample,
     Question,
@@ -411,6 +411,15 @@ def _pick(primary: float, fallback: float) -> float:
     return primary if not math.isnan(primary) else fallback
 
 
+def _gives_way(task: str, tasks: Iterable[str]) -> bool:
+    """Whether another variant of ``task``'s benchmark in the same run fills the benchmark's column: the one
+    closest to the plain task (:func:`m1_reports.columns.variant_order`: plain, CoT, then K-sample variants)."""
+    base = base_task(task)
+    return base != task and any(
+        other != task and base_task(other) == base and variant_order(other) < variant_order(task) for other in tasks
+    )
+
+
 def _run_tasks_frame(runs: list[RunInfo], samples: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
     if len(samples):
         aggregates = samples.groupby(["run", "task"], observed=True).agg(**_SAMPLE_AGGREGATES)
@@ -451,8 +460,8 @@ def _run_tasks_frame(runs: list[RunInfo], samples: pd.DataFrame, warnings: list[
                 stderr = math.sqrt(acc * (1 - acc) / (n - 1))
             bench = benchmark(task)
             column, label = bench.column, bench.label if bench.label != task else result.alias
-            if is_cot(task) and base_task(task) in run.tasks:  # both variants in one run: CoT gets its own column
-                column = label
+            if _gives_way(task, run.tasks):  # two variants of a benchmark in one run: the other has its column
+                column = label = variant_label(task, label)
             budget = budget_of(result.gen_kwargs)
             rows.append(
                 {

@@ -36,8 +36,19 @@ if TYPE_CHECKING:
 THINK_STARTS = tuple(
     sorted({str(p["thinking_start"]) for p in PRESETS.values() if p.get("thinking_start")}, key=len, reverse=True)
 )
-# A sample's verdict as the browser codes it: right, wrong, no answer, no score (a corpus metric, NaN)
-RIGHT, WRONG, NO_ANSWER, NO_SCORE = "R", "W", "N", "?"
+# A sample's verdict as the browser codes it: right, wrong, no answer, no score (a corpus metric, NaN), and partly
+# right (a score between 0 and 1: some of a question's K samples right, lm-eval's repeats)
+RIGHT, WRONG, NO_ANSWER, NO_SCORE, PARTLY = "R", "W", "N", "?", "P"
+
+
+def all_texts(value: Any) -> list[str]:
+    """Every response of a samples row's ``resps`` / ``filtered_resps``, in order: ``[[r]]`` -> ``[r]``; K samples
+    (lm-eval's repeats, every response kept) ``[[r_1, ..., r_K]]`` -> ``[r_1, ..., r_K]``."""
+    while isinstance(value, list | tuple) and len(value) == 1 and isinstance(value[0], list | tuple):
+        value = value[0]
+    if not isinstance(value, list | tuple):
+        return [] if value is None else [str(value)]
+    return [first_text(item) for item in value]
 
 
 def first_text(value: Any) -> str:
@@ -115,10 +126,27 @@ def question_noter(questions: dict[Any, Question]) -> DocNoter:
 
 
 def verdict_codes(samples: pd.DataFrame) -> np.ndarray:
-    """One code per sample row: :data:`RIGHT` (acc 1), :data:`NO_ANSWER`, :data:`WRONG`, :data:`NO_SCORE` (NaN)."""
+    """One code per sample row: :data:`RIGHT` (acc 1), :data:`PARTLY` (0 < acc < 1: the mean over a question's K
+    samples), :data:`NO_ANSWER`, :data:`WRONG`, :data:`NO_SCORE` (NaN)."""
     acc = samples["acc"].to_numpy(dtype=float)
     no_answer = samples["no_answer"].to_numpy(dtype=float) > 0
-    return np.where(acc >= 1.0, RIGHT, np.where(no_answer, NO_ANSWER, np.where(np.isnan(acc), NO_SCORE, WRONG)))
+    partly = (acc > 0.0) & (acc < 1.0)
+    return np.where(
+        acc >= 1.0,
+        RIGHT,
+        np.where(partly, PARTLY, np.where(no_answer, NO_ANSWER, np.where(np.isnan(acc), NO_SCORE, WRONG))),
+    )
+
+
+def verdict_code(acc: float, no_answer: float) -> str:
+    """:func:`verdict_codes` of one row."""
+    if acc >= 1.0:
+        return RIGHT
+    if 0.0 < acc < 1.0:
+        return PARTLY
+    if no_answer > 0:
+        return NO_ANSWER
+    return NO_SCORE if acc != acc else WRONG
 
 
 def choose_questions(samples: pd.DataFrame, limit: int) -> dict[str, list[Any]]:
@@ -130,7 +158,8 @@ def choose_questions(samples: pd.DataFrame, limit: int) -> dict[str, list[Any]]:
     codes = verdict_codes(samples)
     frame = pd.DataFrame(
         {"task": samples["task"].astype(str).to_numpy(), "doc_id": samples["doc_id"].to_numpy(),
-         "right": codes == RIGHT, "missed": (codes == WRONG) | (codes == NO_ANSWER)}
+         "right": (codes == RIGHT) | (codes == PARTLY),
+         "missed": (codes == WRONG) | (codes == NO_ANSWER) | (codes == PARTLY)}
     )  # fmt: skip
     per_doc = frame.groupby(["task", "doc_id"], sort=False).agg(right=("right", "any"), missed=("missed", "any"))
     rank = np.where(per_doc["right"] & per_doc["missed"], 0, np.where(~per_doc["right"], 1, 2))
@@ -161,6 +190,12 @@ class BrowserSample:
     acc_strict: float
     no_answer: float
     verdict: Rescored | None = None  # the m1 scorer's extraction and rule (m1_reports.rescoring)
+    # K samples per question (lm-eval's repeats): the texts above are sample 1's; ``first_acc`` its own score
+    # (the row's ``avg@1``, NaN when absent); ``others`` the scorer's verdicts on samples 2..K
+    repeats: int = 1
+    first_acc: float = float("nan")
+    others: list[Rescored] | None = None
+    other_texts: list[str] | None = None  # samples 2..K's scored texts, until attach_verdicts scores them
 
     @property
     def unanswered(self) -> bool:
@@ -198,7 +233,10 @@ def read_kept(
                         line=int(r.line),
                         hint="let the evaluation finish, then run m1-report again",
                     )
-                kept.append(_sample(labels[str(label)], str(task), path, int(r.line), row, r))
+                sample = _sample(labels[str(label)], str(task), path, int(r.line), row, r)
+                if sample.other_texts is not None:  # score samples 2..K now: their texts are not kept
+                    attach_verdicts([sample], runs)
+                kept.append(sample)
     return kept
 
 
@@ -212,6 +250,8 @@ def _sample(run: int, task: str, path: Path, line: int, row: Mapping[str, Any], 
     response = first_text(row.get("resps"))
     filtered = row.get("filtered_resps")
     thinking, answer = display_parts(response)
+    scored = all_texts(filtered) if filtered is not None else all_texts(row.get("resps"))
+    first_acc = row.get("avg@1")
     return BrowserSample(
         run=run,
         task=task,
@@ -227,14 +267,21 @@ def _sample(run: int, task: str, path: Path, line: int, row: Mapping[str, Any], 
         acc=float(scores.acc),
         acc_strict=float(scores.acc_strict),
         no_answer=float(scores.no_answer),
+        repeats=max(1, len(scored)),
+        first_acc=float(first_acc) if isinstance(first_acc, int | float) else float("nan"),
+        other_texts=scored[1:] if len(scored) > 1 else None,
     )
 
 
 def attach_verdicts(browser: Sequence[BrowserSample], runs: Sequence[RunInfo]) -> None:
-    """The m1 scorer's extraction and rule for every sample the browser shows (only those are re-scored)."""
+    """The m1 scorer's extraction and rule for every sample the browser shows (only those are re-scored), and for
+    each of a K-sample row's samples 2..K (whose texts are then let go)."""
     for sample in browser:
+        if sample.verdict is not None:
+            continue
         result = runs[sample.run].tasks.get(sample.task)
-        if is_m1_task(sample.task, result):
-            sample.verdict = rescore(sample.scored_text, sample.doc)
-        else:
-            sample.verdict = not_an_m1_task(sample.task)
+        m1 = is_m1_task(sample.task, result)
+        sample.verdict = rescore(sample.scored_text, sample.doc) if m1 else not_an_m1_task(sample.task)
+        if sample.other_texts is not None:
+            sample.others = [rescore(text, sample.doc) if m1 else sample.verdict for text in sample.other_texts]
+            sample.other_texts = None

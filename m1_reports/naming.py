@@ -109,15 +109,19 @@ def short_model_name(model_name: str) -> str:
     return text or str(model_name)
 
 
-def run_label(model_name: str, gen_kwargs: Mapping[str, Any], *, cot: bool = False) -> str:
+def run_label(model_name: str, gen_kwargs: Mapping[str, Any], *, cot: bool = False, samples: int = 1) -> str:
     """``m1-7B-23K (budget 4096, ignore 2)``; without budget forcing, the model name alone; ``cot``: ``+CoT``
-    after the model name, as the paper names its CoT-prompt rows (``Qwen2.5-7B-Instruct+CoT``)."""
+    after the model name, as the paper names its CoT-prompt rows (``Qwen2.5-7B-Instruct+CoT``); ``samples``: K
+    samples per question (lm-eval's repeats), ``m1-7B-23K (budget 4096, 8 samples)``."""
     name = short_model_name(model_name) + ("+CoT" if cot else "")
     budget = budget_of(gen_kwargs)
-    if budget is None:
-        return name
-    ignore = ignore_of(gen_kwargs) or 0
-    return f"{name} (budget {budget}, ignore {ignore})" if ignore else f"{name} (budget {budget})"
+    parts = []
+    if budget is not None:
+        ignore = ignore_of(gen_kwargs) or 0
+        parts = [f"budget {budget}"] + ([f"ignore {ignore}"] if ignore else [])
+    if samples > 1:
+        parts.append(f"{samples} samples")
+    return f"{name} ({', '.join(parts)})" if parts else name
 
 
 class LabelSource(Protocol):
@@ -132,17 +136,28 @@ class LabelSource(Protocol):
     def path(self) -> Path: ...
 
 
-def default_label(model_name: str, budget: int | str | None, ignore: int | None, tasks: Iterable[str]) -> str:
-    """Model and budget (:func:`run_label`); ``+CoT`` when every task is a CoT variant."""
+def default_label(
+    model_name: str, budget: int | str | None, ignore: int | None, tasks: Iterable[str], samples: int = 1
+) -> str:
+    """Model and budget (:func:`run_label`); ``+CoT`` when every task is a CoT variant; K when every task has
+    ``samples`` (K > 1) samples per question."""
     tasks = list(tasks)
     kwargs: dict[str, Any] = {BUDGET_KEY: budget, IGNORE_KEY: ignore or 0} if budget is not None else {}
-    return run_label(model_name, kwargs, cot=bool(tasks) and all(is_cot(task) for task in tasks))
+    return run_label(model_name, kwargs, cot=bool(tasks) and all(is_cot(task) for task in tasks), samples=samples)
+
+
+def _samples(tasks: Mapping[str, Any]) -> int:
+    """The samples per question every task of a run has (a task result's ``repeats``), else 1."""
+    found = {int(getattr(result, "repeats", 1) or 1) for result in tasks.values()}
+    return found.pop() if len(found) == 1 else 1
 
 
 def run_labels(runs: Sequence[LabelSource], given: Sequence[str] | None = None) -> list[str]:
     """Every run's label: the ``--label`` values (one per run, in order, all different), else each run's
     :func:`default_label`, repeated ones numbered (:func:`unique_labels`)."""
-    defaults = [default_label(run.model_name, run.budget, run.ignore, run.tasks) for run in runs]
+    defaults = [
+        default_label(run.model_name, run.budget, run.ignore, run.tasks, _samples(run.tasks)) for run in runs
+    ]
     if not given:
         return unique_labels(defaults)
     if len(given) != len(runs):

@@ -47,7 +47,11 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("prompt", "prompt"),
     ("scorer", "scorer"),
 )
-FIELD_LABELS = dict(FIELDS)
+#: K samples per question (lm-eval's ``repeats``): a column of the header only when a run has K > 1
+#: (:meth:`m1_reports.deviations.ProtocolHeader.fields`, after the temperature), so that one-sample reports keep
+#: their columns
+SAMPLES_FIELD = ("samples", "samples per question")
+FIELD_LABELS = dict((*FIELDS, SAMPLES_FIELD))
 # What a sweep varies: runs that differ only in these are one protocol with these axes (m1_reports.deviations).
 AXES = ("budget", "ignore")
 # lm-eval's seeds in a results file's config (its --seed: python random, numpy, torch, few-shot)
@@ -74,6 +78,7 @@ class TaskSettings:
     version: float | None  # versions[task] as a number
     raw_version: Any = None
     metrics: tuple[str, ...] = ()
+    repeats: int = 1  # K samples per question (lm-eval's repeats)
 
     @property
     def greedy(self) -> bool:
@@ -101,9 +106,15 @@ class Protocol:
     def forced(self) -> bool:
         return any(t.forced for t in self.tasks.values())
 
-    def display(self) -> dict[str, str]:
-        """The header's cells: one text per :data:`FIELDS` key (per-task differences spelled out)."""
-        return {
+    @property
+    def repeats(self) -> int:
+        """The most samples per question of any task (1: a one-sample run)."""
+        return max((t.repeats for t in self.tasks.values()), default=1)
+
+    def display(self, samples: bool | None = None) -> dict[str, str]:
+        """The header's cells: one text per :data:`FIELDS` key (per-task differences spelled out), and the samples
+        per question (:data:`SAMPLES_FIELD`) when ``samples`` (default: when this run has more than one)."""
+        cells = {
             "budget": self._per_task(lambda t: str(t.budget) if t.forced else "none (no forcing)"),
             "ignore": self._per_task(lambda t: str(t.ignore if t.ignore is not None else 0) if t.forced else "–"),
             "temperature": self._per_task(temperature_text),
@@ -117,11 +128,14 @@ class Protocol:
             "prompt": self._per_task(_prompt_text),
             "scorer": self._per_task(_scorer_text),
         }
+        if self.repeats > 1 if samples is None else samples:
+            cells[SAMPLES_FIELD[0]] = self._per_task(lambda t: str(t.repeats))
+        return cells
 
-    def series_display(self) -> dict[str, str]:
+    def series_display(self, samples: bool | None = None) -> dict[str, str]:
         """:meth:`display` without the sweep's axes (:data:`AXES`), the token caps by their shape (``thinking budget +
         answer 1024``): equal for the runs of one sweep."""
-        cells = {key: text for key, text in self.display().items() if key not in AXES}
+        cells = {key: text for key, text in self.display(samples).items() if key not in AXES}
         cells["max_tokens"] = self._per_task(max_tokens_shape)
         return cells
 
@@ -243,6 +257,7 @@ def task_settings(task: str, result: TaskResult, samples_variant: str | None) ->
         version=version_number(result.version),
         raw_version=result.version,
         metrics=metrics,
+        repeats=result.repeats,
     )
 
 

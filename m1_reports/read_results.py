@@ -22,6 +22,8 @@ from m1_base.errors import ReportInputError, located
 from m1_models.records import RECORD_FILE_PREFIX as GENERATIONS_PREFIX
 from m1_reports.naming import BUDGET_KEY, IGNORE_KEY, budget_of, ignore_of, run_args
 from m1_reports.regular_files import kind_of, open_regular
+from m1_tasks.benchmarks import split_repeats
+from m1_tasks.repeats import REPEAT_FAMILIES
 
 SUPPORTED_LM_EVAL_VERSIONS = ("0.4.13",)
 RESULTS_PREFIX = "results_"
@@ -144,6 +146,19 @@ class TaskResult:
         value = self.values.get(name)
         return float(value) if value is not None else math.nan
 
+    @property
+    def repeats(self) -> int:
+        """K, the samples per question (lm-eval's ``repeats``): the config's, else the largest k of the results'
+        ``maj@k``/``pass@k``/``avg@k``, else the ``_k<K>`` of an m1 task's name; 1 for a one-sample run."""
+        configured = self.config.get("repeats")
+        if isinstance(configured, int) and not isinstance(configured, bool) and configured >= 1:
+            return configured
+        return max(self.ks(), default=None) or split_repeats(self.task)[1] or 1
+
+    def ks(self, family: str = "maj") -> list[int]:
+        """The k of every ``<family>@k`` in the results (``maj``, ``pass``, ``avg``), in order."""
+        return sorted(k for name in self.values if (k := repeat_k(name, family)) is not None)
+
 
 @dataclass
 class RunInfo:
@@ -246,8 +261,19 @@ def _date(data: Mapping[str, Any], date_id: str) -> datetime | None:
     return None
 
 
-# Metrics the report reads besides the task's accuracy metric; all of them are fractions.
+# Metrics the report reads besides the task's accuracy metric; all of them are fractions (so are the K-sample
+# metrics maj@k, pass@k and avg@k, :func:`repeat_k`).
 FRACTION_METRICS = ("acc_strict", "no_answer")
+
+
+def repeat_k(name: str, family: str | None = None) -> int | None:
+    """k of a K-sample metric's name (``maj@4`` -> 4; :data:`m1_tasks.repeats.REPEAT_FAMILIES`, or ``family``
+    alone), None for any other name."""
+    head, at, tail = name.partition("@")
+    if at and (head == family if family else head in REPEAT_FAMILIES) and tail.isascii() and tail.isdigit():
+        k = int(tail)
+        return k if k >= 1 else None
+    return None
 # lm-eval's stderr when it was not computed (bootstrap_iters=0, or a metric without one).
 NO_STDERR = "N/A"
 
@@ -301,7 +327,7 @@ def _task_result(
     values: dict[str, float] = {}
     for name, value in raw.items():
         base = name.removesuffix("_stderr")
-        if base in read:
+        if base in read or repeat_k(base) is not None:
             values[name] = _fraction(value, stderr=name != base, task=task, key=f"{name},{filt}", path=path, text=text)
         elif isinstance(value, int | float) and not isinstance(value, bool):
             values[name] = float(value)

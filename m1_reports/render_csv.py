@@ -17,8 +17,10 @@ from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from m1_reports.columns import order_tasks
 from m1_reports.deviations import ProtocolHeader
 from m1_reports.naming import format_gen_kwargs
-from m1_reports.protocol import FIELDS
 from m1_reports.table1 import Table1
+
+#: the K-sample runs' maj@k and pass@k (:func:`m1_reports.tables.parallel_samples_table`)
+PARALLEL_SAMPLES_FILE = "parallel_samples.csv"
 
 # A spreadsheet reads a cell that starts with one of these as a formula (OWASP's "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -83,15 +85,15 @@ def protocol_frame(header: ProtocolHeader) -> pd.DataFrame:
     records = []
     for row in header.rows():
         record: dict[str, object] = {"run": row["run"], "model": row["model"], "lm_eval_model": row["model_type"]}
-        for key, _ in FIELDS:
+        for key, _ in header.fields:
             record[key] = row["cells"][key]
         record["lm_eval_seeds"] = row["lm_eval_seeds"]
-        record["differs_from_paper"] = ",".join(key for key, _ in FIELDS if key in row["noted"])
+        record["differs_from_paper"] = ",".join(key for key, _ in header.fields if key in row["noted"])
         record["flags"] = " | ".join(flag.message for flag in row["flags"])
         record["count_notes"] = " | ".join(row["counts"])
         records.append(record)
-    columns = ["run", "model", "lm_eval_model", *(key for key, _ in FIELDS), "lm_eval_seeds", "differs_from_paper",
-               "flags", "count_notes"]  # fmt: skip
+    columns = ["run", "model", "lm_eval_model", *(key for key, _ in header.fields), "lm_eval_seeds",
+               "differs_from_paper", "flags", "count_notes"]  # fmt: skip
     return pd.DataFrame(records, columns=columns)
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from m1_reports.columns import AVG, benchmark, order_tasks
 from m1_reports.deviations import ProtocolHeader
 from m1_reports.formatting import one_line
-from m1_reports.frontier import STRATEGIES, STRATEGY_BUDGET, STRATEGY_MAJORITY, STRATEGY_WAIT
+from m1_reports.frontier import STRATEGIES, STRATEGY_BUDGET, STRATEGY_MAJORITY, STRATEGY_WAIT, frontier_line
 from m1_reports.stats import wilson_interval
 from m1_reports.table1 import FROM_PAPER, Table1
 
@@ -241,8 +241,13 @@ def _setting_text(r: Any) -> str:
     parts = [f"budget {r.budget}" if _finite(r.budget) else "no forcing"]
     if r.ignore:
         parts.append(f"{int(r.ignore)} Wait round{'s' if int(r.ignore) != 1 else ''}")
-    if _finite(r.k) and int(r.k) > 1:
+    if r.strategy == STRATEGY_MAJORITY and _finite(r.k):
+        k = int(r.k)
+        parts.append(f"k = {k} (majority of {k} samples)" if k > 1 else "k = 1 (one sample)")
+    elif _finite(r.k) and int(r.k) > 1:
         parts.append(f"majority of {int(r.k)}")
+    elif _finite(r.samples_per_question) and r.samples_per_question > 1:
+        parts.append(f"one sample (acc: the mean of {r.samples_per_question:g})")
     return ", ".join(parts)
 
 
@@ -309,7 +314,7 @@ def frontier_figure(points: pd.DataFrame) -> Any | None:
                     )
                 )
                 shown.add(group)
-        best = part[part["on_frontier"]].drop_duplicates("run").sort_values(["mean_tokens_per_question", "accuracy"])
+        best = frontier_line(part)
         figure.add_trace(
             go.Scatter(
                 x=list(best["mean_tokens_per_question"]),
@@ -456,4 +461,10 @@ def frontier(points: pd.DataFrame) -> Figure | None:
         "budget, increasing rounds). Ringed: the Pareto frontier, the settings that no other beats with higher "
         "accuracy and fewer tokens. Bars: 95 % intervals; hover a point for its setting."
     )
+    if STRATEGY_MAJORITY in set(points["strategy"]):
+        caption += (
+            " Runs of K samples per question: budget and Wait rounds at one sample's tokens (their acc is the mean "
+            "over the K samples), maj@k (the majority vote of k samples, k = 1 .. K, one line per setting) at k "
+            "samples' tokens."
+        )
     return Figure("figure-frontier", caption, figure_json(figure))

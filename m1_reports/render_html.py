@@ -36,7 +36,7 @@ from m1_reports.deviations import ProtocolHeader
 from m1_reports.formatting import ci_text, number, p_text, pct, signed_pct, task_label, text_or_missing
 from m1_reports.join import Loaded
 from m1_reports.naming import short_model_name
-from m1_reports.protocol import FIELDS, INFO
+from m1_reports.protocol import INFO
 from m1_reports.reference import Citation
 from m1_reports.render_figures import PLOTLY_FILE, SWEEP, Figure
 from m1_reports.render_questions import BROWSER_FILE, browser_data, page_json
@@ -131,7 +131,7 @@ def _protocol_view(header: ProtocolHeader | None) -> dict[str, Any] | None:
     return {
         "paper": header.paper.text,
         "axes": [{"label": label, "shown": ", ".join(values)} for label, values in header.axes()],
-        "fields": [label for _, label in FIELDS],
+        "fields": [label for _, label in header.fields],
         "rows": [
             {
                 "runs": header.runs_text(row.runs),
@@ -139,7 +139,7 @@ def _protocol_view(header: ProtocolHeader | None) -> dict[str, Any] | None:
                 "model_type": row.model_type or "–",
                 "cells": [
                     {"text": row.cells[key], "flagged": key in row.flagged, "noted": key in row.noted}
-                    for key, _ in FIELDS
+                    for key, _ in header.fields
                 ],
             }
             for row in header.grouped_rows()
@@ -275,6 +275,28 @@ def _scoring_view(scoring: pd.DataFrame) -> list[dict[str, str]]:
     ]
 
 
+def _parallel_samples_view(frame: pd.DataFrame | None) -> dict[str, Any] | None:
+    """The K-sample runs' maj@k and pass@k (:func:`m1_reports.tables.parallel_samples_table`), in %; None without
+    such a run."""
+    if frame is None or frame.empty:
+        return None
+    metrics = [c for c in frame.columns if "@" in c and not frame[c].isna().all()]
+    return {
+        "metrics": metrics,
+        "rows": [
+            {
+                "run": r["run"],
+                "task": task_label(r["task"], r["avg_benchmarks"]),
+                "samples": number(r["samples"], 0),
+                "n": number(r["n"], 0),
+                "acc": pct(r["acc"]),
+                "cells": [pct(r[name]) for name in metrics],
+            }
+            for r in frame.to_dict("records")
+        ],
+    }
+
+
 def _runs_view(runs_frame: pd.DataFrame) -> list[dict[str, str]]:
     return [{key: text_or_missing(value) for key, value in row.items()} for row in runs_frame.to_dict("records")]
 
@@ -298,11 +320,13 @@ def render_index(
     browser: bool,
     warnings: Sequence[str] = (),
     protocol: ProtocolHeader | None = None,
+    parallel_samples: pd.DataFrame | None = None,
 ) -> str:
     """index.html.  ``headline``: (kind, figure) of :func:`m1_reports.render_figures.headline`; ``frontier``: a
     sweep's frontier figure (:func:`m1_reports.render_figures.frontier`), first; ``svg``, ``frontier_svg``: the
     static figures, shown instead when there is no interactive one (Plotly not installed); ``frontier_note``: why
-    a sweep has no frontier."""
+    a sweep has no frontier; ``parallel_samples``: the K-sample runs' maj@k and pass@k (a section after the budget
+    table; none without such a run)."""
     kind, figure = headline
     plot_uri = _svg_uri(svg) if svg and figure is None else ""
     frontier_uri = _svg_uri(frontier_svg) if frontier_svg and frontier is None else ""
@@ -324,6 +348,7 @@ def render_index(
             paired=_paired_view(paired),
             budget=_budget_view(budget),
             scoring=_scoring_view(scoring),
+            parallel=_parallel_samples_view(parallel_samples),
             runs=_runs_view(loaded.runs_frame),
             citation=citation,
             plot_uri=plot_uri,

@@ -11,7 +11,7 @@ import pandas as pd
 
 from m1_reports.columns import AVG, benchmark, order_tasks
 from m1_reports.formatting import one_line
-from m1_reports.frontier import STRATEGIES
+from m1_reports.frontier import STRATEGIES, frontier_line
 
 PLOT_NAME = "budget_scaling"
 FRONTIER_NAME = "frontier"
@@ -140,7 +140,7 @@ def frontier_figure(points: pd.DataFrame):
                 color=colors[(model, strategy)], label=name,
             )  # fmt: skip
             handles.setdefault(name, handle)
-        best = part[part["on_frontier"]].drop_duplicates("run").sort_values(["mean_tokens_per_question", "accuracy"])
+        best = frontier_line(part)
         (handle,) = axes.plot(
             best["mean_tokens_per_question"], 100 * best["accuracy"], linestyle=":", linewidth=1, color="black",
             marker="o", markersize=8, markerfacecolor="none", markeredgewidth=1.2, label="Pareto frontier",

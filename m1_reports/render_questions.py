@@ -22,9 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from m1_reports.columns import benchmark, order_tasks
+from m1_reports.columns import order_tasks, variant_label
 from m1_reports.join import Loaded, group_positions
-from m1_reports.kept_samples import NO_ANSWER, NO_SCORE, RIGHT, WRONG, BrowserSample, verdict_codes
+from m1_reports.kept_samples import (
+    NO_ANSWER,
+    NO_SCORE,
+    PARTLY,
+    RIGHT,
+    WRONG,
+    BrowserSample,
+    verdict_code,
+    verdict_codes,
+)
 from m1_reports.naming import short_model_name
 from m1_reports.read_results import RunInfo
 from m1_reports.rescoring import NOT_RESCORED, RULE_TEXT
@@ -36,6 +45,7 @@ DATA_PREFIX = "questions_"
 PAGE_SIZE = 25  # questions per page of the list
 MISSING_RUN = "-"  # the run did not evaluate this question
 VERDICT_TEXT = {RIGHT: "right", WRONG: "wrong", NO_ANSWER: "no answer", NO_SCORE: "no score", MISSING_RUN: "not run"}
+PARTLY_TEXT = "partly right"  # of K samples per question (lm-eval's repeats), some right: only in such reports
 
 
 def data_file(task: str, taken: set[str]) -> str:
@@ -74,8 +84,11 @@ def verdict_view(sample: BrowserSample, version: Any = None) -> dict[str, str]:
     raw = verdict.raw_extracted.strip()
     shown_raw = raw if raw and raw != verdict.extracted and len(raw) <= 120 else ""
     disagrees = ""
-    file_correct = sample.acc >= 1.0
-    if verdict.correct != file_correct:
+    # the file's score of the sample shown: the row's, or of K samples the first's own (avg@1; else unknown)
+    file_correct = sample.acc >= 1.0 if sample.repeats == 1 else (
+        None if math.isnan(sample.first_acc) else sample.first_acc >= 1.0
+    )  # fmt: skip
+    if file_correct is not None and verdict.correct != file_correct:
         why = (
             f"the run was scored by an older m1-eval scorer (task version {version}); re-score or re-run"
             if not scores_with_marker(version_number(version))
@@ -156,7 +169,7 @@ def browser_data(loaded: Loaded, limit: int) -> tuple[dict[str, Any], dict[str, 
         name = data_file(task, taken)
         payload = {
             "task": task,
-            "label": benchmark(task).label,
+            "label": variant_label(task),
             "runs": task_runs,
             "questions": entries,
             "texts": texts,
@@ -165,7 +178,7 @@ def browser_data(loaded: Loaded, limit: int) -> tuple[dict[str, Any], dict[str, 
         tasks.append(
             {
                 "task": task,
-                "label": benchmark(task).label,
+                "label": variant_label(task),
                 "file": name,
                 "questions": len(entries),
                 "kept": len(texts),
@@ -191,6 +204,9 @@ def browser_data(loaded: Loaded, limit: int) -> tuple[dict[str, Any], dict[str, 
         "rules": RULE_TEXT,
         "marker": ANSWER_MARKER,
     }
+    if any(result.repeats > 1 for run in runs for result in run.tasks.values()):
+        page["repeats"] = True  # K samples per question in some run: the list's "partly right" verdict and filter
+        page["verdicts"] = {**VERDICT_TEXT, PARTLY: PARTLY_TEXT}
     return page, files
 
 
@@ -200,7 +216,7 @@ def _run_text(
     """One run's texts and verdict of a question (its prompt only where it differs from the first run's)."""
     result = loaded.runs[sample.run].tasks.get(sample.task)
     view = verdict_view(sample, result.version if result is not None else None)
-    verdict = RIGHT if sample.acc >= 1.0 else NO_ANSWER if sample.unanswered else WRONG
+    verdict = verdict_code(sample.acc, sample.no_answer)
     return {
         "run": sample.run,
         "c": column[sample.run],
@@ -215,7 +231,23 @@ def _run_text(
         "disagrees": view["disagrees"],
         "where": f"{sample.path.name}:{sample.line}",
         **({"prompt": sample.prompt} if sample.prompt != prompt else {}),
+        **(_repeats_view(sample, options) if sample.repeats > 1 else {}),
     }
+
+
+def _repeats_view(sample: BrowserSample, options: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """A K-sample row (lm-eval's repeats): K (``k``), how many the file counts right (``right``: acc x K), and
+    every sample's verdict by the m1 scorer, ``[code, option letter or extraction]`` (``samples``; the texts shown
+    are sample 1's)."""
+    verdicts = [sample.verdict, *(sample.others or [])]
+    shown = []
+    for verdict in verdicts:
+        if verdict is None or not verdict.scored:
+            shown.append([NO_SCORE, "–"])
+            continue
+        code = RIGHT if verdict.correct else NO_ANSWER if verdict.no_answer else WRONG
+        shown.append([code, _letter(verdict.extracted, options) or verdict.extracted or "–"])
+    return {"k": sample.repeats, "right": round(sample.acc * sample.repeats), "samples": shown}
 
 
 def _js(value: Any) -> str:

@@ -29,7 +29,7 @@ from m1_reports.formatting import (
     task_label,
     text_or_missing,
 )
-from m1_reports.protocol import FIELDS, INFO
+from m1_reports.protocol import INFO
 from m1_reports.table1 import FROM_PAPER, FROM_RUN, Table1
 
 _ALIGN = {"l": "left", "r": "right", "c": "center"}
@@ -270,11 +270,11 @@ def protocol_markdown(header: ProtocolHeader) -> str:
         body = []
         for row in grouped:
             cells = [header.runs_text(row.runs), row.model_type or "–"]
-            for key, _ in FIELDS:
+            for key, _ in header.fields:
                 text = row.cells[key]
                 cells.append(f"{FLAG_MARK} {text}" if key in row.flagged else text)
             body.append(cells)
-        headers = ["runs", "lm-eval model", *(label for _, label in FIELDS)]
+        headers = ["runs", "lm-eval model", *(label for _, label in header.fields)]
         lines.append(markdown_table(headers, body, "l" * len(headers)))
     groups = header.deviation_groups()
     warnings = [g for g in groups if g.level != INFO]

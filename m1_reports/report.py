@@ -22,7 +22,7 @@ from m1_reports.join import Loaded, LoadOptions, ProgressSink, load
 from m1_reports.naming import short_model_name
 from m1_reports.read_results import RunInfo
 from m1_reports.reference import Citation, citation, select_references
-from m1_reports.render_csv import csv_text, leaderboard_frame, protocol_frame, table1_frame
+from m1_reports.render_csv import PARALLEL_SAMPLES_FILE, csv_text, leaderboard_frame, protocol_frame, table1_frame
 from m1_reports.render_text import (
     budget_markdown,
     leaderboard_json,
@@ -34,7 +34,14 @@ from m1_reports.render_text import (
 )
 from m1_reports.stats import DEFAULT_BOOTSTRAP
 from m1_reports.table1 import Table1, build_table1
-from m1_reports.tables import budget_table, default_pairs, leaderboard_rows, paired_table, scoring_table
+from m1_reports.tables import (
+    budget_table,
+    default_pairs,
+    leaderboard_rows,
+    paired_table,
+    parallel_samples_table,
+    scoring_table,
+)
 from m1_reports.write_folder import atomic_directory, check_output, write_text
 
 logger = logging.getLogger(__name__)
@@ -65,6 +72,7 @@ class Report:
     scoring: pd.DataFrame
     leaderboard: list[dict[str, Any]]
     frontier: pd.DataFrame  # a sweep's points and Pareto frontier (m1_reports.frontier); empty without a sweep
+    parallel_samples: pd.DataFrame  # maj@k and pass@k of the K-sample runs; empty without one
     citation: Citation
     options: ReportOptions
     title: str
@@ -146,6 +154,7 @@ def build_report(
         scoring=scoring_table(loaded),
         leaderboard=leaderboard_rows(loaded),
         frontier=frontier_table(loaded, header),
+        parallel_samples=parallel_samples_table(loaded),
         citation=cite,
         options=options,
         title=title,
@@ -205,6 +214,8 @@ def write_report(report: Report, target: Path | None = None) -> list[Path]:
         put("budget_scaling.md", budget_markdown(report.budget))
         if not report.frontier.empty:  # a sweep's (m1_reports.frontier); no sweep, no frontier files
             put("frontier.csv", csv_text(report.frontier))
+        if not report.parallel_samples.empty:  # K-sample runs' maj@k and pass@k; none without such a run
+            put(PARALLEL_SAMPLES_FILE, csv_text(report.parallel_samples))
         put("scoring.csv", csv_text(report.scoring))
         put("scoring.md", scoring_markdown(report.scoring))
         put("runs.csv", csv_text(report.loaded.runs_frame))
@@ -250,6 +261,7 @@ def write_report(report: Report, target: Path | None = None) -> list[Path]:
                     paired=report.paired,
                     budget=report.budget,
                     scoring=report.scoring,
+                    parallel_samples=report.parallel_samples,
                     citation=report.citation,
                     headline=headline,
                     frontier=frontier,

@@ -272,6 +272,82 @@ def scoring_table(loaded: Loaded) -> pd.DataFrame:
     return result[columns].reset_index(drop=True)
 
 
+# ------------------------------------------------------------------------------------------ parallel samples
+
+#: the K-sample metric families of the parallel-samples table, in its column order
+SAMPLE_FAMILIES = ("maj", "pass")
+
+
+def parallel_samples_table(loaded: Loaded) -> pd.DataFrame:
+    """Per run and task with K samples per question (lm-eval's ``repeats``, the ``<task>_k<K>`` tasks), and an
+    ``Avg`` row per such run: K (``samples``), n, ``acc`` (the mean over the K samples, Table 1's) and the results'
+    ``maj@k`` and ``pass@k`` for k = 1 .. the largest K (blank beyond a run's K).  The Avg of a metric is
+    :func:`table1_average` over the Table 1 benchmarks of the run's Avg, when each of them has it.  Empty (with
+    the columns) without a K-sample run."""
+    results = {run.label: run.tasks for run in loaded.runs}
+    run_tasks = loaded.run_tasks
+    largest = max(
+        (k for tasks in results.values() for result in tasks.values() for f in SAMPLE_FAMILIES for k in result.ks(f)),
+        default=0,
+    )
+    metrics = [f"{family}@{k}" for family in SAMPLE_FAMILIES for k in range(1, largest + 1)]
+    columns = ["run", "task", "column", "samples", "n", "acc", *metrics, "avg_benchmarks"]
+    if not largest or run_tasks.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for label in loaded.labels:
+        part = run_tasks[run_tasks["run"] == label]
+        tasks = results.get(label, {})
+        own = []
+        for r in part.itertuples():
+            result = tasks.get(str(r.task))
+            if result is None or not any(result.ks(family) for family in SAMPLE_FAMILIES):
+                continue
+            own.append(r)
+            rows.append(
+                {
+                    "run": label,
+                    "task": str(r.task),
+                    "column": r.column,
+                    "samples": result.repeats,
+                    "n": r.n,
+                    "acc": r.acc,
+                    **{name: result.value(name) for name in metrics},
+                    "avg_benchmarks": None,
+                }
+            )
+        table1 = part[part["table1"].astype(bool)]
+        average = table1_average(dict(zip(table1["column"], table1["acc"], strict=True)))
+        chosen = table1[table1["column"].isin(average.columns)]
+        if not own or not average.exists or any(str(t) not in tasks for t in chosen["task"]):
+            continue
+        chosen_results = [tasks[str(t)] for t in chosen["task"]]
+        repeats = {result.repeats for result in chosen_results}
+        values = {}
+        for name in metrics:
+            found = [result.value(name) for result in chosen_results]
+            values[name] = (
+                math.nan if any(math.isnan(v) for v in found)
+                else table1_average(dict(zip(chosen["column"], found, strict=True))).value
+            )  # fmt: skip
+        rows.append(
+            {
+                "run": label,
+                "task": AVG,
+                "column": AVG,
+                "samples": repeats.pop() if len(repeats) == 1 else None,
+                "n": int(chosen["n"].fillna(0).sum()),
+                "acc": average.value,
+                **values,
+                "avg_benchmarks": average.count,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=columns)
+    for name in ("samples", "n", "avg_benchmarks"):
+        frame[name] = frame[name].astype("Int64")
+    return frame
+
+
 # ------------------------------------------------------------------------------------------------ leaderboard
 
 

@@ -47,9 +47,23 @@ COT_SUFFIX = PROMPT_VARIANTS[1].task_suffix
 YAML_REPEATS: tuple[int, ...] = (8,)
 
 
+REPEATS_MARK = "_k"  # a K-sample variant's name is its task's or group's name + "_k" + K
+
+
 def repeats_name(name: str, k: int) -> str:
     """The name of a task's or group's K-sample variant: ``m1_medqa`` -> ``m1_medqa_k8``."""
-    return f"{name}_k{k}"
+    return f"{name}{REPEATS_MARK}{k}"
+
+
+def split_repeats(name: str) -> tuple[str, int | None]:
+    """The inverse of :func:`repeats_name` for the suite's names: ``(task or group, K)`` of a K-sample variant
+    (``m1_medqa_k8`` -> ``("m1_medqa", 8)``, ``m1_table1_cot_k8`` -> ``("m1_table1_cot", 8)``), any other name
+    ``(name, None)`` (``m1_medqa``, ``my_task_k8``: only a task or group of the suite, in any prompt variant, has
+    K-sample variants)."""
+    head, mark, tail = name.rpartition(REPEATS_MARK)
+    if mark and tail.isascii() and tail.isdigit() and not tail.startswith("0") and _suite_name(head):
+        return head, int(tail)
+    return name, None
 
 
 @dataclass(frozen=True)
@@ -145,9 +159,22 @@ GROUPS: dict[str, list[str]] = {g.name: list(g.members) for g in GROUP_LIST}
 # ------------------------------------------------------------------------------------------ look-ups
 
 
+def _suite_name(name: str) -> bool:
+    """A task or group of the suite in a prompt variant (``m1_medqa``, ``m1_medqa_cot``, ``m1_table1_cot``)."""
+    for variant in PROMPT_VARIANTS:
+        suffix = variant.task_suffix
+        base = name[: len(name) - len(suffix)] if name.endswith(suffix) else None
+        if base in BY_TASK or base in GROUPS:
+            return True
+    return False
+
+
 def split_variant(task: str) -> tuple[str, str]:
-    """``(benchmark task, prompt variant)`` of a task or group name: ``m1_medqa_cot`` -> ``("m1_medqa", "cot")``,
-    ``m1_table1_cot`` -> ``("m1_table1", "cot")``; any other name -> ``(name, "plain")``."""
+    """``(benchmark task, prompt variant)`` of a task or group name, its K-sample variants included (the
+    ``_k<K>`` of :func:`split_repeats` dropped): ``m1_medqa_cot`` -> ``("m1_medqa", "cot")``, ``m1_table1_cot``
+    -> ``("m1_table1", "cot")``, ``m1_medqa_k8`` -> ``("m1_medqa", "plain")``, ``m1_medqa_cot_k8`` ->
+    ``("m1_medqa", "cot")``; any other name -> ``(name, "plain")``."""
+    task = split_repeats(task)[0]
     for variant in PROMPT_VARIANTS:
         suffix = variant.task_suffix
         if suffix and task.endswith(suffix):
@@ -158,7 +185,8 @@ def split_variant(task: str) -> tuple[str, str]:
 
 
 def benchmark_of(task: str) -> Benchmark | None:
-    """The benchmark of a task name in any prompt variant (None: not a task of the suite)."""
+    """The benchmark of a task name in any prompt variant, K-sample variants included (None: not a task of the
+    suite)."""
     return BY_TASK.get(split_variant(task)[0])
 
 

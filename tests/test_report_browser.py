@@ -373,3 +373,38 @@ def test_the_committed_demo_report(visit):
     budgets = [re.search(r"budget (\d+)", c.get_attribute("data-run"))[1] for c in cards.all()]
     assert budgets == sorted(budgets, key=int) and len(budgets) == 10
     assert seen.errors == [], f"console or page errors: {seen.errors}"
+
+
+# ------------------------------------------------------------------------------------ K samples per question
+
+
+def test_a_k_sample_question_shows_sample_1_of_k(tmp_path, visit):
+    """A sweep of K = 4 samples per question (tests/test_report_repeats.py): each card says which sample its texts
+    are and shows every sample's verdict; "partly right" is a verdict of the list and a filter; index.html has the
+    maj@k curves and the parallel-samples section."""
+    from tests.test_report_repeats import write_sweep
+
+    write_report(build_report(write_sweep(tmp_path), ReportOptions(n_boot=200)), tmp_path / "report")
+    seen = visit(tmp_path / "report" / "samples.html")
+    page = seen.page
+    view = page.locator("#qb-view")
+    view.locator(".run-card").first.wait_for()
+    page.locator("#qb-search").fill("Question 1 of")
+    sync_api.expect(page.locator("#qb-count")).to_have_text(re.compile(r"^1 of 4 "))
+    page.locator("#qb-list tbody tr").first.click()
+    card = view.locator(".run-card", has=page.locator("strong", has_text="budget 256"))
+    assert card.locator(".badge").inner_text() == "partly right"
+    line = card.locator("p.repeats")
+    assert line.inner_text().startswith("sample 1 of 4 shown; 2 of 4 samples right.")
+    assert [c.inner_text() for c in line.locator(".chip").all()] == ["C", "B", "B", "C"]
+    assert [c.get_attribute("class") for c in line.locator(".chip").all()] == ["chip v-W", "chip v-R", "chip v-R",
+                                                                               "chip v-W"]  # fmt: skip
+    page.locator("#qb-search").fill("")
+    page.locator("#qb-status").select_option("P")
+    page.locator("#qb-run").select_option(label="m1-7B-23K (budget 512, 4 samples)")
+    sync_api.expect(page.locator("#qb-count")).to_have_text(re.compile(r"^3 of 4 "))
+    assert seen.errors == [], f"console or page errors: {seen.errors}"
+    seen = visit(tmp_path / "report" / "index.html")
+    seen.page.locator("#figure-frontier .main-svg").first.wait_for()
+    assert seen.page.locator("#parallel-samples-table tbody tr").count() == 4
+    assert seen.errors == [], f"console or page errors: {seen.errors}"

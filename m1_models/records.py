@@ -202,7 +202,7 @@ def write_records_for_task(tracker: Any, task_name: str, samples: list[dict[str,
     for sample in samples:
         args = _first_request_args(sample.get("arguments"))
         if args is not None and sample.get("doc_id") not in first_request:
-            repeats = max(1, len(sample.get("resps") or ()))
+            repeats = _repeats_of(sample.get("resps"))
             first_request[sample.get("doc_id")] = [request_hash(*repeat_args(args, k)) for k in range(repeats)]
     have = {r.get("request_hash") for r in records}
     for position, doc_id in enumerate(positions):  # requests answered from --use_cache never reached the model
@@ -226,6 +226,15 @@ def write_records_for_task(tracker: Any, task_name: str, samples: list[dict[str,
     path = write_records(folder / record_file_name(task_name, tracker.date_id), records)
     logger.info("m1-eval: wrote %d generation records to %s", len(records), path)
     return path
+
+
+def _repeats_of(resps: Any) -> int:
+    """How many samples a saved sample row holds: lm-eval writes ``resps`` as one list of responses per request
+    (``[[r_1, ..., r_K]]`` for a generate_until task with ``repeats: K``)."""
+    if not isinstance(resps, list) or not resps:
+        return 1
+    first = resps[0]
+    return max(1, len(first)) if isinstance(first, list) else len(resps)
 
 
 def _first_request_args(arguments: Any) -> tuple[str, Any] | None:

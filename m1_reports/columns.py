@@ -98,3 +98,31 @@ def order_tasks(tasks: Iterable[str]) -> list[str]:
     known = [t for t in present if base_task(t) in position]
     ordered = sorted(known, key=lambda t: (position[base_task(t)], repeats_of(t) or 0, variant_order(t), t))
     return ordered + sorted(present - set(ordered))
+
+
+def order_columns(pairs: Iterable[tuple[str, str]]) -> list[str]:
+    """The columns of (task, column) pairs, each once, in the order of their first task (:func:`order_tasks`); the
+    Avg (:data:`AVG`) first.  A figure's panels: the tasks of one benchmark column (``m1_medqa``, ``m1_medqa_k8``
+    in other runs) are one panel."""
+    pairs = list(pairs)
+    tasks = order_tasks({task for task, column in pairs if column != AVG})
+    position = {task: i for i, task in enumerate(tasks)}
+    first: dict[str, int] = {}
+    for task, column in pairs:
+        if column != AVG:
+            first[column] = min(first.get(column, len(tasks)), position[task])
+    ordered = sorted(first, key=lambda column: (first[column], column))
+    return ([AVG] if any(column == AVG for _, column in pairs) else []) + ordered
+
+
+def column_label(column: str, tasks: Iterable[str]) -> str:
+    """The display name of a report column holding ``tasks``: their benchmark's label when they all share one
+    (``MedQA (CoT)`` for CoT runs alone), else the registry column's; a column of its own (a variant beside its
+    benchmark's task in one run, ``MedQA (8 samples)``, or an unknown task) is its own name."""
+    if column == AVG:
+        return AVG
+    known = by_column(column)
+    if known is None:
+        return column
+    labels = {benchmark(task).label for task in tasks}
+    return labels.pop() if len(labels) == 1 else known.label

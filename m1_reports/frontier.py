@@ -26,9 +26,11 @@ Every point belongs to a **strategy**, a column value, so that a strategy is one
   of the run's Avg, when each of them has ``maj@k``), ``k`` set and ``mean_tokens_per_question`` k x
   ``mean_tokens_per_sample``.
 
-The **Pareto frontier** of a task is the points that no other point beats, that is no other point has an accuracy
-at least as high with at most as many tokens, and one of the two strictly (:func:`pareto_mask`); equal points are
-both on it.
+The **Pareto frontier** of a benchmark column (a panel: the tasks that fill one column of Table 1, ``m1_medqa`` and
+``m1_medqa_k8`` of other runs; or the Avg) is the points that no other point beats, that is no other point has an
+accuracy at least as high with at most as many tokens, and one of the two strictly (:func:`pareto_mask`); equal
+points are both on it.  Several sweeps of one model (a greedy sweep beside a K-sample one, +CoT beside the plain
+prompt) share the panel; their curves are named apart (``budget (no Wait rounds), 4 samples``: :func:`sweep_names`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from m1_reports.average import table1_average
-from m1_reports.columns import AVG, order_tasks
+from m1_reports.columns import AVG, is_cot, order_columns
 from m1_reports.deviations import ProtocolHeader
 from m1_reports.join import Loaded
 from m1_reports.naming import short_model_name
@@ -287,6 +289,34 @@ def _majority_points(loaded: Loaded, run: str, sums: pd.DataFrame) -> list[dict[
     return points
 
 
+def sweep_names(loaded: Loaded, groups: Sequence[Sequence[str]]) -> list[str]:
+    """What tells each sweep's curves apart from another sweep's of the same model (they share a panel): ``+CoT``
+    and ``K samples`` where the model has more than one sweep, then ``sweep i`` if that is not enough; empty for a
+    model's only sweep."""
+    runs = {run.label: run for run in loaded.runs}
+    models = [runs[labels[0]].model_name for labels in groups]
+    names = []
+    for labels, model in zip(groups, models, strict=True):
+        if models.count(model) < 2:
+            names.append("")
+            continue
+        tasks = [task for label in labels for task in runs[label].tasks]
+        samples = max((result.repeats for label in labels for result in runs[label].tasks.values()), default=1)
+        parts = (["+CoT"] if tasks and all(is_cot(task) for task in tasks) else []) + (
+            [f"{samples} samples"] if samples > 1 else []
+        )
+        names.append(", ".join(parts))
+    for i, (name, model) in enumerate(zip(names, models, strict=True)):
+        same = [j for j, (n, m) in enumerate(zip(names, models, strict=True)) if m == model and n == name]
+        if len(same) > 1:
+            names[i] = ", ".join(part for part in (name, f"sweep {same.index(i) + 1}") if part)
+    return names
+
+
+def _named(curve: str, name: str) -> str:
+    return f"{curve}, {name}" if name else curve
+
+
 def majority_curve(setting: SweepSetting) -> str:
     """The name of a setting's ``maj@k`` curve: ``maj@k at budget 512, ignore 1``."""
     if setting.budget is None:
@@ -295,11 +325,13 @@ def majority_curve(setting: SweepSetting) -> str:
 
 
 def frontier_table(loaded: Loaded, header: ProtocolHeader | None = None) -> pd.DataFrame:
-    """Every point of every sweep's strategies (:data:`COLUMNS`), with ``on_frontier``; Avg first, then the tasks
-    in the report's order.  Empty (with the columns) without a sweep or without generation records."""
+    """Every point of every sweep's strategies (:data:`COLUMNS`), with ``on_frontier`` (per benchmark column);
+    Avg first, then the columns in the report's order.  Empty (with the columns) without a sweep or without
+    generation records."""
     sums = _token_sums(loaded)
     rows = []
-    for labels in sweep_groups(loaded, header):
+    groups = sweep_groups(loaded, header)
+    for labels, name in zip(groups, sweep_names(loaded, groups), strict=True):
         points = {label: _points(loaded, label, sums) for label in labels}
         for strategy, curve, members in curves(_settings(loaded, labels)):
             for setting in members:
@@ -311,7 +343,7 @@ def frontier_table(loaded: Loaded, header: ProtocolHeader | None = None) -> pd.D
                             **point,
                             "model": setting.model,
                             "strategy": strategy,
-                            "curve": curve,
+                            "curve": _named(curve, name),
                             "run": setting.run,
                             "budget": setting.budget,
                             "ignore": setting.ignore,
@@ -327,7 +359,7 @@ def frontier_table(loaded: Loaded, header: ProtocolHeader | None = None) -> pd.D
                         **point,
                         "model": setting.model,
                         "strategy": STRATEGY_MAJORITY,
-                        "curve": majority_curve(setting),
+                        "curve": _named(majority_curve(setting), name),
                         "run": setting.run,
                         "budget": setting.budget,
                         "ignore": setting.ignore,
@@ -336,9 +368,8 @@ def frontier_table(loaded: Loaded, header: ProtocolHeader | None = None) -> pd.D
     frame = pd.DataFrame(rows, columns=COLUMNS)
     if frame.empty:
         return frame
-    tasks = order_tasks(set(frame["task"]) - {AVG})
-    order = {task: i for i, task in enumerate([AVG, *tasks])}
-    frame = frame.sort_values("task", key=lambda column: column.map(order), kind="stable").reset_index(drop=True)
+    order = {column: i for i, column in enumerate(order_columns(zip(frame["task"], frame["column"], strict=True)))}
+    frame = frame.sort_values("column", key=lambda column: column.map(order), kind="stable").reset_index(drop=True)
     return mark_frontier(frame)
 
 
@@ -358,10 +389,11 @@ def pareto_mask(tokens: Sequence[float], accuracy: Sequence[float]) -> np.ndarra
 
 
 def mark_frontier(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with ``on_frontier`` set per task over all its rows (whatever their strategy)."""
+    """``frame`` with ``on_frontier`` set per benchmark column (a panel) over all its rows (whatever their strategy
+    and task: ``m1_medqa`` and ``m1_medqa_k8`` of one column are one frontier)."""
     frame = frame.copy()
     frame["on_frontier"] = False
-    for _, positions in frame.groupby("task", sort=False).indices.items():
+    for _, positions in frame.groupby("column", sort=False).indices.items():
         part = frame.iloc[positions]
         frame.iloc[positions, frame.columns.get_loc("on_frontier")] = pareto_mask(
             part["mean_tokens_per_question"], part["accuracy"]
@@ -378,6 +410,22 @@ def frontier_line(points: pd.DataFrame) -> pd.DataFrame:
     best = points[points["on_frontier"]]
     best = best.drop_duplicates(["run", "k", "mean_tokens_per_question", "accuracy"])
     return best.sort_values(["mean_tokens_per_question", "accuracy"])
+
+
+def mixed_samples(points: pd.DataFrame) -> bool:
+    """Whether ``points`` have ``budget``/``Wait rounds`` rows of one-sample runs and of K-sample runs (a greedy
+    sweep beside a K-sample one): the figures then name the K-sample ones apart (:func:`legend_name`)."""
+    rows = points[points["strategy"] != STRATEGY_MAJORITY]
+    many = rows["samples_per_question"] > 1
+    return bool(many.any() and (~many).any())
+
+
+def legend_name(strategy: str, samples_per_question: float, mixed: bool) -> str:
+    """A curve's name in the figures' legends: its strategy; a K-sample run's budget or Wait-rounds curve beside
+    one-sample runs' (``mixed``) ``budget (mean of 4 samples)``, drawn dashed."""
+    if not mixed or strategy == STRATEGY_MAJORITY or not samples_per_question > 1:
+        return strategy
+    return f"{strategy} (mean of {samples_per_question:.0f} samples)"
 
 
 def missing_note(loaded: Loaded, header: ProtocolHeader | None, frame: pd.DataFrame) -> str:

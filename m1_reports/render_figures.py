@@ -23,10 +23,18 @@ from typing import Any
 
 import pandas as pd
 
-from m1_reports.columns import AVG, benchmark, order_tasks
+from m1_reports.columns import AVG, benchmark, column_label, order_columns, order_tasks
 from m1_reports.deviations import ProtocolHeader
 from m1_reports.formatting import one_line
-from m1_reports.frontier import STRATEGIES, STRATEGY_BUDGET, STRATEGY_MAJORITY, STRATEGY_WAIT, frontier_line
+from m1_reports.frontier import (
+    STRATEGIES,
+    STRATEGY_BUDGET,
+    STRATEGY_MAJORITY,
+    STRATEGY_WAIT,
+    frontier_line,
+    legend_name,
+    mixed_samples,
+)
 from m1_reports.stats import wilson_interval
 from m1_reports.table1 import FROM_PAPER, Table1
 
@@ -108,14 +116,17 @@ def _finite(value: Any) -> bool:
 # --------------------------------------------------------------------------------------------- the sweep
 
 
-def _panels(points: pd.DataFrame) -> list[str]:
-    """Avg (when a run has it) and every task with a point, in the report's order."""
-    tasks = order_tasks(set(points["task"]) - {AVG})
-    return ([AVG] if AVG in set(points["task"]) else []) + tasks
+def _panels(points: pd.DataFrame) -> list[tuple[str, str]]:
+    """(column, label) of the panels: Avg (when a run has it) and every benchmark column with a point, in the
+    report's order; the tasks of one column (``m1_medqa`` and ``m1_medqa_k8`` of other runs) are one panel."""
+    pairs = list(zip(points["task"], points["column"], strict=True))
+    return [
+        (column, column_label(column, [task for task, c in pairs if c == column])) for column in order_columns(pairs)
+    ]
 
 
-def _panel_title(task: str) -> str:
-    return "Avg over the Table 1 benchmarks" if task == AVG else plot_label(benchmark(task).label)
+def _panel_title(label: str) -> str:
+    return "Avg over the Table 1 benchmarks" if label == AVG else plot_label(label)
 
 
 def sweep_figure(budget: pd.DataFrame) -> Any | None:
@@ -131,8 +142,8 @@ def sweep_figure(budget: pd.DataFrame) -> Any | None:
     series = list(dict.fromkeys(points["series"]))
     figure = go.Figure()
     bounds = [0]  # panel i's traces are bounds[i] .. bounds[i + 1]
-    for index, panel in enumerate(panels):
-        part = points[points["task"] == panel]
+    for index, (panel, _) in enumerate(panels):
+        part = points[points["column"] == panel]
         for number, name in enumerate(series):
             line = part[part["series"] == name].sort_values(x)
             if line.empty:
@@ -185,7 +196,7 @@ def sweep_figure(budget: pd.DataFrame) -> Any | None:
     layout = _layout(
         xaxis=xaxis,
         yaxis=_axis("accuracy (%)", ticksuffix=""),
-        title={"text": _panel_title(panels[0]), "x": 0.01, "font": {"size": 14}},
+        title={"text": _panel_title(panels[0][1]), "x": 0.01, "font": {"size": 14}},
     )
     _panel_menu(layout, panels, bounds, len(figure.data))
     figure.update_layout(**layout)
@@ -193,10 +204,10 @@ def sweep_figure(budget: pd.DataFrame) -> Any | None:
 
 
 def _panel_menu(
-    layout: dict[str, Any], panels: Sequence[str], bounds: Sequence[int], count: int, prefix: str = ""
+    layout: dict[str, Any], panels: Sequence[tuple[str, str]], bounds: Sequence[int], count: int, prefix: str = ""
 ) -> None:
     """A menu that shows one panel's traces (``bounds[i]`` .. ``bounds[i + 1]``) and its title (after
-    ``prefix``), when there are several panels."""
+    ``prefix``), when there are several panels (:func:`_panels`)."""
     if len(panels) < 2:
         return
     masks = [[bounds[i] <= t < bounds[i + 1] for t in range(count)] for i in range(len(panels))]
@@ -210,11 +221,11 @@ def _panel_menu(
             "showactive": True,
             "buttons": [
                 {
-                    "label": "Avg" if panel == AVG else plot_label(benchmark(panel).label),
+                    "label": "Avg" if label == AVG else plot_label(label),
                     "method": "update",
-                    "args": [{"visible": mask}, {"title.text": prefix + _panel_title(panel)}],
+                    "args": [{"visible": mask}, {"title.text": prefix + _panel_title(label)}],
                 }
-                for panel, mask in zip(panels, masks, strict=True)
+                for (_, label), mask in zip(panels, masks, strict=True)
             ],
         }
     ]
@@ -275,15 +286,17 @@ def frontier_figure(points: pd.DataFrame) -> Any | None:
     panels = _panels(points)
     strategies = sorted(set(points["strategy"]), key=lambda s: (STRATEGIES.index(s) if s in STRATEGIES else 99, s))
     models = list(dict.fromkeys(points["model"]))
+    mixed = mixed_samples(points)
     figure = go.Figure()
     bounds = [0]
-    for index, panel in enumerate(panels):
-        part = points[points["task"] == panel]
+    for index, (panel, _) in enumerate(panels):
+        part = points[points["column"] == panel]
         shown: set[str] = set()
         for strategy in strategies:
             color = strategy_color(strategy, strategies)
             for (model, _), line in part[part["strategy"] == strategy].groupby(["model", "curve"], sort=False):
-                group = plot_label(f"{model}: {strategy}" if len(models) > 1 else strategy)
+                name = legend_name(strategy, line["samples_per_question"].max(), mixed)
+                group = plot_label(f"{model}: {name}" if len(models) > 1 else name)
                 y = [100 * a for a in line["accuracy"]]
                 figure.add_trace(
                     go.Scatter(
@@ -294,7 +307,7 @@ def frontier_figure(points: pd.DataFrame) -> Any | None:
                         legendgroup=group,
                         showlegend=group not in shown,
                         marker={"size": 7, "color": color},
-                        line={"width": 2, "color": color},
+                        line={"width": 2, "color": color, "dash": "solid" if name == strategy else "dash"},
                         error_y=_error_bars(y, line["ci_low"], line["ci_high"], color),
                         customdata=[
                             [
@@ -336,7 +349,7 @@ def frontier_figure(points: pd.DataFrame) -> Any | None:
     layout = _layout(
         xaxis=xaxis,
         yaxis=_axis("accuracy (%)"),
-        title={"text": FRONTIER_TITLE + _panel_title(panels[0]), "x": 0.01, "font": {"size": 14}},
+        title={"text": FRONTIER_TITLE + _panel_title(panels[0][1]), "x": 0.01, "font": {"size": 14}},
     )
     _panel_menu(layout, panels, bounds, len(figure.data), FRONTIER_TITLE)
     figure.update_layout(**layout)
@@ -435,9 +448,12 @@ def headline(
     if header.axes():
         figure = sweep_figure(budget)
         if figure is not None:
+            lines = "model and ignore-rounds setting"
+            if header.samples:
+                lines = "model, ignore-rounds setting and samples per question (acc: the mean over the K samples)"
             caption = (
-                "Accuracy against thinking budget: one line per model and ignore-rounds setting; bars are 95 % "
-                "Wilson intervals. Hover a point for its run, tokens used and budget hits."
+                f"Accuracy against thinking budget: one line per {lines}; bars are 95 % Wilson intervals. Hover a "
+                "point for its run, tokens used and budget hits."
             )
             return SWEEP, Figure("figure-headline", caption, figure_json(figure))
     figure = avg_bars_figure(table)
@@ -464,7 +480,7 @@ def frontier(points: pd.DataFrame) -> Figure | None:
     if STRATEGY_MAJORITY in set(points["strategy"]):
         caption += (
             " Runs of K samples per question: budget and Wait rounds at one sample's tokens (their acc is the mean "
-            "over the K samples), maj@k (the majority vote of k samples, k = 1 .. K, one line per setting) at k "
-            "samples' tokens."
+            "over the K samples" + ("; dashed beside the one-sample runs'" if mixed_samples(points) else "") + "), "
+            "maj@k (the majority vote of k samples, k = 1 .. K, one line per setting) at k samples' tokens."
         )
     return Figure("figure-frontier", caption, figure_json(figure))

@@ -31,12 +31,12 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from m1_reports.columns import AVG, benchmark, order_tasks
+from m1_reports.columns import AVG, benchmark, column_label, order_columns, order_tasks
 from m1_reports.deviations import ProtocolHeader
 from m1_reports.formatting import ci_text, number, p_text, pct, signed_pct, task_label, text_or_missing
 from m1_reports.join import Loaded
 from m1_reports.naming import short_model_name
-from m1_reports.protocol import INFO
+from m1_reports.protocol import AXES, FIELD_LABELS, INFO
 from m1_reports.reference import Citation
 from m1_reports.render_figures import PLOTLY_FILE, SWEEP, Figure
 from m1_reports.render_questions import BROWSER_FILE, browser_data, page_json
@@ -192,19 +192,29 @@ def _summary(
     models = list(dict.fromkeys(short_model_name(run.model_name) for run in loaded.runs))
     run_tasks = loaded.run_tasks
     tasks = order_tasks(run_tasks["task"].unique()) if len(run_tasks) else []
+    # one benchmark once: its variants (m1_medqa_k8, m1_medqa_cot) ask its questions again
+    benchmarks = {task: benchmark(task).column for task in tasks}
     sizes = run_tasks.groupby("task")["n"].max() if len(run_tasks) else pd.Series(dtype=float)
-    questions = int(sum(int(sizes[t]) for t in tasks if t in sizes and not pd.isna(sizes[t])))
+    most: dict[str, int] = {}
+    for task, column in benchmarks.items():
+        if task in sizes and not pd.isna(sizes[task]):
+            most[column] = max(most.get(column, 0), int(sizes[task]))
+    questions = sum(most.values())
     if len(labels) == 1:
         who = f"One run, {labels[0]}"
     elif len(models) == 1:
         who = f"{len(labels)} runs of {models[0]}"
     else:
         who = f"{len(labels)} runs of {len(models)} models ({', '.join(models)})"
-    shown = [benchmark(t).label for t in tasks]
+    shown = [
+        column_label(column, [t for t in tasks if benchmarks[t] == column])
+        for column in order_columns(benchmarks.items())
+    ]
     what = ", ".join(shown[:6]) + (f" and {len(shown) - 6} more" if len(shown) > 6 else "")
     lines = [f"{who}, on {what} ({questions:,} questions)." if tasks else f"{who}: no task results."]
-    if header is not None and header.axes():
-        lines.append("A sweep over " + " × ".join(f"{label} {', '.join(v)}" for label, v in header.axes()) + ".")
+    sweeps = _sweeps_sentence(header) if header is not None and header.axes() else ""
+    if sweeps:
+        lines.append(sweeps)
     result = _best_sweep_point(budget) if kind == SWEEP else _best_avg(table, labels)
     if result:
         lines.append(result)
@@ -219,14 +229,40 @@ def _summary(
     return {"lines": lines, "protocol": protocol, "warnings": len(loaded.warnings)}
 
 
+def _sweeps_sentence(header: ProtocolHeader) -> str:
+    """The sweeps' axes, one part per row of the protocol table that is a sweep (two or more runs) or has K > 1
+    samples per question: ``A sweep over thinking budget 4, 8 × ignore rounds 0, 1.``; with a K-sample sweep
+    beside it, ``Sweeps over ...; and over thinking budget 8, 16 with 4 samples per question (temperature 0.8).``"""
+    by_run = {p.run: p for p in header.protocols}
+    parts = []
+    for row in header.grouped_rows():
+        members = [by_run[run] for run in row.runs if run in by_run]
+        samples = max((p.repeats for p in members), default=1)
+        if len(members) < 2 and samples < 2:
+            continue
+        axes = []
+        for key in AXES:
+            values = list(dict.fromkeys(p.display()[key] for p in members))
+            if len(values) > 1 or (key == "budget" and samples > 1 and any(p.forced for p in members)):
+                axes.append(f"{FIELD_LABELS[key]} {row.cells[key]}")
+        text = " × ".join(axes)
+        if samples > 1:
+            temperature = row.cells.get("temperature", "").split(" (")[0]
+            text += f" with {samples} samples per question" + (f" (temperature {temperature})" if temperature else "")
+        parts.append(text.strip().removeprefix("with "))
+    if len(parts) < 2:
+        return f"A sweep over {parts[0]}." if parts else ""
+    return "Sweeps over " + "; and over ".join(parts) + "."
+
+
 def _best_sweep_point(budget: pd.DataFrame) -> str:
     points = budget.dropna(subset=["acc"]) if len(budget) else budget
     if points.empty:
         return ""
-    panel = AVG if AVG in set(points["task"]) else order_tasks(points["task"].unique())[0]
-    part = points[points["task"] == panel]
+    panel = order_columns(zip(points["task"], points["column"], strict=True))[0]  # the first panel: Avg, or a column
+    part = points[points["column"] == panel]
     best, worst = part.loc[part["acc"].idxmax()], part.loc[part["acc"].idxmin()]
-    where = "Avg" if panel == AVG else benchmark(panel).label
+    where = "Avg" if panel == AVG else column_label(panel, part["task"])
     return (
         f"{where}: highest {pct(best['acc'])} % ({best['run']}), lowest {pct(worst['acc'])} % ({worst['run']})."
     )

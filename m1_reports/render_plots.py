@@ -5,13 +5,14 @@ frontier (:mod:`m1_reports.frontier`)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from m1_reports.columns import AVG, benchmark, order_tasks
+from m1_reports.columns import AVG, column_label, order_columns
 from m1_reports.formatting import one_line
-from m1_reports.frontier import STRATEGIES, frontier_line
+from m1_reports.frontier import STRATEGIES, frontier_line, legend_name, mixed_samples
 
 PLOT_NAME = "budget_scaling"
 FRONTIER_NAME = "frontier"
@@ -38,7 +39,7 @@ def budget_figure(budget: pd.DataFrame):
     from matplotlib.ticker import MaxNLocator
 
     points = budget.dropna(subset=["budget_x", "acc"]) if len(budget) else budget
-    panels = _panels(set(points["task"])) if len(points) else []
+    panels = _panels(points) if len(points) else []
     if not panels:
         figure = Figure(figsize=(6.4, 2.4))
         axes = figure.subplots()
@@ -52,10 +53,12 @@ def budget_figure(budget: pd.DataFrame):
         )
         return figure
     series = list(dict.fromkeys(points["series"]))
-    figure, grid = _grid(len(panels), len(series), "Accuracy against thinking budget")
+    figure, grid, legend_columns = _grid(
+        len(panels), [plot_text(n) for n in series], "Accuracy against thinking budget"
+    )
     colors = {name: f"C{i % 10}" for i, name in enumerate(series)}
-    for axes, task in zip(grid, panels, strict=True):
-        part = points[points["task"] == task]
+    for axes, (column, label) in zip(grid, panels, strict=True):
+        part = points[points["column"] == column]
         for name in series:
             line = part[part["series"] == name].sort_values("budget_x")
             if line.empty:
@@ -68,7 +71,7 @@ def budget_figure(budget: pd.DataFrame):
                 color=colors[name],
                 label=plot_text(name),
             )
-        axes.set_title("Average (Table 1 tasks)" if task == AVG else plot_text(benchmark(task).label), fontsize=10)
+        axes.set_title(_title(label), fontsize=10)
         budgets = sorted(set(part["budget_x"]))
         if budgets and budgets[-1] / max(budgets[0], 1) >= 8:
             axes.set_xscale("log", base=2)
@@ -82,26 +85,40 @@ def budget_figure(budget: pd.DataFrame):
         axes.grid(alpha=0.3)
     handles, names = grid[0].get_legend_handles_labels()
     if handles:
-        figure.legend(handles, names, loc="lower center", ncols=min(4, len(names)), fontsize=8, frameon=False)
+        figure.legend(handles, names, loc="lower center", ncols=legend_columns, fontsize=8, frameon=False)
     return figure
 
 
-def _panels(tasks: set[str]) -> list[str]:
-    """Avg first (when there is one and more than one task: an average of one task is that task), then the tasks."""
-    ordered = order_tasks(tasks - {AVG})
-    return [AVG, *ordered] if len(ordered) > 1 and AVG in tasks else ordered or ([AVG] if AVG in tasks else [])
+def _panels(points: pd.DataFrame) -> list[tuple[str, str]]:
+    """(column, label) of the panels: Avg first (when there is one and more than one benchmark column: an average
+    of one benchmark is that benchmark), then the columns; the tasks of one column (``m1_medqa`` and
+    ``m1_medqa_k8`` of other runs) are one panel."""
+    pairs = list(zip(points["task"], points["column"], strict=True))
+    columns = order_columns(pairs)
+    ordered = [column for column in columns if column != AVG]
+    if not (len(ordered) > 1 and AVG in columns):
+        columns = ordered or ([AVG] if AVG in columns else [])
+    return [(column, column_label(column, [task for task, c in pairs if c == column])) for column in columns]
 
 
-def _grid(panels: int, labels: int, title: str, min_width: float = 0.0):
-    """A figure (not attached to pyplot) with a grid of ``panels`` axes, room for a legend of ``labels`` entries
-    below, and its title (``min_width`` inches wide at least); the axes, the unused ones switched off."""
+def _title(label: str) -> str:
+    return "Average (Table 1 tasks)" if label == AVG else plot_text(label)
+
+
+def _grid(panels: int, labels: Sequence[str], title: str, min_width: float = 0.0):
+    """A figure (not attached to pyplot) with a grid of ``panels`` axes, room for a legend of ``labels`` below, and
+    its title (``min_width`` inches wide at least); the axes, the unused ones switched off; the legend's columns
+    (at most 4, as many of the longest label as fit the width)."""
     from matplotlib.figure import Figure
 
     ncols = min(4, panels)
     nrows = math.ceil(panels / ncols)
-    legend_rows = math.ceil(labels / min(4, max(labels, 1)))
+    width = max(min_width, 3.6 * ncols + 0.4)
+    entry = 0.5 + 0.065 * max((len(label) for label in labels), default=0)  # inches: marker, gap, text at 8 pt
+    legend_columns = max(1, min(4, len(labels), int((width - 0.2) / entry)))
+    legend_rows = math.ceil(len(labels) / legend_columns)
     # A fixed layout (constrained layout costs a second per save on a 12-panel figure).
-    width, height = max(min_width, 3.6 * ncols + 0.4), 2.9 * nrows + 1.1 + 0.24 * legend_rows
+    height = 2.9 * nrows + 1.1 + 0.24 * legend_rows
     figure = Figure(figsize=(width, height))
     figure.subplots_adjust(
         left=0.7 / width,
@@ -115,7 +132,7 @@ def _grid(panels: int, labels: int, title: str, min_width: float = 0.0):
     for axes in grid.flat[panels:]:
         axes.axis("off")
     figure.suptitle(title, fontsize=12)
-    return figure, list(grid.flat[:panels])
+    return figure, list(grid.flat[:panels]), legend_columns
 
 
 def frontier_figure(points: pd.DataFrame):
@@ -124,20 +141,26 @@ def frontier_figure(points: pd.DataFrame):
     Pareto frontier ringed and joined.  ``points``: :func:`m1_reports.frontier.frontier_table` (not empty)."""
     from matplotlib.ticker import MaxNLocator
 
-    panels = _panels(set(points["task"]))
+    panels = _panels(points)
+    mixed = mixed_samples(points)
     strategies = sorted(set(points["strategy"]), key=lambda s: (STRATEGIES.index(s) if s in STRATEGIES else 99, s))
     models = list(dict.fromkeys(points["model"]))
     groups = [(m, s) for m in models for s in strategies if ((points["model"] == m) & (points["strategy"] == s)).any()]
     colors = {group: f"C{i % 10}" for i, group in enumerate(groups)}
-    figure, grid = _grid(len(panels), len(groups) + 1, "Accuracy against tokens per question", min_width=5.0)
+    names = dict.fromkeys(
+        legend_name(s, k, mixed) for s, k in zip(points["strategy"], points["samples_per_question"], strict=True)
+    )
+    labels = [plot_text(f"{m}: {n}" if len(models) > 1 else n) for m in models for n in names] + ["Pareto frontier"]
+    figure, grid, legend_columns = _grid(len(panels), labels, "Accuracy against tokens per question", 5.0)
     handles: dict[str, object] = {}
-    for axes, task in zip(grid, panels, strict=True):
-        part = points[points["task"] == task]
+    for axes, (column, label) in zip(grid, panels, strict=True):
+        part = points[points["column"] == column]
         for (model, strategy, _), line in part.groupby(["model", "strategy", "curve"], sort=False):
-            name = plot_text(f"{model}: {strategy}" if len(models) > 1 else strategy)
+            shown = legend_name(strategy, line["samples_per_question"].max(), mixed)
+            name = plot_text(f"{model}: {shown}" if len(models) > 1 else shown)
             (handle,) = axes.plot(
                 line["mean_tokens_per_question"], 100 * line["accuracy"], marker="o", markersize=3.5,
-                color=colors[(model, strategy)], label=name,
+                color=colors[(model, strategy)], label=name, linestyle="-" if shown == strategy else "--",
             )  # fmt: skip
             handles.setdefault(name, handle)
         best = frontier_line(part)
@@ -146,7 +169,7 @@ def frontier_figure(points: pd.DataFrame):
             marker="o", markersize=8, markerfacecolor="none", markeredgewidth=1.2, label="Pareto frontier",
         )  # fmt: skip
         handles.setdefault("Pareto frontier", handle)
-        axes.set_title("Average (Table 1 tasks)" if task == AVG else plot_text(benchmark(task).label), fontsize=10)
+        axes.set_title(_title(label), fontsize=10)
         tokens = [t for t in part["mean_tokens_per_question"] if t > 0]
         if tokens and max(tokens) / min(tokens) >= 8:
             axes.set_xscale("log", base=2)
@@ -156,7 +179,7 @@ def frontier_figure(points: pd.DataFrame):
         axes.tick_params(labelsize=7)
         axes.grid(alpha=0.3)
     figure.legend(
-        list(handles.values()), list(handles), loc="lower center", ncols=min(4, len(handles)), fontsize=8,
+        list(handles.values()), list(handles), loc="lower center", ncols=min(legend_columns, len(handles)), fontsize=8,
         frameon=False,
     )  # fmt: skip
     return figure

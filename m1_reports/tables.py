@@ -140,8 +140,13 @@ def _paired_scores(
 # ---------------------------------------------------------------------------------------- budget and scoring
 
 
-def series_label(model: str, ignore: Any) -> str:
-    return f"{model} (ignore {int(ignore)})" if ignore and not pd.isna(ignore) else model
+def series_label(model: str, ignore: Any, samples: int = 1) -> str:
+    """A budget curve's name: the model, its ignore rounds and its K samples per question (``m1-7B-23K (ignore 1,
+    4 samples)``), so that a K-sample sweep's curve is drawn apart from a one-sample sweep's on the same panel."""
+    parts = ([f"ignore {int(ignore)}"] if ignore and not pd.isna(ignore) else []) + (
+        [f"{samples} samples"] if samples > 1 else []
+    )
+    return f"{model} ({', '.join(parts)})" if parts else model
 
 
 def budget_table(loaded: Loaded) -> pd.DataFrame:
@@ -163,13 +168,14 @@ def budget_table(loaded: Loaded) -> pd.DataFrame:
     for label in loaded.labels:
         run = runs[label]
         model = short_model_name(run.model_name)
+        repeats = max((int(result.repeats) for result in run.tasks.values()), default=1)
         part = run_tasks[run_tasks["run"] == label]
         for r in part.itertuples():
             rows.append(
                 {
                     "run": label,
                     "model": model,
-                    "series": series_label(model, r.ignore),
+                    "series": series_label(model, r.ignore, repeats),
                     "task": r.task,
                     "column": r.column,
                     "budget": r.budget,
@@ -196,7 +202,7 @@ def budget_table(loaded: Loaded) -> pd.DataFrame:
             {
                 "run": label,
                 "model": model,
-                "series": series_label(model, run.ignore),
+                "series": series_label(model, run.ignore, repeats),
                 "task": AVG,
                 "column": AVG,
                 "budget": run.budget,

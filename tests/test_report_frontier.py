@@ -241,6 +241,21 @@ def test_a_future_strategy_is_one_more_row(sweep):
     assert STRATEGY_MAJORITY in {trace.name for trace in figure.data}
 
 
+def test_the_frontier_is_per_benchmark_column_not_per_task(sweep):
+    """Two tasks of one column (m1_medqa and m1_medqa_k4 of other runs; tests/test_report_repeats.py has the whole
+    report) share one Pareto frontier: a better point of the other task takes a point off it."""
+    report, _ = sweep
+    frame = report.frontier[report.frontier["task"] == "m1_medqa"]
+    other = {**frame.iloc[0].to_dict(), "task": "m1_medqa_k4", "run": "other", "mean_tokens_per_question": 42.0,
+             "accuracy": 0.9}  # fmt: skip
+    marked = mark_frontier(pd.concat([frame, pd.DataFrame([other])], ignore_index=True))
+    assert set(marked["column"]) == {"MedQA"}
+    on = marked[marked["on_frontier"]]
+    assert sorted(zip(on["task"], on["mean_tokens_per_question"], strict=True)) == [("m1_medqa", 22),
+                                                                                    ("m1_medqa_k4", 42)]  # fmt: skip
+    assert mark_frontier(frame)["on_frontier"].tolist() == frame["on_frontier"].tolist()
+
+
 # ------------------------------------------------------------------------------------------------- no sweep, none
 
 

@@ -404,6 +404,95 @@ def test_runs_of_different_k_share_the_table(tmp_path):
     assert first["maj@2"] == pytest.approx(0.75) and math.isnan(first["maj@3"]) and math.isnan(first["pass@4"])
 
 
+# ------------------------------------------------------------------- a greedy sweep beside a K-sample sweep
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """m1-eval demo's shape: one model's greedy sweep of m1_medqa (tests/test_report_frontier.py: budgets 256, 512,
+    1024 x 0/1 Wait rounds) and its K = 4 sweep of m1_medqa_k4 (budgets 256, 512), in other runs."""
+    from tests.test_report_frontier import write_sweep as write_greedy_sweep
+
+    out = tmp_path_factory.mktemp("mixed")
+    folders = write_greedy_sweep(out / "greedy") + write_sweep(out / "k4")
+    report = build_report(folders, ReportOptions(n_boot=200))
+    target = out / "report"
+    write_report(report, target)
+    return report, target
+
+
+def test_one_benchmark_is_one_frontier_over_both_sweeps(mixed):
+    report, target = mixed
+    frame = report.frontier
+    medqa = frame[frame["task"] != AVG]
+    assert set(medqa["column"]) == {"MedQA"} and list(dict.fromkeys(medqa["task"])) == ["m1_medqa", "m1_medqa_k4"]
+    # the Pareto frontier is the column's, over both sweeps' rows: the greedy 512 (50 % at 42 tokens) and 1024 (75 %
+    # at 102) points, on their own sweep's frontier, are beaten by the K-sample 512 (81.25 % at 42)
+    assert medqa["on_frontier"].tolist() == pareto_mask(medqa["mean_tokens_per_question"], medqa["accuracy"]).tolist()
+    on = {(r.task, r.strategy, r.budget, r.ignore, int(r.k)) for r in medqa.itertuples() if r.on_frontier}
+    assert on == {
+        ("m1_medqa", STRATEGY_BUDGET, 256, 0, 1),
+        ("m1_medqa_k4", STRATEGY_BUDGET, 256, 0, 1),
+        ("m1_medqa_k4", STRATEGY_BUDGET, 512, 0, 1),
+        ("m1_medqa_k4", STRATEGY_MAJORITY, 512, 0, 3),
+    }
+    # the two sweeps' curves are named apart (one line each, never one line through both)
+    curves = {task: sorted(set(medqa[medqa["task"] == task]["curve"])) for task in ("m1_medqa", "m1_medqa_k4")}
+    assert "budget (no Wait rounds)" in curves["m1_medqa"]
+    assert curves["m1_medqa_k4"] == ["budget (no Wait rounds), 4 samples", "maj@k at budget 256, 4 samples",
+                                     "maj@k at budget 512, 4 samples"]  # fmt: skip
+    # frontier.csv: the same rows, one frontier per column, the task names kept
+    written = pd.read_csv(target / "frontier.csv")
+    assert written["on_frontier"].tolist() == frame["on_frontier"].tolist()
+    assert set(written["task"]) == {AVG, "m1_medqa", "m1_medqa_k4"} and set(written["column"]) == {AVG, "MedQA"}
+    avg = frame[frame["task"] == AVG]  # the Avg (MedQA, 1 of 10) is one frontier too
+    assert avg["on_frontier"].tolist() == medqa["on_frontier"].tolist()
+
+
+def test_one_benchmark_is_one_panel_of_each_figure(mixed):
+    from m1_reports.render_plots import budget_figure
+    from m1_reports.render_plots import frontier_figure as static_frontier
+
+    report, target = mixed
+    index = (target / "index.html").read_text(encoding="utf-8")
+    for figure in ("figure-frontier", "figure-headline"):
+        spec = json.loads(re.search(rf'data-target="{figure}">(.*?)</script>', index, re.S).group(1))
+        assert [b["label"] for b in spec["layout"]["updatemenus"][0]["buttons"]] == ["Avg", "MedQA"], figure
+    spec = json.loads(re.search(r'data-target="figure-frontier">(.*?)</script>', index, re.S).group(1))
+    panel = [trace for trace in spec["data"][len(spec["data"]) // 2 :]]  # MedQA's traces (the Avg's are as many)
+    names = [trace["name"] for trace in panel]
+    assert names == ["budget", "budget (mean of 4 samples)", "Wait rounds", "Wait rounds", "maj@k", "maj@k",
+                     "Pareto frontier"]  # fmt: skip
+    sampled = panel[1]
+    assert sampled["line"]["dash"] == "dash" and sampled["x"] == pytest.approx([PER_SAMPLE[256], PER_SAMPLE[512]])
+    assert panel[-1]["x"] == pytest.approx([22, PER_SAMPLE[256], PER_SAMPLE[512], 3 * PER_SAMPLE[512]])
+    # the budget curve: the K-sample sweep is a line of its own on MedQA's panel
+    spec = json.loads(re.search(r'data-target="figure-headline">(.*?)</script>', index, re.S).group(1))
+    assert [t["name"] for t in spec["data"] if not t["visible"]] == ["m1-7B-23K", "m1-7B-23K (ignore 1)",
+                                                                       "m1-7B-23K (4 samples)"]  # fmt: skip
+    # the static figures: one panel (an Avg of one benchmark is that benchmark)
+    for figure in (static_frontier(report.frontier), budget_figure(report.budget)):
+        assert [a.get_title() for a in figure.axes if a.axison] == ["MedQA"]
+
+
+def test_the_summary_counts_a_benchmarks_questions_once_and_names_both_sweeps(mixed):
+    _, target = mixed
+    index = html.unescape((target / "index.html").read_text(encoding="utf-8"))
+    summary = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", index[index.index('id="summary"') :]))
+    assert "7 runs of m1-7B-23K, on MedQA (4 questions)." in summary  # the K-sample runs ask the same 4
+    assert ("Sweeps over thinking budget 256, 512, 1024 × ignore rounds 0, 1; and over thinking budget 256, 512 "
+            "with 4 samples per question (temperature 0.6).") in summary  # fmt: skip
+    assert "highest 81.25 % (m1-7B-23K (budget 512, 4 samples))" in summary
+
+
+def test_a_k_sample_sweep_alone_names_its_samples(sweep):
+    _, target = sweep
+    index = html.unescape((target / "index.html").read_text(encoding="utf-8"))
+    summary = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", index[index.index('id="summary"') :]))
+    assert "2 runs of m1-7B-23K, on MedQA (4 questions)." in summary
+    assert "A sweep over thinking budget 256, 512 with 4 samples per question (temperature 0.6)." in summary
+
+
 # ------------------------------------------------------------------------------------------------ the browser
 
 

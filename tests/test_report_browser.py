@@ -356,15 +356,23 @@ DEMO = Path(__file__).resolve().parents[1] / "reports" / "demo"
 
 @pytest.mark.skipif(not (DEMO / "index.html").exists(), reason="no committed demo report")
 def test_the_committed_demo_report(visit):
-    """reports/demo: the budget curve and Table 1 on the first screen; the question view shows all ten runs of a
-    question, by budget."""
+    """reports/demo, both axes of m1-eval demo (the greedy sweep, budgets x Wait rounds, and 4 samples per question
+    at budgets 8 and 16): the frontier, the budget curve and Table 1 on the first screen, one panel for the one
+    benchmark; the question view shows all ten greedy runs of a question, by budget."""
     seen = visit(DEMO / "index.html")
     page = seen.page
     page.locator("#figure-headline .main-svg").first.wait_for()
     assert top_of(page, "#figure-headline") < FIRST_SCREEN and top_of(page, "#table1 table") < FIRST_SCREEN
+    assert top_of(page, "#figure-frontier") < FIRST_SCREEN
     summary = page.locator("#summary").inner_text()
-    assert "A sweep over thinking budget 4, 8, 16, 32, 64 × ignore rounds 0, 1." in summary
-    assert page.locator("#protocol table.protocol tbody tr").count() == 1
+    assert "12 runs of demo-model, on demo chain (100 questions)." in summary
+    assert ("Sweeps over thinking budget 4, 8, 16, 32, 64 × ignore rounds 0, 1; and over thinking budget 8, 16 with "
+            "4 samples per question (temperature 0.8).") in summary  # fmt: skip
+    assert page.locator("#protocol table.protocol tbody tr").count() == 2  # greedy; sampled, K = 4
+    assert page.locator("#figure-frontier .updatemenu-container").count() == 0  # one panel: demo chain
+    legend = [t.text_content() for t in page.locator("#figure-frontier .legendtext").all()]
+    assert {"budget", "Wait rounds", "maj@k", "Pareto frontier"} <= set(legend)
+    assert page.locator("#parallel-samples-table tbody tr").count() == 2
     assert (DEMO / "first-screen.png").stat().st_size > 10_000
     assert seen.errors == [], f"console or page errors: {seen.errors}"
     seen = visit(DEMO / "samples.html")

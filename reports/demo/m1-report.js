@@ -99,7 +99,7 @@
 
   // ---------------------------------------------------------------------------------- the question browser
 
-  var VERDICT_CLASS = { R: "v-R", W: "v-W", N: "v-N", "?": "v-Q", "-": "" };
+  var VERDICT_CLASS = { R: "v-R", W: "v-W", N: "v-N", "?": "v-Q", P: "v-P", "-": "" };
 
   function questionBrowser(page) {
     var runs = {};
@@ -155,10 +155,10 @@
       } else if (status === "all-R") {
         if (!/^[R-]*R[R-]*$/.test(strip)) return false;
       } else if (status === "none-R") {
-        if (strip.indexOf("R") >= 0) return false;
+        if (strip.indexOf("R") >= 0 || strip.indexOf("P") >= 0) return false;
       } else if (status === "kept") {
         if (!question[5]) return false;
-      } else if (status === "R" || status === "W" || status === "N") {
+      } else if (status === "R" || status === "W" || status === "N" || status === "P") {
         if (column === null ? strip.indexOf(status) < 0 : strip.charAt(column) !== status) return false;
       }
       if (needle && haystack(question, data).indexOf(needle) < 0) return false;
@@ -172,7 +172,7 @@
       if (column === -1) column = -2; // the run did not evaluate this task: nothing matches "in" it
       var needle = ui.search.value.trim().toLowerCase();
       state.shown = data.questions.filter(function (q) {
-        return column === -2 && (status === "R" || status === "W" || status === "N")
+        return column === -2 && (status === "R" || status === "W" || status === "N" || status === "P")
           ? false : matches(q, data, status, column, needle);
       });
       state.page = 0;
@@ -222,6 +222,18 @@
       return details;
     }
 
+    // K samples per question (lm-eval's repeats): the card's texts are sample 1's; one chip per sample
+    function repeatsLine(entry) {
+      var line = el("p", "repeats", "sample 1 of " + entry.k + " shown; " + entry.right + " of " + entry.k +
+        " samples right. Each sample (the m1 scorer's verdict, extracted letter): ");
+      entry.samples.forEach(function (sample, i) {
+        var chip = el("span", "chip " + (VERDICT_CLASS[sample[0]] || ""), sample[1]);
+        chip.title = "sample " + (i + 1) + ": " + verdictText(sample[0]) + ", extracted " + sample[1];
+        line.appendChild(chip);
+      });
+      return line;
+    }
+
     function choose(question) {
       state.chosen = question;
       drawList();
@@ -266,6 +278,7 @@
           head.appendChild(el("span", "muted", entry.where));
         }
         card.appendChild(head);
+        if (entry && entry.k > 1) card.appendChild(repeatsLine(entry));
         if (entry) {
           if (entry.disagrees) card.appendChild(el("p", "warn", entry.disagrees));
           if (entry.prompt) card.appendChild(block("prompt (this run's)", entry.prompt, false));

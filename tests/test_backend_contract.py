@@ -41,6 +41,8 @@ from m1_base.markers import (
     THINKING_STOPS,
 )
 from m1_models.engine_types import GenerationStep, Phase, StepResult
+from m1_models import lm_eval_model
+from m1_models.budget_forcing import step_seed
 from m1_models.lm_eval_model import doc_hash, request_seed
 from m1_models.records import RECORD_FIELDS, RecordSink, request_hash
 from tests.helpers import IGNORE, INSTRUCTION, QUESTIONS
@@ -101,10 +103,12 @@ def generate(lm, requests: list[Instance]) -> tuple[list[str], list[dict]]:
 
 @dataclass
 class Spy:
-    """Per request (the controller's key within one call): the steps submitted and the results returned; the
-    prompt ids that reached the model; the engine's own request ids."""
+    """Per request (the controller's key within one call): the steps the controller asked for and the results it
+    got (a step may be answered from another request's engine call with the same prefix: m1_models/step_sharing.py);
+    the steps the engine was given; the prompt ids that reached the model; the engine's own request ids."""
 
     calls: dict[int, list[list]] = field(default_factory=lambda: defaultdict(list))  # key -> [[step, result], ...]
+    engine_steps: list[GenerationStep] = field(default_factory=list)  # what the engine itself was given
     wire: list[tuple[int, ...]] = field(default_factory=list)
     request_ids: list[str] = field(default_factory=list)
     held: dict[str, list[int]] = field(default_factory=dict)  # m1-vllm: a session's ids as its engine holds them
@@ -114,7 +118,7 @@ class Spy:
         return [(step, result) for step, result in self.calls[key]]
 
     def submitted(self) -> list[tuple[int, ...]]:
-        return [step.prompt_ids for calls in self.calls.values() for step, _ in calls]
+        return [step.prompt_ids for step in self.engine_steps]
 
     def pending(self) -> int:
         return sum(result is None for calls in self.calls.values() for _, result in calls)
@@ -127,8 +131,20 @@ def spy(lm):
     seen = Spy()
     submit, poll = engine.submit, engine.poll
 
+    class Sharing(lm_eval_model.StepSharing):  # the controller's side: every step and the result it got
+        def submit(self, key: int, step: GenerationStep) -> None:
+            seen.calls[key].append([step, None])
+            super().submit(key, step)
+
+        def poll(self) -> list[tuple[int, StepResult]]:
+            done = super().poll()
+            for key, result in done:
+                assert seen.calls[key][-1][1] is None, f"a second result for request {key}'s step"
+                seen.calls[key][-1][1] = result
+            return done
+
     def spy_submit(key: int, step: GenerationStep) -> None:
-        seen.calls[key].append([step, None])
+        seen.engine_steps.append(step)
         submit(key, step)
         flight = getattr(engine, "_flights", {}).get(key)  # m1-server: the request id of this step
         if flight is not None:
@@ -140,19 +156,24 @@ def spy(lm):
     def spy_poll() -> list[tuple[int, StepResult]]:
         done = poll()
         for key, result in done:
-            assert seen.calls[key][-1][1] is None, f"a second result for request {key}'s step"
-            seen.calls[key][-1][1] = result
             held = seen.held.get(seen.request_of.get(key, ""))
             if held is not None:  # a vLLM session keeps the KV of every id it generated but the last
                 held += list(result.token_ids)[:-1]
         return done
 
-    undo = [_patch(engine, "submit", spy_submit), _patch(engine, "poll", spy_poll), _watch_wire(engine, seen)]
+    undo = [_patch(engine, "submit", spy_submit), _patch(engine, "poll", spy_poll), _watch_wire(engine, seen),
+            _patch_module(lm_eval_model, "StepSharing", Sharing)]
     try:
         yield seen
     finally:
         for restore in reversed(undo):
             restore()
+
+
+def _patch_module(module, name: str, value):
+    before = getattr(module, name)
+    setattr(module, name, value)
+    return lambda: setattr(module, name, before)
 
 
 def _patch(obj, name: str, value):
@@ -386,12 +407,12 @@ def test_ignore_rounds_are_counted_bounded_and_share_the_budget(backend_lm):
     requests = [
         request
         for k, kwargs in enumerate(ROUNDS_KWARGS)
-        for request in instances(backend_lm, kwargs, 6, f"contract_rounds_{k}")
+        for request in instances(backend_lm, kwargs, 10, f"contract_rounds_{k}")
     ]
     texts, records, seen = run_checked(backend_lm, requests)  # every request checked against the SPEC
     rounds = [record["ignore_rounds"] for record in records]
     early = [record for record in records if not record["budget_hit"]]
-    # every path the SPEC describes was taken (measured: 9 of 18 with rounds, 9-10 early ends on each backend):
+    # every path the SPEC describes was taken (30 sampled requests, each step its own seed):
     # rounds used, up to all of them; early ends answered after thinking_end, with every round used or with the
     # ignore string no longer fitting (budget 12); budget hits with the overflow marker, after rounds too
     assert max(rounds) == 2 and sum(r > 0 for r in rounds) >= 4, rounds
@@ -399,7 +420,7 @@ def test_ignore_rounds_are_counted_bounded_and_share_the_budget(backend_lm):
     assert any(r["ignore_rounds"] == 2 for r in early) and any(r["ignore_rounds"] < 2 for r in early), records
     assert all(r["answer_tokens"] >= 1 for r in records)
     boxed = sum("\\boxed{" in r["answer_text"] for r in records)
-    assert boxed >= 5, f"the model answers after its thinking: \\boxed{{}} in only {boxed} of 18 answers"
+    assert boxed >= 5, f"the model answers after its thinking: \\boxed{{}} in only {boxed} of 30 answers"
 
 
 def test_without_forcing_the_model_is_a_plain_generator(backend_lm):
@@ -491,8 +512,10 @@ SAMPLED = {"max_tokens_thinking": 40, "thinking_n_ignore": 1, "max_tokens_answer
 
 
 def test_seeded_sampling_is_reproducible(backend_lm):
-    """A sampled request without a seed gets one from the model's seed and its prompt, on every step: its text
-    is the same in a second call and without the rest of its batch; an explicit seed is used as given."""
+    """A sampled request without a seed gets one from the model's seed and its prompt; each of its steps draws
+    from its own seed, derived from the request's and where the step starts (m1_models/budget_forcing.py
+    step_seed): its text is the same in a second call and without the rest of its batch; an explicit seed is the
+    request's seed."""
     requests = instances(backend_lm, SAMPLED, 6, "contract_seeded")
     first, first_records, seen = run_checked(backend_lm, requests)
     again, again_records, _ = run_checked(backend_lm, requests)
@@ -500,13 +523,15 @@ def test_seeded_sampling_is_reproducible(backend_lm):
     assert [r["thinking_text"] for r in again_records] == [r["thinking_text"] for r in first_records]
     for key, request in enumerate(requests):
         seed = request_seed(backend_lm.seed, request.args[0])
-        assert {step.sampling.get("seed") for step, _ in seen.steps(key)} == {seed}
+        steps = seen.steps(key)
+        assert [step.sampling.get("seed") for step, _ in steps] == [step_seed(seed, len(s.prompt_ids)) for s, _ in steps]
         assert all(step.sampling.get("temperature") == 0.9 for step, _ in seen.steps(key))
     alone, _, _ = run_checked(backend_lm, requests[4:5])
     assert alone == first[4:5]  # the per-request seed: the same text without the rest of the batch
     explicit = instances(backend_lm, {**SAMPLED, "seed": 4711}, 2, "contract_seeded")
     texts, _, seen = run_checked(backend_lm, explicit)
-    assert {step.sampling["seed"] for key in seen.calls for step, _ in seen.steps(key)} == {4711}
+    assert all(step.sampling["seed"] == step_seed(4711, len(step.prompt_ids))
+               for key in seen.calls for step, _ in seen.steps(key))  # fmt: skip
     assert run_checked(backend_lm, explicit)[0] == texts
 
 

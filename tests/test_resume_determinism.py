@@ -20,7 +20,7 @@ pytestmark = pytest.mark.engine
 
 KILL_POINT = Path(__file__).with_name("kill_point.py")
 
-N_GREEDY = 40
+N_GREEDY = 20
 N_SAMPLED = 8
 ORGANS = ["liver", "pancreas", "kidney", "spleen", "heart", "lung", "thyroid", "adrenal gland"]
 
@@ -31,8 +31,8 @@ def write_tasks(folder: Path) -> None:
         + "\n".join(f"{chr(65 + k)}. {ORGANS[(i + k) % len(ORGANS)]}" for k in range(4))
         for i in range(N_GREEDY)
     ]
-    # greedy, the tiny model thinks to the budget: every request is a long (400-token) generation
-    budget = {"until": [], "max_tokens_thinking": 400, "max_tokens_answer": 64}
+    # greedy, the tiny model thinks to the budget: every request is a long (200-token) generation
+    budget = {"until": [], "max_tokens_thinking": 200, "max_tokens_answer": 64}
     write_local_task(folder, "m1_e2e_greedy", prompts, {**budget, "do_sample": False})
     write_local_task(
         folder,

@@ -19,12 +19,13 @@ tasks stop at EOS) it is stopped the same way and its text decoded once, sparing
 detokenization.  Steps with other stop strings (a task's ``until`` text, the s1 preset's answer) or with
 ``min_tokens`` are one vLLM request each, with vLLM's own stop strings.
 
-Sessions are for greedy steps.  A seeded step (sampling) draws from its own random stream, seeded from the
-request's seed and where the step starts (:func:`m1_models.budget_forcing.step_seed`), which a session cannot do
-(vLLM keeps a request's generator across its streaming inputs): seeded steps are one request each, stopped by id
-all the same.  So a seeded request's text is the same on every engine path (sessions or not, m1-server's HTTP
-calls) and a nested sweep's smaller settings can take their steps from the larger ones.  The model_arg
-``sessions=false`` (or a vLLM without sessions) gives one request per step for greedy steps too.
+A seeded step (sampling) draws from its own random stream, seeded from the request's seed and where the step
+starts (:func:`m1_models.budget_forcing.step_seed`).  vLLM keeps a session's generator across its inputs; the
+plugin :mod:`m1_models.vllm_step_seeds`, which vLLM loads in its processes, starts a new stream when an input
+brings a new seed.  Where vLLM does not load it (``VLLM_PLUGINS`` leaves it out), seeded steps are one request
+each, stopped by id all the same.  Either way a seeded request's text is the same on every engine path (sessions
+or not, m1-server's HTTP calls), and a nested sweep's smaller settings can take their steps from the larger ones.
+The model_arg ``sessions=false`` (or a vLLM without sessions) gives one request per step.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from m1_models.engine_types import GenerationStep, Phase, StepResult
+from m1_models.vllm_step_seeds import loaded_by_vllm
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +113,7 @@ class VLLMStepEngine:
         self._sessions: dict[int, _Session] = {}  # key -> its open session
         self._checked: dict[str, tuple[str, ...]] = {}  # request id of a one-step request stopped by id -> stops
         self.sessions = bool(sessions and supports_sessions(engine))
+        self._reseeds = self.sessions and loaded_by_vllm()
         self._special = special_token_ids(tokenizer) if self.sessions else {}
         self._tasks: Any = None
 
@@ -127,9 +130,10 @@ class VLLMStepEngine:
     # -- StepEngine --------------------------------------------------------------------------------------------
     def submit(self, key: int, step: GenerationStep) -> None:
         stop_ids = self._stop_ids(step)
-        # a seeded step draws from its own stream (budget_forcing.step_seed); a session would run the stream of
-        # the request's first step on through its later ones
-        if stop_ids is not None and step.phase is not Phase.PLAIN and step.sampling.get("seed") is None:
+        # a seeded step draws from its own stream (budget_forcing.step_seed): in a session only where vLLM loads
+        # the plugin that re-seeds a session's stream (m1_models/vllm_step_seeds.py)
+        seeded = step.sampling.get("seed") is not None
+        if stop_ids is not None and step.phase is not Phase.PLAIN and (self._reseeds or not seeded):
             self._submit_to_session(key, step, stop_ids)
             return
         self._end_session(key)

@@ -93,6 +93,36 @@ def test_sessions_return_what_one_request_per_step_returns(vllm_lm):
     assert vllm_lm.llm.llm_engine.get_num_unfinished_requests() == 0 and not engine._sessions
 
 
+def test_seeded_steps_in_a_session_draw_what_one_request_per_step_draws(vllm_lm):
+    """Each seeded step draws from its own seed (m1_models/budget_forcing.py step_seed); in a session, the plugin
+    m1_models/vllm_step_seeds.py, which vLLM loads in its worker, starts the stream again from it: the same texts
+    as one vLLM request per step, and the steps did run in sessions."""
+    engine = vllm_lm.step_engine()
+    assert engine._reseeds, "vLLM loads the m1_eval_step_seeds plugin (pyproject.toml entry point)"
+    sampled = {**FORCED, "do_sample": True, "temperature": 0.9}
+    reqs = requests(vllm_lm, sampled, 6, "sessions_seeded")
+    fresh = VLLMStepEngine(vllm_lm.llm.llm_engine, vllm_lm.tokenizer, sessions=False)
+    with engine_of(vllm_lm, fresh):
+        expected = generate(vllm_lm, reqs)
+    core = engine._engine.engine_core
+    resumable: list[str] = []
+    add_request = core.add_request
+
+    def watched(request, *args, **kwargs):
+        if request.resumable:
+            resumable.append(request.request_id)
+        return add_request(request, *args, **kwargs)
+
+    core.add_request = watched
+    try:
+        assert generate(vllm_lm, reqs) == expected
+    finally:
+        del core.add_request
+    texts, records = expected
+    assert len(set(texts)) == 6 and any(r["ignore_rounds"] for r in records)
+    assert len(resumable) >= sum(len(r["finish_reasons"]) for r in records)  # every step in a session
+
+
 def test_a_session_sends_only_the_appended_ids(vllm_lm):
     engine = vllm_lm.step_engine()
     core = engine._engine.engine_core

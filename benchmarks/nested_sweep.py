@@ -3,8 +3,10 @@
     python benchmarks/nested_sweep.py [--repeats 3] [--questions 256] [--largest 512]
 
 The sweep: thinking budgets B/16, B/8, B/4, B/2, B (B = ``--largest``) x "Wait" rounds {0, 1}, answers capped at 64
-tokens, greedy (the paper's protocol), ``--questions`` questions: every setting a request per question, all in
-one m1-vllm ``generate_until`` call, as ``m1-sweep`` makes it.  Three sides, in one process, alternating:
+tokens, ``--questions`` questions: every setting a request per question, all in one m1-vllm ``generate_until``
+call, as ``m1-sweep`` makes it.  Seeded sampling (temperature 0.8): the tiny model's thinking then ends at
+long-tailed lengths (greedy, it thinks on to every budget); each step draws from its own seed, so the settings
+share their steps exactly as under greedy decoding.  Three sides, in one process, alternating:
 
 * nested: the sweep as m1-vllm runs it (``m1_models/step_sharing.py``);
 * flat: the same call with ``share_steps`` off (every setting decoded on its own, as before the nesting);
@@ -28,10 +30,10 @@ from gen_common import alternate, engine_args, instances, parser, questions, res
 MODULUS = (1 << 61) - 1
 
 
-def sweep_gen_kwargs(largest: int) -> list[dict]:
+def sweep_gen_kwargs(largest: int, answer_cap: int = 64) -> list[dict]:
     budgets = [largest // 16, largest // 8, largest // 4, largest // 2, largest]
     return [
-        {"max_tokens_thinking": b, "thinking_n_ignore": n, "max_tokens_answer": 64, "do_sample": False}
+        {"max_tokens_thinking": b, "thinking_n_ignore": n, "max_tokens_answer": answer_cap, "temperature": 0.8}
         for b, n in itertools.product(budgets, (0, 1))
     ]
 
@@ -61,6 +63,7 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--questions", type=int, default=256)
     p.add_argument("--largest", type=int, default=512, help="the largest thinking budget B (default 512)")
+    p.add_argument("--answer-cap", type=int, default=64, help="max_tokens_answer (default 64)")
     args = p.parse_args()
     from m1_models import lm_eval_model
     from m1_models.records import RecordSink
@@ -68,7 +71,7 @@ def main() -> None:
 
     lm = start_lm(**engine_args(args))
     prompts = questions(args.questions)
-    settings = sweep_gen_kwargs(args.largest)
+    settings = sweep_gen_kwargs(args.largest, args.answer_cap)
     sweep = [request for kwargs in settings for request in instances(lm, prompts, kwargs)]
     largest = instances(lm, prompts, settings[-1])
 
@@ -97,6 +100,8 @@ def main() -> None:
     decoded = sum(len(generated) for _, generated, shared in Recording.calls_seen if not shared)
     tree = token_tree([(prompt, generated) for prompt, generated, _ in Recording.calls_seen])
     assert decoded == sum(r["decoded_tokens"] for r in records)
+    lm.generate_until(largest, disable_tqdm=True)
+    largest_decoded = sum(r["decoded_tokens"] for r in keep.pop("bench"))
     lm.share_steps = False
     texts_flat = lm.generate_until(sweep, disable_tqdm=True)
     flat_records = keep.pop("bench")
@@ -107,8 +112,13 @@ def main() -> None:
     print(f"requests: {len(sweep)} ({len(prompts)} questions x {len(settings)} settings); thinking tokens at "
           f"budget {args.largest}: median {statistics.median(thinking)}, p90 {thinking[int(0.9 * len(thinking))]}, "
           f"max {thinking[-1]} ({len(top)} records)")  # fmt: skip
-    print(f"decoded: nested {decoded}, flat {sum(r['decoded_tokens'] for r in flat_records)}; token tree {tree}; "
-          f"texts equal to the flat sweep's: {same}/{len(sweep)} (greedy; bfloat16 batches may flip a few)")
+    print(f"decoded: nested {decoded}, flat {sum(r['decoded_tokens'] for r in flat_records)}, largest alone "
+          f"{largest_decoded}; token tree {tree} ({tree / largest_decoded:.2f}x the largest setting's tokens: the "
+          f"floor of nested_vs_largest when time follows tokens); texts equal to the flat sweep's: "
+          f"{same}/{len(sweep)} (bfloat16 batches may flip a few)")
+    budgets = sorted({r["budget"] for r in records})
+    answers = {b: [r["answer_tokens"] for r in records if r["budget"] == b] for b in budgets}
+    print("mean answer tokens by budget: " + ", ".join(f"{b}: {sum(a) / len(a):.1f}" for b, a in answers.items()))
 
     def nested() -> None:
         lm.generate_until(sweep, disable_tqdm=True)

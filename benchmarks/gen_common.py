@@ -58,11 +58,21 @@ def write_data(folder: Path, n: int) -> Path:
     return path
 
 
-def start_lm(max_model_len: int = 2048, **engine_kwargs: Any):
-    """An m1-vllm model on the tiny model, its engine started (start-up is not part of any measurement)."""
+def brief_answer_model_path() -> str:
+    """The tiny model trained also on thinking cut by the budget and answered in a sentence after "Final Answer:"
+    (``TinyModelSpec.overflow_rate``), as the m1 models answer; the test model never saw that marker, and its
+    forced answers run on to their cap."""
+    from m1_eval.tiny_model import TinyModelSpec, ensure_tiny_model
+
+    return str(ensure_tiny_model(spec=TinyModelSpec(overflow_rate=0.3)))
+
+
+def start_lm(max_model_len: int = 2048, model: str | None = None, **engine_kwargs: Any):
+    """An m1-vllm model on the tiny model (or ``model``), its engine started (start-up is not part of any
+    measurement)."""
     from m1_models.vllm_model import M1VLLM
 
-    lm = M1VLLM(pretrained=tiny_model_path(), max_model_len=max_model_len, **engine_kwargs)
+    lm = M1VLLM(pretrained=model or tiny_model_path(), max_model_len=max_model_len, **engine_kwargs)
     lm.progress_bar = False
     _ = lm.llm  # start the engine now
     return lm

@@ -1,6 +1,6 @@
 """A nested sweep (steps with the same prefix generated once) vs its largest setting alone and vs a flat sweep.
 
-    python benchmarks/nested_sweep.py [--repeats 3] [--questions 256] [--largest 512]
+    python benchmarks/nested_sweep.py [--repeats 3] [--questions 256] [--largest 512] [--brief-answers]
 
 The sweep: thinking budgets B/16, B/8, B/4, B/2, B (B = ``--largest``) x "Wait" rounds {0, 1}, answers capped at 64
 tokens, ``--questions`` questions: every setting a request per question, all in one m1-vllm ``generate_until``
@@ -25,7 +25,16 @@ from __future__ import annotations
 import itertools
 import statistics
 
-from gen_common import alternate, engine_args, instances, parser, questions, result_line, start_lm
+from gen_common import (
+    alternate,
+    brief_answer_model_path,
+    engine_args,
+    instances,
+    parser,
+    questions,
+    result_line,
+    start_lm,
+)
 
 MODULUS = (1 << 61) - 1
 
@@ -64,12 +73,15 @@ def main() -> None:
     p.add_argument("--questions", type=int, default=256)
     p.add_argument("--largest", type=int, default=512, help="the largest thinking budget B (default 512)")
     p.add_argument("--answer-cap", type=int, default=64, help="max_tokens_answer (default 64)")
+    p.add_argument("--brief-answers", action="store_true",
+                   help="the tiny model trained also to answer in a sentence after 'Final Answer:' (as the m1 models "
+                        "do) instead of the test model, whose forced answers run on to the cap")  # fmt: skip
     args = p.parse_args()
     from m1_models import lm_eval_model
     from m1_models.records import RecordSink
     from m1_models.step_sharing import StepSharing
 
-    lm = start_lm(**engine_args(args))
+    lm = start_lm(model=brief_answer_model_path() if args.brief_answers else None, **engine_args(args))
     prompts = questions(args.questions)
     settings = sweep_gen_kwargs(args.largest, args.answer_cap)
     sweep = [request for kwargs in settings for request in instances(lm, prompts, kwargs)]

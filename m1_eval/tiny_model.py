@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from m1_base.markers import ANSWER_MARKER, IM_END, IM_START, THINK_START
+from m1_base.markers import ANSWER_MARKER, IM_END, IM_START, OVERFLOW_MARKER, THINK_START
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +75,16 @@ class TinyModelSpec:
     median_thinking_words: int = 40
     seed: int = 1234
     version: int = 2
+    #: share of training texts whose thinking is cut and answered after the overflow marker ("Final Answer:") in a
+    #: sentence, as the m1 models answer when the budget runs out; 0 (the test model): never, so its forced answers
+    #: run on to their cap
+    overflow_rate: float = 0.0
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        fields = asdict(self)
+        if not fields["overflow_rate"]:  # the test model's folder name from before the field existed
+            del fields["overflow_rate"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _question(rng: random.Random) -> str:
@@ -94,7 +101,7 @@ def _thinking_length(rng: random.Random, median: int) -> int:
     return max(3, min(int(rng.lognormvariate(0.0, 0.8) * median), 12 * median))
 
 
-def synthetic_conversation(rng: random.Random, median_thinking_words: int) -> str:
+def synthetic_conversation(rng: random.Random, median_thinking_words: int, overflow_rate: float = 0.0) -> str:
     """One training text: chat prompt, thinking in numbered steps, answer marker, boxed answer.
 
     Numbered steps of fixed length give the model something to count, so that even greedy decoding ends its
@@ -106,6 +113,13 @@ def synthetic_conversation(rng: random.Random, median_thinking_words: int) -> st
     steps = [f"step {k}: " + " ".join(rng.choice(_THINK_WORDS) for _ in range(5)) + "." for k in range(1, n_steps + 1)]
     if rng.random() < 0.3:
         steps.append("Wait, " + " ".join(rng.choice(_THINK_WORDS) for _ in range(5)) + ".")
+    if overflow_rate and rng.random() < overflow_rate:  # the budget ran out mid-thought: a one-sentence answer
+        cut = rng.randrange(1, len(steps) + 1)
+        thinking = "\n".join(steps[:cut])
+        return (
+            f"{IM_START}user\n{question}{IM_END}\n{IM_START}assistant\n"
+            f"{THINK_START}{thinking}\n{OVERFLOW_MARKER} The answer is \\boxed{{{letter}}}.{IM_END}\n{ENDOFTEXT}"
+        )
     thinking = "\n".join(steps)
     return (
         f"{IM_START}user\n{question}{IM_END}\n{IM_START}assistant\n"
@@ -193,7 +207,7 @@ def build_tiny_model(out_dir: Path, spec: TinyModelSpec = TinyModelSpec()) -> Pa
 
     rng = random.Random(spec.seed)
     torch.manual_seed(spec.seed)
-    corpus = [synthetic_conversation(rng, spec.median_thinking_words) for _ in range(3000)]
+    corpus = [synthetic_conversation(rng, spec.median_thinking_words, spec.overflow_rate) for _ in range(3000)]
     tokenizer = _train_tokenizer(corpus, spec)
     config = qwen2_config(
         tokenizer,

@@ -58,13 +58,15 @@ def write_data(folder: Path, n: int) -> Path:
     return path
 
 
-def brief_answer_model_path() -> str:
+def brief_answer_model_path(thinking_words: int = 40) -> str:
     """The tiny model trained also on thinking cut by the budget and answered in a sentence after "Final Answer:"
     (``TinyModelSpec.overflow_rate``), as the m1 models answer; the test model never saw that marker, and its
-    forced answers run on to their cap."""
+    forced answers run on to their cap.  ``thinking_words``: the median length of its training thoughts (the test
+    model's: 40)."""
     from m1_eval.tiny_model import TinyModelSpec, ensure_tiny_model
 
-    return str(ensure_tiny_model(spec=TinyModelSpec(overflow_rate=0.3)))
+    spec = TinyModelSpec(overflow_rate=0.3, median_thinking_words=thinking_words)
+    return str(ensure_tiny_model(spec=spec))
 
 
 def start_lm(max_model_len: int = 2048, model: str | None = None, **engine_kwargs: Any):

@@ -76,12 +76,15 @@ def main() -> None:
     p.add_argument("--brief-answers", action="store_true",
                    help="the tiny model trained also to answer in a sentence after 'Final Answer:' (as the m1 models "
                         "do) instead of the test model, whose forced answers run on to the cap")  # fmt: skip
+    p.add_argument("--thinking-words", type=int, default=40,
+                   help="with --brief-answers: the median words of the model's training thoughts (default 40)")
     args = p.parse_args()
     from m1_models import lm_eval_model
     from m1_models.records import RecordSink
     from m1_models.step_sharing import StepSharing
 
-    lm = start_lm(model=brief_answer_model_path() if args.brief_answers else None, **engine_args(args))
+    model = brief_answer_model_path(args.thinking_words) if args.brief_answers else None
+    lm = start_lm(model=model, **engine_args(args))
     prompts = questions(args.questions)
     settings = sweep_gen_kwargs(args.largest, args.answer_cap)
     sweep = [request for kwargs in settings for request in instances(lm, prompts, kwargs)]

@@ -159,15 +159,7 @@ def sweep_figure(budget: pd.DataFrame) -> Any | None:
                     legendgroup=plot_label(name),
                     marker={"size": 8, "color": COLORS[number % len(COLORS)]},
                     line={"width": 2, "color": COLORS[number % len(COLORS)]},
-                    error_y={
-                        "type": "data",
-                        "symmetric": False,
-                        "array": [100 * h - v if _finite(h) else 0 for h, v in zip(high, y, strict=True)],
-                        "arrayminus": [v - 100 * lo if _finite(lo) else 0 for lo, v in zip(low, y, strict=True)],
-                        "thickness": 1,
-                        "width": 3,
-                        "color": COLORS[number % len(COLORS)],
-                    },
+                    error_y=_error_bars(y, low, high, COLORS[number % len(COLORS)]),
                     customdata=[
                         [
                             plot_label(r.run),

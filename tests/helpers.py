@@ -314,3 +314,37 @@ def parity_instances(lm, task: str, n_per_kwargs: int = 3) -> list:
 def parity_records(lm, task: str) -> dict[int, dict]:
     """The records of ``task`` that ``lm.record_sink`` holds, by doc id, PARITY_RECORD_FIELDS only (popped)."""
     return {r["doc_id"]: {k: r[k] for k in PARITY_RECORD_FIELDS} for r in lm.record_sink.pop(task)}
+
+
+KILL_POINT = Path(__file__).with_name("kill_point.py")
+
+
+def kill_after(command: str, args: list[str], n: int, cwd: Path, timeout: float = 300) -> None:
+    """Run the console script ``command`` (``lm_eval``, ``m1-sweep``) with ``args`` until its ``n``-th finished
+    request is on disk (response and m1 record in the ``--use_cache`` database), then SIGKILL its process group
+    (the engine's processes too) while it waits there (``tests/kill_point.py``): the kill lands at a point the test
+    chose, whatever the machine's speed.  Fails the test, with the run's log, if the run never got there."""
+    import contextlib
+    import signal
+    import time
+
+    marker, log = cwd / f"{command}.paused", cwd / f"{command}.killed.log"
+    marker.unlink(missing_ok=True)
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    with log.open("wb") as stderr:  # a file, not a pipe: nobody reads while the run goes on
+        process = subprocess.Popen(
+            [sys.executable, str(KILL_POINT), str(n), str(marker), command, *args], cwd=cwd, env=env,
+            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        paused = marker.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert paused, f"{command} never paused after {n} requests\n" + log.read_text(errors="replace")[-3000:]
+    assert marker.read_text().strip() == str(n)
+    assert process.returncode == -signal.SIGKILL  # it was still waiting at the kill point

@@ -1,9 +1,10 @@
-"""Test-only driver: the real ``lm_eval`` command, paused at a point the test controls, for the test to kill it.
+"""Test-only driver: a real command (``lm_eval``, ``m1-sweep``), paused at a point the test controls, for the test
+to kill it.
 
-    python tests/kill_point.py N MARKER <lm_eval arguments...>
+    python tests/kill_point.py N MARKER COMMAND <arguments...>
 
-runs the installed ``lm_eval`` console script (same interpreter, so m1-eval's start-up hook is in place as
-usual) with one change: once the N-th finished request has been written (its response in lm-eval's
+runs the installed console script COMMAND (same interpreter, so m1-eval's start-up hook is in place as usual)
+with one change: once the N-th finished request has been written (its response in lm-eval's
 ``--use_cache`` database by ``cache_hook.add_partial``, then its m1 record by ``RecordSink.add``; SqliteDict with
 ``autocommit=True`` returns from each write only after the writer thread has committed it), the process
 writes MARKER (the count, then renamed into place) and sleeps, without generating another token, until the test
@@ -48,12 +49,12 @@ def pause_after(n: int, marker: Path) -> None:
 
 
 def main() -> None:
-    n, marker, *lm_eval_args = sys.argv[1:]
+    n, marker, command, *args = sys.argv[1:]
     pause_after(int(n), Path(marker))
-    script = shutil.which("lm_eval", path=str(Path(sys.executable).parent))
+    script = shutil.which(command, path=str(Path(sys.executable).parent))
     if script is None:
-        sys.exit(f"kill_point: no lm_eval script beside {sys.executable}")
-    sys.argv = [script, *lm_eval_args]
+        sys.exit(f"kill_point: no {command} script beside {sys.executable}")
+    sys.argv = [script, *args]
     sys.path[0] = str(Path(script).parent)  # as when the script runs itself (not this tests/ folder)
     runpy.run_path(script, run_name="__main__")
 

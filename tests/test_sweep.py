@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from m1_eval.sweep import Setting, SweepError, check_sampled, is_complete, parse_repeats, parse_settings
-from tests.helpers import cached_responses, read_jsonl, run_lm_eval
+from tests.helpers import cached_responses, kill_after, read_jsonl, run_lm_eval
 
 M1_SWEEP = str(Path(sys.executable).with_name("m1-sweep"))
 SETTINGS = ("budget_24_ignore_0", "budget_24_ignore_1", "budget_64_ignore_0", "budget_64_ignore_1")
@@ -65,15 +63,15 @@ def test_a_folder_counts_as_done_only_with_results(tmp_path):
 
 # ------------------------------------------------------------------------------------------- real engine
 
-#: float32 keeps decoding independent of batch composition: a run with 4 requests at a time (so that a kill lands
-#: halfway) gives what a run with all at once gives
+#: float32 keeps decoding independent of batch composition: a run resumed after a kill, which batches the requests
+#: left differently, gives what a run with all at once gives
 MODEL_ARGS = "max_model_len=1024,dtype=float32"
 
 
-def sweep_args(tiny_model: Path, out: str, cache: str | None = None, few_at_a_time: bool = False) -> list[str]:
+def sweep_args(tiny_model: Path, out: str, cache: str | None = None) -> list[str]:
     args = [
         "--model", "m1-vllm",
-        "--model_args", f"pretrained={tiny_model},{MODEL_ARGS}" + (",max_num_seqs=4" if few_at_a_time else ""),
+        "--model_args", f"pretrained={tiny_model},{MODEL_ARGS}",
         "--tasks", "m1_demo",
         "--apply_chat_template",
         "--gen_kwargs", "temperature=0.8,max_tokens_answer=32",
@@ -157,20 +155,12 @@ def test_a_sweep_writes_one_lm_eval_folder_per_setting_equal_to_a_separate_run(s
 @pytest.mark.cli
 @pytest.mark.engine
 def test_a_killed_sweep_resumes_and_skips_finished_settings(sweep_dir, tiny_model, tmp_path):
-    args = sweep_args(tiny_model, "resumed", "cache/c", few_at_a_time=True)
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    process = subprocess.Popen([M1_SWEEP, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
-    db = tmp_path / "cache" / "c_rank0.db"
-    deadline = time.monotonic() + 300
-    while cached_responses(db) < 30:
-        assert process.poll() is None, process.stderr.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "the sweep never cached 30 requests"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    done_before = cached_responses(db)
-    assert done_before < 120, "killed too late: every request had finished"
+    """Killed (SIGKILL, engine processes included) right after its 30th finished request of 120 is in the cache
+    (tests/kill_point.py pauses it there), then run again."""
+    args = sweep_args(tiny_model, "resumed", "cache/c")
+    kill_after("m1-sweep", args, 30, tmp_path)
+    done_before = cached_responses(tmp_path / "cache" / "c_rank0.db")
+    assert done_before == 30
     assert not any(is_complete(tmp_path / "resumed" / name) for name in SETTINGS)  # killed while generating
 
     result = run_sweep(args, tmp_path)
@@ -178,7 +168,7 @@ def test_a_killed_sweep_resumes_and_skips_finished_settings(sweep_dir, tiny_mode
     line = next(line for line in result.stderr.splitlines() if "Cached requests:" in line)
     cached = int(line.split("Cached requests:")[1].split(",")[0])
     remaining = int(line.split("Requests remaining:")[1])
-    assert cached >= done_before and cached + remaining == 120 and remaining > 0
+    assert (cached, remaining) == (30, 90)  # resumed, not restarted
     for name in SETTINGS:  # records of requests generated before the kill come back from the cache
         assert run_files(tmp_path / "resumed" / name) == run_files(sweep_dir / name)
 

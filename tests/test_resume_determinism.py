@@ -45,9 +45,9 @@ def workdir(tmp_path_factory, tiny_model):
 def command(tiny_model: Path, tasks: Path, out: str, cache: str | None) -> list[str]:
     args = [
         "--model", "m1-vllm",
-        # four at a time, so requests finish in waves (a resumed run batches them differently); float32 keeps
-        # greedy decoding independent of which requests share a batch
-        "--model_args", f"pretrained={tiny_model},max_model_len=1024,max_num_seqs=4,dtype=float32",
+        # float32 keeps greedy decoding independent of which requests share a batch (the resumed run's batches
+        # hold only the requests the killed run left)
+        "--model_args", f"pretrained={tiny_model},max_model_len=1024,dtype=float32",
         "--tasks", "m1_e2e_greedy,m1_e2e_sampled",
         "--include_path", str(tasks),
         "--apply_chat_template",

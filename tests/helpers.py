@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -319,15 +322,20 @@ def parity_records(lm, task: str) -> dict[int, dict]:
 KILL_POINT = Path(__file__).with_name("kill_point.py")
 
 
+def cache_counts(stderr: str) -> tuple[int, int]:
+    """(cached, remaining) requests as lm-eval's CachingLM logged them ("Cached requests: C, Requests remaining:
+    R", one line per request type), summed."""
+    lines = [line for line in stderr.splitlines() if "Cached requests:" in line]
+    cached = sum(int(line.split("Cached requests:")[1].split(",")[0]) for line in lines)
+    remaining = sum(int(line.split("Requests remaining:")[1]) for line in lines)
+    return cached, remaining
+
+
 def kill_after(command: str, args: list[str], n: int, cwd: Path, timeout: float = 300) -> None:
     """Run the console script ``command`` (``lm_eval``, ``m1-sweep``) with ``args`` until its ``n``-th finished
     request is on disk (response and m1 record in the ``--use_cache`` database), then SIGKILL its process group
     (the engine's processes too) while it waits there (``tests/kill_point.py``): the kill lands at a point the test
     chose, whatever the machine's speed.  Fails the test, with the run's log, if the run never got there."""
-    import contextlib
-    import signal
-    import time
-
     marker, log = cwd / f"{command}.paused", cwd / f"{command}.killed.log"
     marker.unlink(missing_ok=True)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import kill_after, read_jsonl, run_lm_eval, write_local_task
+from tests.helpers import cache_counts, kill_after, read_jsonl, run_lm_eval, write_local_task
 
 pytestmark = pytest.mark.engine
 
@@ -122,10 +122,7 @@ def test_killed_run_resumes_from_the_cache(workdir, resumed_run):
     # exactly what the killed run finished is on disk: one response and one m1 record per finished request
     records = [key for key in keys if key.startswith("m1-record\x00")]
     assert (len(keys) - len(records), len(records)) == (DONE_BEFORE_KILL, DONE_BEFORE_KILL)
-    lines = [line for line in stderr.splitlines() if "Cached requests:" in line]
-    cached = sum(int(line.split("Cached requests:")[1].split(",")[0]) for line in lines)
-    remaining = sum(int(line.split("Requests remaining:")[1]) for line in lines)
-    assert (cached, remaining) == (DONE_BEFORE_KILL, TOTAL - DONE_BEFORE_KILL)  # resumed, not restarted
+    assert cache_counts(stderr) == (DONE_BEFORE_KILL, TOTAL - DONE_BEFORE_KILL)  # resumed, not restarted
     # records of the requests generated before the kill come back from the cache
     run_dir = next((workdir / "resumed").iterdir())
     for task, n in (("m1_e2e_greedy", N_GREEDY), ("m1_e2e_sampled", N_SAMPLED)):

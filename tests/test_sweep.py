@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from m1_eval.sweep import Setting, SweepError, check_sampled, is_complete, parse_repeats, parse_settings
-from tests.helpers import cached_responses, kill_after, read_jsonl, run_lm_eval
+from tests.helpers import cache_counts, cached_responses, kill_after, read_jsonl, run_lm_eval
 
 M1_SWEEP = str(Path(sys.executable).with_name("m1-sweep"))
 SETTINGS = ("budget_24_ignore_0", "budget_24_ignore_1", "budget_64_ignore_0", "budget_64_ignore_1")
@@ -165,10 +165,7 @@ def test_a_killed_sweep_resumes_and_skips_finished_settings(sweep_dir, tiny_mode
 
     result = run_sweep(args, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    line = next(line for line in result.stderr.splitlines() if "Cached requests:" in line)
-    cached = int(line.split("Cached requests:")[1].split(",")[0])
-    remaining = int(line.split("Requests remaining:")[1])
-    assert (cached, remaining) == (30, 90)  # resumed, not restarted
+    assert cache_counts(result.stderr) == (30, 90)  # resumed, not restarted
     for name in SETTINGS:  # records of requests generated before the kill come back from the cache
         assert run_files(tmp_path / "resumed" / name) == run_files(sweep_dir / name)
 

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+#: fixtures shared by two files: the killed-and-resumed m1-sweep and lm_eval runs
+pytest_plugins = ["tests.killed_runs"]
+
 #: every vLLM engine and server the tests start (in this process or a subprocess, which inherits the environment)
 #: reserves this many GiB of RAM for its KV cache instead of a share of the machine's RAM (0.25 of 24 GiB by
 #: default): the tiny models' requests need far less than 1 GiB, and two test workers run engines side by side
@@ -31,19 +34,21 @@ def _worker_core() -> str | None:
 
 
 #: Test files that share a session fixture costly to start run on one pytest-xdist worker (``-n 2`` in
-#: pyproject.toml), so that it starts once: the two vLLM servers (with the in-process engine and the m1-hf model
-#: the backend contract also compares), the command driver of ``command_forks``.  Every other file is a group of
-#: its own (its module fixtures run once).
+#: pyproject.toml), so that it starts once: the two vLLM servers (with the in-process engine, the m1-hf model the
+#: backend contract also compares and the float32 reference the servers and the data-parallel replicas must
+#: match), the command driver of ``command_forks``, the killed-and-resumed runs (tests/killed_runs.py).  Every
+#: other file is a group of its own (its module fixtures run once).
 SHARED_GROUPS = {
     "servers": ("test_server_faults.py", "test_server_model.py", "test_backend_contract.py", "test_hf_model.py",
-                "test_vllm_sessions.py", "test_vllm_engine.py", "test_user_errors.py"),
+                "test_vllm_sessions.py", "test_vllm_engine.py", "test_user_errors.py", "test_data_parallel.py"),
     "command_forks": ("test_lm_eval_cli.py", "test_user_values.py", "test_server_model_args.py"),
+    "killed_runs": ("test_sweep.py", "test_resume_determinism.py"),
 }  # fmt: skip
 #: Groups by their time on 2 cores (``pytest --durations``), longest first: xdist hands them out in this order,
 #: so that the two workers finish together rather than one waiting for the other's last long file.
 LONGEST_FIRST = (
-    "servers", "test_sweep.py", "command_forks", "test_resume_determinism.py", "test_lm_eval_own_tests.py",
-    "test_m1_tasks_run.py", "test_server_secrets.py", "test_data_parallel.py", "test_demo_chain.py",
+    "servers", "killed_runs", "command_forks", "test_lm_eval_own_tests.py",
+    "test_m1_tasks_run.py", "test_server_secrets.py", "test_demo_chain.py",
     "test_nested_sweep.py", "test_report_cli.py", "test_report_browser.py", "test_task_yamls.py",
 )  # fmt: skip
 _GROUP_OF_FILE = {name: group for group, names in SHARED_GROUPS.items() for name in names}

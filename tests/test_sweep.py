@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from m1_eval.sweep import Setting, SweepError, check_sampled, is_complete, parse_repeats, parse_settings
-from tests.helpers import cache_counts, cached_responses, kill_after, read_jsonl, run_lm_eval
-
-M1_SWEEP = str(Path(sys.executable).with_name("m1-sweep"))
-SETTINGS = ("budget_24_ignore_0", "budget_24_ignore_1", "budget_64_ignore_0", "budget_64_ignore_1")
+from tests.helpers import cache_counts
+from tests.killed_runs import (
+    SEPARATE_SETTING,
+    SETTINGS,
+    SWEEP_DONE_BEFORE_KILL,
+    SWEEP_REQUESTS,
+    run_files,
+    run_sweep,
+    sweep_args,
+)
 
 
 def test_settings_are_the_product_of_budgets_and_ignores():
@@ -62,59 +64,15 @@ def test_a_folder_counts_as_done_only_with_results(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- real engine
-
-#: float32 keeps decoding independent of batch composition: a run resumed after a kill, which batches the requests
-#: left differently, gives what a run with all at once gives
-MODEL_ARGS = "max_model_len=1024,dtype=float32"
-
-
-def sweep_args(tiny_model: Path, out: str, cache: str | None = None) -> list[str]:
-    args = [
-        "--model", "m1-vllm",
-        "--model_args", f"pretrained={tiny_model},{MODEL_ARGS}",
-        "--tasks", "m1_demo",
-        "--apply_chat_template",
-        "--gen_kwargs", "temperature=0.8,max_tokens_answer=32",
-        "--budgets", "24,64", "--ignores", "0,1",
-        "--seed", "3",
-        "--output_path", out,
-        "--verbosity", "INFO",
-    ]  # fmt: skip
-    return args + (["--use_cache", cache] if cache else [])
-
-
-def run_sweep(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([M1_SWEEP, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-
-
-def run_files(folder: Path) -> dict[str, object]:
-    """What a run means: per-sample responses and metrics, the results, the m1 records (no dates, no paths)."""
-    [model_dir] = list(folder.iterdir())
-    samples = sorted(read_jsonl(next(model_dir.glob("samples_m1_demo_*.jsonl"))), key=lambda r: r["doc_id"])
-    records = sorted(read_jsonl(next(model_dir.glob("m1_generations_m1_demo_*.jsonl"))), key=lambda r: r["doc_id"])
-    results = json.loads(next(model_dir.glob("results_*.json")).read_text())
-    fields = ("forced", "budget", "prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_rounds", "budget_hit",
-              "finish_reasons", "thinking_text", "answer_text", "doc_id", "prompt_hash", "request_hash")
-    return {
-        "samples": [(s["doc_id"], s["resps"], s["acc"], s["prompt_hash"]) for s in samples],
-        "acc": results["results"]["m1_demo"]["acc,none"],
-        "gen_kwargs": results["configs"]["m1_demo"]["generation_kwargs"],
-        "records": [{k: r[k] for k in fields} for r in records],
-    }
-
-
-@pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory, tiny_model):
-    folder = tmp_path_factory.mktemp("sweep")
-    result = run_sweep(sweep_args(tiny_model, "ref"), folder)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return folder / "ref"
+# The sweep and the lm_eval run compared with it were each killed partway and resumed (tests/killed_runs.py).
 
 
 @pytest.mark.cli
 @pytest.mark.engine
-def test_a_sweep_writes_one_lm_eval_folder_per_setting_equal_to_a_separate_run(sweep_dir, tiny_model, tmp_path):
+def test_a_sweep_writes_one_lm_eval_folder_per_setting_equal_to_a_separate_run(
+    resumed_sweep, resumed_lm_eval, tmp_path
+):
+    sweep_dir = resumed_sweep.out
     assert sorted(p.name for p in sweep_dir.iterdir()) == sorted(SETTINGS)
     for name in SETTINGS:
         files = run_files(sweep_dir / name)
@@ -124,24 +82,13 @@ def test_a_sweep_writes_one_lm_eval_folder_per_setting_equal_to_a_separate_run(s
     assert results["chat_template"]  # recorded as lm_eval records it
     assert all(r["ignore_rounds"] <= 1 and r["thinking_tokens"] <= 64
                for r in run_files(sweep_dir / "budget_64_ignore_1")["records"])  # fmt: skip
-    # the smallest setting with a "Wait" round, which takes its steps from the larger ones (nested), as a plain
-    # lm_eval run
-    swept = run_files(sweep_dir / "budget_24_ignore_1")
-    model_dir = next((sweep_dir / "budget_24_ignore_1").iterdir())
+    # the smallest setting with a "Wait" round, which takes its steps from the larger ones (nested), equals the
+    # plain lm_eval run of that setting alone
+    swept = run_files(sweep_dir / SEPARATE_SETTING)
+    model_dir = next((sweep_dir / SEPARATE_SETTING).iterdir())
     taken = [json.loads(line)["reused_tokens"] for line in next(model_dir.glob("m1_generations_*.jsonl")).open()]
     assert sum(taken) > 0  # the nesting happened
-    separate = run_lm_eval(
-        [
-            "--model", "m1-vllm",
-            "--model_args", f"pretrained={tiny_model},{MODEL_ARGS}",
-            "--tasks", "m1_demo", "--apply_chat_template", "--seed", "3",
-            "--gen_kwargs", "temperature=0.8,max_tokens_answer=32,max_tokens_thinking=24,thinking_n_ignore=1",
-            "--output_path", "separate", "--log_samples",
-        ],  # fmt: skip
-        cwd=tmp_path,
-    )
-    assert separate.returncode == 0, separate.stderr[-3000:]
-    alone = run_files(tmp_path / "separate")
+    alone = run_files(resumed_lm_eval.out)
     assert swept["samples"] == alone["samples"]
     assert swept["records"] == alone["records"]
     assert swept["acc"] == alone["acc"] and swept["gen_kwargs"] == alone["gen_kwargs"]
@@ -154,26 +101,20 @@ def test_a_sweep_writes_one_lm_eval_folder_per_setting_equal_to_a_separate_run(s
 
 @pytest.mark.cli
 @pytest.mark.engine
-def test_a_killed_sweep_resumes_and_skips_finished_settings(sweep_dir, tiny_model, tmp_path):
+def test_a_killed_sweep_resumes_and_skips_finished_settings(resumed_sweep, tiny_model):
     """Killed (SIGKILL, engine processes included) right after its 30th finished request of 120 is in the cache
     (tests/kill_point.py pauses it there), then run again."""
-    args = sweep_args(tiny_model, "resumed", "cache/c")
-    kill_after("m1-sweep", args, 30, tmp_path)
-    done_before = cached_responses(tmp_path / "cache" / "c_rank0.db")
-    assert done_before == 30
-    assert not any(is_complete(tmp_path / "resumed" / name) for name in SETTINGS)  # killed while generating
-
-    result = run_sweep(args, tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert cache_counts(result.stderr) == (30, 90)  # resumed, not restarted
-    for name in SETTINGS:  # records of requests generated before the kill come back from the cache
-        assert run_files(tmp_path / "resumed" / name) == run_files(sweep_dir / name)
+    responses = [key for key in resumed_sweep.keys_at_kill if not key.startswith("m1-record\x00")]
+    assert len(responses) == SWEEP_DONE_BEFORE_KILL
+    # resumed, not restarted
+    assert cache_counts(resumed_sweep.stderr) == (SWEEP_DONE_BEFORE_KILL, SWEEP_REQUESTS - SWEEP_DONE_BEFORE_KILL)
+    before = {name: run_files(resumed_sweep.out / name) for name in SETTINGS}
 
     # a finished setting is skipped; a missing one is written again, from the cache, without the engine
-    shutil.rmtree(tmp_path / "resumed" / "budget_24_ignore_1")
-    again = run_sweep(args, tmp_path)
+    shutil.rmtree(resumed_sweep.out / "budget_24_ignore_1")  # the setting the nesting took its steps for
+    again = run_sweep(sweep_args(tiny_model, "resumed", "cache/c"), resumed_sweep.workdir)
     assert again.returncode == 0, again.stderr[-3000:]
     skipped = [line for line in again.stderr.splitlines() if "skipped" in line]
     assert len(skipped) == 3 and not any("budget_24_ignore_1" in line for line in skipped)
     assert "Initializing a V1 LLM engine" not in again.stderr
-    assert run_files(tmp_path / "resumed" / "budget_24_ignore_1") == run_files(sweep_dir / "budget_24_ignore_1")
+    assert {name: run_files(resumed_sweep.out / name) for name in SETTINGS} == before

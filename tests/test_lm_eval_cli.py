@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests import helpers
-from tests.helpers import read_jsonl, run_lm_eval
+from tests.helpers import PARTIAL, REPO, needs_partial, read_jsonl, run_lm_eval
 
 QUESTIONS = [
     ("Which organ produces insulin?", {"A": "liver", "B": "pancreas", "C": "kidney", "D": "spleen"}, "B"),
@@ -25,34 +25,60 @@ def write_local_task(folder):
     helpers.write_local_task(folder, "m1_e2e_local", prompts, {"until": [], "max_gen_toks": 64})
 
 
-@pytest.mark.cli
-@pytest.mark.engine
-def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, tmp_path):
-    tasks = tmp_path / "tasks"
+#: the thinking budget of the budget-forced run, and the documents it takes from each task (--limit)
+BUDGET, LIMIT = 250, 8
+TABLE1 = [
+    "m1_medmcqa", "m1_medqa", "m1_pubmedqa", "m1_mmlu_pro_med", "m1_gpqa_med",
+    "m1_lancet", "m1_medbullets_op4", "m1_medbullets_op5", "m1_medxpertqa", "m1_nejm",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def forced_run(tiny_model, tmp_path_factory):
+    """One ``lm_eval`` run of m1-vllm with budget forcing (sampled, two " Alternatively" rounds): a small local
+    task (``--include_path``) and, where the m1 evaluation data is at hand, every m1 task as users name them
+    (``m1_table1``, ``m1_hle``: no --include_path needed), ``--limit 8``.  Returns (its folder, the m1 tasks run)."""
+    tmp = tmp_path_factory.mktemp("forced_run")
+    tasks = tmp / "tasks"
     tasks.mkdir()
     write_local_task(tasks)
-    budget = 250
+    names, env = ["m1_e2e_local"], {}
+    if PARTIAL.exists():
+        data = json.loads(PARTIAL.read_text())
+        data.update(json.loads((REPO / "tests" / "fixtures" / "lancet_nejm.json").read_text()))  # not in the partial
+        local = tmp / "m1_eval_data.json"
+        local.write_text(json.dumps(data))
+        names += ["m1_table1", "m1_hle"]
+        env["M1_EVAL_DATA"] = str(local)
+    gen_kwargs = (
+        f"max_tokens_thinking={BUDGET},thinking_n_ignore=2,thinking_n_ignore_str=' Alternatively',temperature=1.0,"
+        f"max_tokens_answer=32"
+    )
     result = run_lm_eval(
         [
-            "--model",
-            "m1-vllm",
-            "--model_args",
-            f"pretrained={tiny_model},max_model_len=2048",
-            "--tasks",
-            "m1_e2e_local",
-            "--include_path",
-            str(tasks),
+            "--model", "m1-vllm",
+            # the model's whole window: some m1 questions take ~1,900 of the tiny tokenizer's tokens
+            "--model_args", f"pretrained={tiny_model},max_model_len=4096",
+            "--tasks", ",".join(names),
+            "--include_path", str(tasks),
+            "--limit", str(LIMIT),
             "--apply_chat_template",
-            "--gen_kwargs",
-            f"max_tokens_thinking={budget},thinking_n_ignore=2,thinking_n_ignore_str=' Alternatively',temperature=1.0",
-            "--output_path",
-            "out",
+            "--gen_kwargs", gen_kwargs,
+            "--output_path", "out",
             "--log_samples",
-        ],
-        cwd=tmp_path,
+        ],  # fmt: skip
+        cwd=tmp,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = next((tmp_path / "out").iterdir())
+    return tmp / "out", names[1:]
+
+
+@pytest.mark.cli
+@pytest.mark.engine
+def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, forced_run):
+    out, _ = forced_run
+    run_dir = next(out.iterdir())
     samples_file = next(run_dir.glob("samples_m1_e2e_local_*.jsonl"))
     records_file = next(run_dir.glob("m1_generations_m1_e2e_local_*.jsonl"))
     assert records_file.name.split("_")[-1] == samples_file.name.split("_")[-1]  # same timestamp
@@ -70,8 +96,8 @@ def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, tmp_path):
         assert record["doc_hash"] == sample["doc_hash"]  # lm-eval's own hash of the document joins them exactly
         assert text.startswith("<|im_start|>think\n") and "<|im_start|>answer" in text
         thinking = text[len("<|im_start|>think\n") :].rpartition("<|im_start|>answer")[0]
-        assert len(tokenizer(thinking.rstrip("\n"), add_special_tokens=False)["input_ids"]) <= budget
-        assert record["thinking_tokens"] <= budget
+        assert len(tokenizer(thinking.rstrip("\n"), add_special_tokens=False)["input_ids"]) <= BUDGET
+        assert record["thinking_tokens"] <= BUDGET
         assert text.count("Alternatively") == record["ignore_rounds"]
         if not record["budget_hit"]:
             early += 1
@@ -80,6 +106,56 @@ def test_lm_eval_runs_m1_vllm_with_budget_forcing(tiny_model, tmp_path):
     results = json.loads(next(run_dir.glob("results_*.json")).read_text())
     assert "m1_e2e_local" in results["results"]
     assert "PyTorch version" in results["pretty_env_info"]  # torch's report, collected while the model generated
+
+
+@pytest.mark.cli
+@pytest.mark.engine
+@needs_partial
+def test_every_m1_task_runs_with_budget_forcing(forced_run, tmp_path):
+    """The m1 tasks under the plain ``lm_eval`` command on the tiny model (no --include_path for them)."""
+    out, m1_tasks = forced_run
+    assert m1_tasks == ["m1_table1", "m1_hle"]
+    run_dir = next(out.iterdir())
+    results = json.loads(next(run_dir.glob("results_*.json")).read_text())
+    for task in [*TABLE1, "m1_hle"]:
+        samples = read_jsonl(next(run_dir.glob(f"samples_{task}_*.jsonl")))
+        expected = {"m1_lancet": 4, "m1_nejm": 3}.get(task, LIMIT)  # the two fixture tasks have 4 and 3 documents
+        assert len(samples) == expected
+        for sample in samples:
+            assert {"acc", "acc_strict", "no_answer"} <= set(sample)
+            assert sample["acc"] in (0, 1) and sample["acc_strict"] <= sample["acc"]
+            prompt = sample["arguments"]["gen_args_0"]["arg_0"]
+            assert prompt.rstrip().endswith(
+                "Return your final response within \\boxed{}.<|im_end|>\n<|im_start|>assistant"
+            )
+            assert sample["resps"][0][0].startswith("<|im_start|>think\n")
+        records = read_jsonl(next(run_dir.glob(f"m1_generations_{task}_*.jsonl")))
+        assert len(records) == expected and all(r["thinking_tokens"] <= BUDGET for r in records)
+    group = results["results"]["m1_table1"]
+    mean = sum(results["results"][t]["acc,none"] for t in TABLE1) / len(TABLE1)
+    assert group["acc,none"] == pytest.approx(mean)  # the paper's Avg: unweighted mean of the ten
+    check_report_reads_the_run(out, results, run_dir, tmp_path / "report")
+
+
+def check_report_reads_the_run(out, results, run_dir, report_dir):
+    """m1-report on real m1-vllm output: every number equals lm-eval's results and the m1 records."""
+    import pandas as pd
+
+    from m1_reports.cli import main as report_main
+
+    assert report_main([str(out), "--out", str(report_dir), "--baseline", "HuatuoGPT-o1-8B", "-q"]) == 0
+    run_tasks = pd.read_csv(report_dir / "run_tasks.csv").set_index("task")
+    for task in [*TABLE1, "m1_hle"]:
+        row = run_tasks.loc[task]
+        assert row["acc"] == pytest.approx(results["results"][task]["acc,none"])
+        assert row["acc_strict"] == pytest.approx(results["results"][task]["acc_strict,none"])
+        records = read_jsonl(next(run_dir.glob(f"m1_generations_{task}_*.jsonl")))
+        assert row["thinking_tokens_mean"] == pytest.approx(sum(r["thinking_tokens"] for r in records) / len(records))
+        assert row["budget"] == BUDGET
+    table = pd.read_csv(report_dir / "table1.csv").set_index("model")
+    ours = table[table["source"] == "run"].iloc[0]
+    assert ours["Avg"] == pytest.approx(100 * results["results"]["m1_table1"]["acc,none"], abs=0.01)
+    assert "HuatuoGPT-o1-8B" in table.index
 
 
 @pytest.mark.cli

@@ -39,10 +39,10 @@ from gen_common import (
 MODULUS = (1 << 61) - 1
 
 
-def sweep_gen_kwargs(largest: int, answer_cap: int = 64) -> list[dict]:
+def sweep_gen_kwargs(largest: int, answer_cap: int = 64, temperature: float = 0.8) -> list[dict]:
     budgets = [largest // 16, largest // 8, largest // 4, largest // 2, largest]
     return [
-        {"max_tokens_thinking": b, "thinking_n_ignore": n, "max_tokens_answer": answer_cap, "temperature": 0.8}
+        {"max_tokens_thinking": b, "thinking_n_ignore": n, "max_tokens_answer": answer_cap, "temperature": temperature}
         for b, n in itertools.product(budgets, (0, 1))
     ]
 
@@ -78,6 +78,8 @@ def main() -> None:
                         "do) instead of the test model, whose forced answers run on to the cap")  # fmt: skip
     p.add_argument("--thinking-words", type=int, default=40,
                    help="with --brief-answers: the median words of the model's training thoughts (default 40)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="the sampling temperature (default 0.8): where the model's thinking ends")  # fmt: skip
     args = p.parse_args()
     from m1_models import lm_eval_model
     from m1_models.records import RecordSink
@@ -86,7 +88,7 @@ def main() -> None:
     model = brief_answer_model_path(args.thinking_words) if args.brief_answers else None
     lm = start_lm(model=model, **engine_args(args))
     prompts = questions(args.questions)
-    settings = sweep_gen_kwargs(args.largest, args.answer_cap)
+    settings = sweep_gen_kwargs(args.largest, args.answer_cap, args.temperature)
     sweep = [request for kwargs in settings for request in instances(lm, prompts, kwargs)]
     largest = instances(lm, prompts, settings[-1])
 

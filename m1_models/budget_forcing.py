@@ -43,6 +43,13 @@ class GenerationRecord:
     reused_tokens: int = 0
     servers: list[str] = field(default_factory=list)
 
+    def fields(self) -> dict[str, Any]:
+        """The fields by their names (``dataclasses.asdict`` without its deep copy: a sweep makes thousands)."""
+        out = dict(self.__dict__)
+        out["finish_reasons"] = list(self.finish_reasons)
+        out["servers"] = list(self.servers)
+        return out
+
 
 def resolve_budget(
     forcing: ForcingConfig,

@@ -9,7 +9,6 @@ cache hook (so ``--use_cache`` resumes an interrupted run), per-sample records a
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -253,12 +252,15 @@ class M1LM(LM):
             return []
         prepared: list[tuple[list[int], GenerationSettings, str]] = []
         longest: dict[str, int] = {}  # longest prompt per gen_kwargs group (the s1 preset's auto budget uses it)
+        encoded: dict[str, list[int]] = {}  # a sweep's settings and a task's repeats share their prompts
         repeats = self._repeats(requests)
         for request, repeat in zip(requests, repeats, strict=True):  # validate all before the first token
             context, gen_kwargs = request.args
             gen_kwargs = {k: v for k, v in dict(gen_kwargs or {}).items() if k != REPEAT_KEY}
             settings = self._settings(context, gen_kwargs, repeat)
-            prompt_ids = self._encode_prompt(context)
+            prompt_ids = encoded.get(context)
+            if prompt_ids is None:
+                prompt_ids = encoded[context] = self._encode_prompt(context)
             # the s1 fork computes auto per batch, and lm-eval batches (--batch_size auto) per identical gen_kwargs
             group = repr(sorted(gen_kwargs.items()))
             longest[group] = max(longest.get(group, 0), len(prompt_ids))
@@ -283,9 +285,11 @@ class M1LM(LM):
         quiet = disable_tqdm or not self.progress_bar or self.rank != 0
         progress = tqdm(total=len(states), desc="m1 generate", disable=quiet)
 
+        texts: list[str | None] = [None] * len(states)  # each request's text, decoded once as it finishes
+
         def finished(index: int) -> None:
             request, state = requests[index], states[index]
-            text = state.output_text()
+            text = texts[index] = state.output_text()
             args = repeat_args(_without_repeat(request.args), repeats[index])
             self.cache_hook.add_partial("generate_until", args, text)
             self.record_sink.add(
@@ -298,7 +302,7 @@ class M1LM(LM):
                     repeat=repeats[index],
                     model=self.model_name,
                     schedule=self.schedule,
-                    **dataclasses.asdict(state.record),  # GenerationRecord's fields, by their names
+                    **state.record.fields(),  # GenerationRecord's fields, by their names
                 )
             )
             progress.update(1)
@@ -317,7 +321,7 @@ class M1LM(LM):
                 )
         finally:
             progress.close()
-        return [state.output_text() for state in states]
+        return [text if text is not None else state.output_text() for text, state in zip(texts, states, strict=True)]
 
 
 __all__ = ["Backend", "HFTokenizer", "M1LM", "check_schedule", "doc_hash", "request_seed"]

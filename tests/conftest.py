@@ -47,9 +47,8 @@ SHARED_GROUPS = {
 #: Groups by their time on 2 cores (``pytest --durations``), longest first: xdist hands them out in this order,
 #: so that the two workers finish together rather than one waiting for the other's last long file.
 LONGEST_FIRST = (
-    "servers", "killed_runs", "command_forks", "test_lm_eval_own_tests.py",
-    "test_server_secrets.py", "test_demo_chain.py",
-    "test_nested_sweep.py", "test_report_cli.py", "test_report_browser.py", "test_task_yamls.py",
+    "servers", "killed_runs", "command_forks", "test_lm_eval_own_tests.py", "test_server_secrets.py",
+    "test_nested_sweep.py", "test_report_browser.py", "test_task_yamls.py", "test_report_cli.py",
 )  # fmt: skip
 _GROUP_OF_FILE = {name: group for group, names in SHARED_GROUPS.items() for name in names}
 

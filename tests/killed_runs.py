@@ -87,7 +87,7 @@ def run_files(folder: Path) -> dict[str, object]:
     records = sorted(read_jsonl(next(model_dir.glob("m1_generations_m1_demo_*.jsonl"))), key=lambda r: r["doc_id"])
     results = json.loads(next(model_dir.glob("results_*.json")).read_text())
     fields = ("forced", "budget", "prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_rounds", "budget_hit",
-              "finish_reasons", "thinking_text", "answer_text", "doc_id", "prompt_hash", "request_hash")
+              "finish_reasons", "thinking_text", "answer_text", "doc_id", "prompt_hash", "request_hash")  # fmt: skip
     return {
         "samples": [(s["doc_id"], s["resps"], s["acc"], s["prompt_hash"]) for s in samples],
         "acc": results["results"]["m1_demo"]["acc,none"],

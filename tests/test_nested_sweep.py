@@ -4,8 +4,9 @@ rounds {0, 1, 2}, greedy (the paper's protocol), generated in one call with step
 (m1_models/step_sharing.py) are, setting by setting, the texts and records of the same requests generated as
 separate runs of one setting each, every request on its own steps.  The demo model (m1_eval/demo_model.py) ends
 its thinking greedily, where the tiny test model would think on to every budget; float32 keeps decoding
-independent of what a request is batched with.  ``tests/test_sweep.py`` pins the whole command (m1-sweep's folders equal a separate lm_eval run
-of its smallest setting, seeded sampling); ``tests/test_step_sharing.py`` every branch on a scripted engine.
+independent of what a request is batched with.  ``tests/test_sweep.py`` pins the whole command (m1-sweep's
+folders equal a separate lm_eval run of its smallest setting, seeded sampling); ``tests/test_step_sharing.py``
+every branch on a scripted engine.  The same sweep's texts, scored by the task, show the demo's test-time scaling.
 """
 
 from __future__ import annotations
@@ -65,7 +66,10 @@ def generate(lm, requests: list[Instance]) -> dict[str, tuple[str, dict]]:
     return {key: (text, by_hash[key]) for key, text in zip(keys, texts, strict=True)}
 
 
-def test_a_nested_sweep_equals_separate_runs_setting_by_setting(demo_lm):
+@pytest.fixture(scope="module")
+def runs(demo_lm) -> tuple[dict[str, tuple[str, dict]], dict[str, tuple[str, dict]]]:
+    """Every setting's requests in one call, steps shared (nested), and each setting alone (separate), by request
+    hash."""
     lm = demo_lm
     sink, lm.record_sink = lm.record_sink, RecordSink()
     try:
@@ -78,6 +82,11 @@ def test_a_nested_sweep_equals_separate_runs_setting_by_setting(demo_lm):
     finally:
         lm.share_steps = True
         lm.record_sink = sink
+    return nested, separate
+
+
+def test_a_nested_sweep_equals_separate_runs_setting_by_setting(runs):
+    nested, separate = runs
     assert len(nested) == len(separate) == DOCUMENTS * len(settings())
     differing = [key for key in separate if nested[key][0] != separate[key][0]]
     assert differing == [], f"{len(differing)} of {len(separate)} texts differ"
@@ -96,3 +105,31 @@ def test_a_nested_sweep_equals_separate_runs_setting_by_setting(demo_lm):
         nested[key][1]["decoded_tokens"] + nested[key][1]["reused_tokens"] == record["decoded_tokens"]
         for key, (_, record) in separate.items()
     )
+
+
+def test_the_demo_model_scales_with_the_thinking_budget_and_wait(demo_lm, runs):
+    """The demo's test-time scaling, scored by the task's own process_results (greedy, the 100 questions): its
+    accuracy rises with the thinking budget, and "Wait" rounds carry the chains that pass a stop ward to their end."""
+    from m1_tasks.task_utils import process_results
+
+    nested, _ = runs
+    questions = demo_questions()[:DOCUMENTS]
+
+    def accuracy(budget: int, ignores: int) -> float:
+        gen_kwargs = next(
+            g for g in settings() if g["max_tokens_thinking"] == budget and g["thinking_n_ignore"] == ignores
+        )
+        hits = [
+            process_results(question.record(), [nested[request_hash(*request.args)][0]])["acc"]
+            for question, request in zip(questions, instances(demo_lm, gen_kwargs), strict=True)
+        ]
+        return sum(hits) / len(hits)
+
+    acc = {(b, n): accuracy(b, n) for b in (8, 64) for n in (0, 1)}
+    stops = sum(q.stop_index is not None for q in questions) / len(questions)
+    # greedy: a long enough budget and a "Wait" round follow every chain; 8 tokens finish only the shortest
+    assert acc[64, 1] >= 0.9, acc
+    assert acc[64, 1] >= acc[8, 1] + 0.4, acc
+    # without "Wait", the chains through a stop ward end there: wrong
+    assert acc[64, 1] - acc[64, 0] >= stops - 0.1, (acc, stops)
+    assert acc[64, 0] >= acc[8, 0] + 0.2, acc

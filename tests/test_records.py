@@ -103,3 +103,16 @@ def test_make_record_has_exactly_the_schema_fields_in_order():
         make_record(**{k: v for k, v in values.items() if k != "doc_hash"})
     with pytest.raises(TypeError, match="unknown \\['extra'\\]"):
         make_record(**values, extra=1)
+
+
+def test_a_generation_records_fields_are_asdicts_without_sharing_its_lists():
+    import dataclasses
+
+    from m1_models.budget_forcing import GenerationRecord
+
+    record = GenerationRecord(forced=True, budget=64, thinking_tokens=12, finish_reasons=["stop"], servers=["a"])
+    fields = record.fields()
+    assert fields == dataclasses.asdict(record) and list(fields) == list(dataclasses.asdict(record))
+    fields["finish_reasons"].append("length")
+    fields["servers"].clear()
+    assert record.finish_reasons == ["stop"] and record.servers == ["a"]

@@ -10,11 +10,17 @@ matters is that the plugin changes none.  Skipped, with the reason, when the sdi
 Some of them load datasets from the Hugging Face Hub.  Where the Hub cannot be reached, both runs get
 ``HF_HUB_OFFLINE=1`` (and ``HF_DATASETS_OFFLINE=1``): those tests then fail at once, in both runs, instead of after
 minutes of huggingface_hub's retries; failed either way, the outcomes compared are the same.
+
+The outcomes without the plugin are kept beside the sdist, under a digest of everything they depend on (lm-eval's
+tests, every installed package but m1-eval, Python, the Hub's reachability): on an unchanged environment only the
+run with the plugin is repeated.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import os
 import shutil
 import subprocess
@@ -109,20 +115,45 @@ def outcomes(report: Path) -> dict[str, str]:
     return result
 
 
+def without_plugin_cache(source: Path, offline: bool) -> Path:
+    """Where the outcomes without the plugin are kept: they depend on lm-eval's tests, the installed packages (all
+    but m1-eval), Python and whether the Hub answers, never on m1-eval's code, so the file's name is a digest of
+    exactly those and a later run on the same environment compares with it instead of running them again."""
+    from m1_eval.tiny_model import default_cache_dir
+
+    digest = hashlib.sha256(f"{sys.version}\noffline={offline}\n".encode())
+    for dist in sorted(
+        f"{d.metadata['Name']}=={d.version}"
+        for d in importlib.metadata.distributions()
+        if (d.metadata["Name"] or "").lower().replace("_", "-") != "m1-eval"
+    ):
+        digest.update(dist.encode() + b"\n")
+    for path in sorted(p for p in (source / "tests").rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
+    return default_cache_dir() / "lm-eval-sdist" / f"outcomes-without-plugin-{digest.hexdigest()[:20]}.json"
+
+
 def test_lm_evals_own_task_manager_registry_and_cli_tests_fare_the_same_with_the_plugin(tmp_path):
     source = lm_eval_tests()
     offline = not hub_reachable()
-    runs = {
-        hook: start_run(source, tmp_path / ("with" if hook else "without"), hook, offline) for hook in (True, False)
-    }
+    kept = without_plugin_cache(source, offline)
+    hooks = (True,) if kept.is_file() else (True, False)
+    runs = {hook: start_run(source, tmp_path / ("with" if hook else "without"), hook, offline) for hook in hooks}
     logs = {hook: process.communicate(timeout=1500)[0] for hook, (process, _) in runs.items()}  # both in parallel
     results = {}
     for hook, (_, report) in runs.items():
         assert report.is_file(), logs[hook][-3000:]
         results[hook] = outcomes(report)
-    with_plugin, without = results[True], results[False]
-    assert len(without) > 100, logs[False][-3000:]  # the three files hold about 200 tests
+    with_plugin = results[True]
+    if False in results:
+        without = results[False]
+        assert len(without) > 100, logs[False][-3000:]  # the three files hold about 200 tests
+        staging = kept.with_suffix(f".{os.getpid()}.tmp")
+        staging.write_text(json.dumps(without, indent=0, sort_keys=True))
+        staging.replace(kept)
+    else:
+        without = json.loads(kept.read_text())
     changed = {name: (without.get(name), with_plugin.get(name)) for name in without.keys() | with_plugin.keys()
                if without.get(name) != with_plugin.get(name)}  # fmt: skip
-    assert changed == {}, f"(without the plugin, with it): {changed}"
+    assert changed == {}, f"(without the plugin, with it; {kept} if that run was not this one's): {changed}"
     assert with_plugin[INCLUDE_DEFAULTS_TEST] == "passed"

@@ -127,8 +127,8 @@ def main() -> None:
     top = [r for r in records if r["budget"] == args.largest and r["ignore_rounds"] <= 1]
     thinking = sorted(r["thinking_tokens"] for r in records if r["budget"] == args.largest)
     print(f"requests: {len(sweep)} ({len(prompts)} questions x {len(settings)} settings); thinking tokens at "
-          f"budget {args.largest}: median {statistics.median(thinking)}, p90 {thinking[int(0.9 * len(thinking))]}, "
-          f"max {thinking[-1]} ({len(top)} records)")  # fmt: skip
+          f"budget {args.largest}: p10 {thinking[int(0.1 * len(thinking))]}, median {statistics.median(thinking)}, "
+          f"p90 {thinking[int(0.9 * len(thinking))]}, max {thinking[-1]} ({len(top)} records)")  # fmt: skip
     print(f"decoded: nested {decoded}, flat {sum(r['decoded_tokens'] for r in flat_records)}, largest alone "
           f"{largest_decoded}; token tree {tree} ({tree / largest_decoded:.2f}x the largest setting's tokens: the "
           f"floor of nested_vs_largest when time follows tokens); texts equal to the flat sweep's: "

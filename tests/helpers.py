@@ -27,10 +27,16 @@ needs_partial = pytest.mark.skipif(
 )
 
 
+def run_command(command: str, args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600):
+    """A console script of this environment (``lm_eval``, ``m1-sweep``, ...) in a subprocess, its output captured."""
+    full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    script = str(Path(sys.executable).with_name(command))
+    return subprocess.run([script, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
 def run_lm_eval(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600):
     """The plain ``lm_eval`` command in a subprocess (no --include_path unless the test passes one)."""
-    full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
-    return subprocess.run([LM_EVAL, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return run_command("lm_eval", args, cwd, env, timeout)
 
 
 #: the console scripts a CommandForks can run: their entry functions, as in .venv/bin/<name>
@@ -253,6 +259,12 @@ class VLLMServer:
         self.process = None
 
 
+def cache_keys(db: Path) -> list[str]:
+    """The keys in lm-eval's --use_cache database (its responses and the m1 records ``m1-record...``), read-only."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as connection:
+        return [row[0] for row in connection.execute("SELECT key FROM unnamed")]
+
+
 def cached_responses(db: Path) -> int:
     """Responses in lm-eval's --use_cache database (m1 records left out); 0 while it does not exist or is locked.
 
@@ -260,8 +272,7 @@ def cached_responses(db: Path) -> int:
     if not db.exists():
         return 0
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as connection:
-            return connection.execute("SELECT COUNT(*) FROM unnamed WHERE key NOT LIKE 'm1-record%'").fetchone()[0]
+        return sum(not key.startswith("m1-record") for key in cache_keys(db))
     except sqlite3.Error:
         return 0
 

@@ -16,18 +16,15 @@ what its killed run finished from the cache.  ``tests/kill_point.py`` stops a ru
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import subprocess
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import kill_after, read_jsonl, run_lm_eval
+from tests.helpers import cache_keys, kill_after, read_jsonl, run_command
 
-M1_SWEEP = str(Path(sys.executable).with_name("m1-sweep"))
 SETTINGS = ("budget_24_ignore_0", "budget_24_ignore_1", "budget_64_ignore_0", "budget_64_ignore_1")
 #: the setting the plain lm_eval run repeats
 SEPARATE_SETTING = "budget_24_ignore_1"
@@ -69,14 +66,7 @@ def lm_eval_args(tiny_model: Path, out: str, cache: str) -> list[str]:
 
 
 def run_sweep(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([M1_SWEEP, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-
-
-def cache_keys(db: Path) -> list[str]:
-    """The keys in lm-eval's --use_cache database (its responses and the m1 records), read-only."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
-        return [row[0] for row in connection.execute("SELECT key FROM unnamed")]
+    return run_command("m1-sweep", args, cwd, timeout=900)
 
 
 def run_files(folder: Path) -> dict[str, object]:
@@ -106,26 +96,34 @@ class KilledRun:
     stderr: str  # the resumed run's
 
 
+def killed_and_resumed(
+    command: str, args: list[str], n: int, workdir: Path, out: str, check_killed: Callable[[], None] = lambda: None
+) -> KilledRun:
+    """``command args`` killed after its ``n``-th finished request (``check_killed`` then looks at what it left),
+    then run again to the end."""
+    kill_after(command, args, n, workdir)
+    keys = cache_keys(workdir / "cache" / "c_rank0.db")
+    check_killed()
+    result = run_command(command, args, workdir, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return KilledRun(workdir, workdir / out, keys, result.stderr)
+
+
 @pytest.fixture(scope="session")
 def resumed_sweep(tmp_path_factory, tiny_model) -> KilledRun:
     from m1_eval.sweep import is_complete
 
     workdir = tmp_path_factory.mktemp("sweep")
+
+    def killed_while_generating() -> None:
+        assert not any(is_complete(workdir / "resumed" / name) for name in SETTINGS)
+
     args = sweep_args(tiny_model, "resumed", "cache/c")
-    kill_after("m1-sweep", args, SWEEP_DONE_BEFORE_KILL, workdir)
-    keys = cache_keys(workdir / "cache" / "c_rank0.db")
-    assert not any(is_complete(workdir / "resumed" / name) for name in SETTINGS)  # killed while generating
-    result = run_sweep(args, workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return KilledRun(workdir, workdir / "resumed", keys, result.stderr)
+    return killed_and_resumed("m1-sweep", args, SWEEP_DONE_BEFORE_KILL, workdir, "resumed", killed_while_generating)
 
 
 @pytest.fixture(scope="session")
 def resumed_lm_eval(tmp_path_factory, tiny_model) -> KilledRun:
     workdir = tmp_path_factory.mktemp("lm_eval_resume")
     args = lm_eval_args(tiny_model, "separate", "cache/c")
-    kill_after("lm_eval", args, LM_EVAL_DONE_BEFORE_KILL, workdir)
-    keys = cache_keys(workdir / "cache" / "c_rank0.db")
-    result = run_lm_eval(args, cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return KilledRun(workdir, workdir / "separate", keys, result.stderr)
+    return killed_and_resumed("lm_eval", args, LM_EVAL_DONE_BEFORE_KILL, workdir, "separate")

@@ -10,7 +10,6 @@ the seed (both reproducible; docs/budget-forcing.md).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 
@@ -19,7 +18,15 @@ from lm_eval.api.instance import Instance
 
 from m1_models.records import RecordSink
 from tests.helpers import PARITY_GEN_KWARGS as GREEDY
-from tests.helpers import QUESTION, parity_instances, parity_records, read_jsonl, run_lm_eval, write_local_task
+from tests.helpers import (
+    QUESTION,
+    cached_responses,
+    parity_instances,
+    parity_records,
+    read_jsonl,
+    run_lm_eval,
+    write_local_task,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -137,15 +144,8 @@ def test_a_server_killed_mid_run_and_restarted_gives_the_same_results(tiny_model
 
 
 def _cache_rows(path) -> int:
-    db = path.with_name(path.name + "_rank0.db")
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=1) as connection:
-            keys = [row[0] for row in connection.execute("select key from unnamed")]
-    except sqlite3.Error:
-        return 0
-    return sum(not key.startswith("m1-record") for key in keys)  # lm-eval's responses, not the m1 records
+    """Responses (not m1 records) in the --use_cache database of prefix ``path``."""
+    return cached_responses(path.with_name(path.name + "_rank0.db"))
 
 
 @pytest.mark.cli

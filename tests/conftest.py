@@ -1,7 +1,8 @@
 """Shared fixtures: the tiny model (built once, cached) and one engine of each backend per test session (the
 m1-vllm engine, a vLLM OpenAI server for m1-server, the m1-hf model), each started at its first use; a second vLLM
-server for the fleet tests (test_server_model.py, test_server_faults.py), brought back up before each test that
-takes it; and the float32 m1-vllm reference generation that m1-server and the data-parallel replicas must match.
+server, which demands an API key, for the fleet, fault and secrets tests (test_server_model.py,
+test_server_faults.py, test_server_secrets.py), brought back up before each test that takes it; and the float32
+m1-vllm reference generation that m1-server and the data-parallel replicas must match.
 Engines and servers cost ~20-40 s to start on CPU: a test file shares these rather than starting its own.
 
 Plain helpers (paths, running ``lm_eval``, writing small tasks) are in ``tests/helpers.py``.
@@ -37,32 +38,43 @@ def _worker_core() -> str | None:
 #: pyproject.toml), so that it starts once: the two vLLM servers (with the in-process engine, the m1-hf model the
 #: backend contract also compares and the float32 reference the servers and the data-parallel replicas must
 #: match), the command driver of ``command_forks``, the killed-and-resumed runs (tests/killed_runs.py).  Every
-#: other file is a group of its own (its module fixtures run once).
+#: other file is a group of its own (its module fixtures run once).  A group's files run in the order listed:
+#: test_server_model.py kills the second server for good at its end, after test_server_secrets.py has used it.
 SHARED_GROUPS = {
-    "servers": ("test_server_faults.py", "test_server_model.py", "test_backend_contract.py", "test_hf_model.py",
-                "test_vllm_sessions.py", "test_vllm_engine.py", "test_user_errors.py", "test_data_parallel.py"),
+    "servers": ("test_backend_contract.py", "test_data_parallel.py", "test_hf_model.py", "test_server_faults.py",
+                "test_server_secrets.py", "test_server_model.py", "test_user_errors.py", "test_vllm_engine.py",
+                "test_vllm_sessions.py"),
     "command_forks": ("test_lm_eval_cli.py", "test_user_values.py", "test_server_model_args.py"),
     "killed_runs": ("test_sweep.py", "test_resume_determinism.py"),
 }  # fmt: skip
 #: Groups by their time on 2 cores (``pytest --durations``), longest first: xdist hands them out in this order,
 #: so that the two workers finish together rather than one waiting for the other's last long file.
 LONGEST_FIRST = (
-    "servers", "killed_runs", "command_forks", "test_lm_eval_own_tests.py", "test_server_secrets.py",
-    "test_nested_sweep.py", "test_report_browser.py", "test_task_yamls.py", "test_report_cli.py",
+    "servers", "killed_runs", "command_forks", "test_lm_eval_own_tests.py", "test_nested_sweep.py",
+    "test_report_browser.py", "test_task_yamls.py", "test_report_cli.py",
 )  # fmt: skip
 _GROUP_OF_FILE = {name: group for group, names in SHARED_GROUPS.items() for name in names}
+_PLACE_IN_GROUP = {name: i for names in SHARED_GROUPS.values() for i, name in enumerate(names)}
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
 
 
 def group_of(nodeid: str) -> str:
     """A test's group: its file's ``SHARED_GROUPS`` entry, else its file."""
-    name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    name = _file_of(nodeid)
     return _GROUP_OF_FILE.get(name, name)
 
 
 def pytest_collection_modifyitems(config, items):
-    """The longest groups first (stable within each: a file's tests keep their order)."""
+    """The longest groups first; within a group its files in the order listed (stable: a file's tests keep theirs)."""
     rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(rank)))
+
+    def place(item) -> tuple[int, int]:
+        return rank.get(group_of(item.nodeid), len(rank)), _PLACE_IN_GROUP.get(_file_of(item.nodeid), 0)
+
+    items.sort(key=place)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -162,21 +174,27 @@ def float32_reference(tiny_model):
 
 @pytest.fixture(scope="session")
 def _second_server(tiny_model, tmp_path_factory):
-    from tests.helpers import VLLMServer
+    from tests.helpers import SECOND_SERVER_KEY, VLLMServer
 
-    server = VLLMServer(tiny_model, tmp_path_factory.mktemp("second_server") / "server.log", cores="1")
+    log = tmp_path_factory.mktemp("second_server") / "server.log"
+    server = VLLMServer(tiny_model, log, cores="1", api_key=SECOND_SERVER_KEY)
     yield server
     server.stop()
 
 
 @pytest.fixture
-def second_server(_second_server):
+def second_server(_second_server, monkeypatch):
     """The session's second real vLLM server (cores="1", beside ``vllm_server`` on core 0), running and answering
     when the test starts, whatever an earlier test did to it: started at the first use, thawed (SIGCONT) and
-    checked after a SIGSTOP, started again after a kill.  A test may stop, freeze or kill it."""
+    checked after a SIGSTOP, started again after a kill.  A test may stop, freeze or kill it.  It demands the key
+    ``SECOND_SERVER_KEY``, which this fixture puts in the test's environment as ``SECOND_SERVER_KEY_ENV`` (a
+    client passes ``api_key_env=SECOND_SERVER_KEY_ENV``; a server without a key ignores it)."""
     import os
     import signal
 
+    from tests.helpers import SECOND_SERVER_KEY, SECOND_SERVER_KEY_ENV
+
+    monkeypatch.setenv(SECOND_SERVER_KEY_ENV, SECOND_SERVER_KEY)
     server = _second_server
     if server.process is not None and server.process.poll() is None:
         os.killpg(server.process.pid, signal.SIGCONT)  # a no-op unless an earlier test froze it

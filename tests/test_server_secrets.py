@@ -1,8 +1,9 @@
 """m1-server's secrets under the real ``lm_eval`` command against a real vLLM server: in no output at all.
 
-One vLLM OpenAI server (tiny model, 127.0.0.1) that demands a key (``VLLM_API_KEY``: the same check as
-``--api-key``, which vLLM's middleware reads from either) serves two runs of a few ``m1_demo`` documents with
-``--log_samples``, ``--use_cache``, ``--show_config`` and ``--verbosity DEBUG`` (the most lm-eval logs):
+The session's second vLLM OpenAI server (``second_server`` in conftest.py: tiny model, 127.0.0.1), which demands a
+key (``VLLM_API_KEY``: the same check as ``--api-key``, which vLLM's middleware reads from either), serves two runs
+of a few ``m1_demo`` documents with ``--log_samples``, ``--use_cache``, ``--show_config`` and ``--verbosity DEBUG``
+(the most lm-eval logs):
 
 * ``api_key_env`` names a variable holding the key: the key is really used (the server refuses a request without
   it) and is in no file the run writes, not in its stdout or stderr, not in the server's log;
@@ -29,40 +30,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import VLLMServer, read_jsonl, run_lm_eval
+from tests.helpers import SECOND_SERVER_KEY, SECOND_SERVER_KEY_ENV, VLLMServer, read_jsonl, run_lm_eval
 
 pytestmark = [pytest.mark.engine, pytest.mark.cli]
 
-SERVER_KEY = "sk-m1-secret-KEY-5c1e9a"
-KEY_VARIABLE = "M1_SECRET_SERVER_KEY"
+SERVER_KEY, KEY_VARIABLE = SECOND_SERVER_KEY, SECOND_SERVER_KEY_ENV
 USER = "m1user"
 PASSWORD = "Pw-m1-secret-8d2f"
 BASIC = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 SECRETS = (SERVER_KEY, PASSWORD, BASIC)
-
-
-@pytest.fixture(scope="module")
-def keyed_server(tiny_model, tmp_path_factory):
-    """The module's one vLLM server, which refuses requests without ``Bearer SERVER_KEY``."""
-    server = VLLMServer(tiny_model, tmp_path_factory.mktemp("keyed_server") / "server.log")
-    with pytest.MonkeyPatch.context() as patch:  # the server's environment only: Popen copies it at start
-        patch.setenv("VLLM_API_KEY", SERVER_KEY)
-        server.start(wait=False)
-    deadline = time.monotonic() + 300
-    while True:
-        if server.process is not None and server.process.poll() is not None:
-            raise RuntimeError(f"the vLLM server exited ({server.process.returncode}); see {server.log}")
-        try:
-            answer = httpx.get(server.url + "/v1/models", headers={"Authorization": f"Bearer {SERVER_KEY}"}, timeout=2)
-            if answer.status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the vLLM server did not answer in time; see {server.log}")
-        time.sleep(0.5)
-    yield server
-    server.stop()
 
 
 class BasicAuthGateway:
@@ -115,6 +91,12 @@ class BasicAuthGateway:
     def close(self) -> None:
         self.http.shutdown()
         self.http.server_close()
+
+
+@pytest.fixture
+def keyed_server(second_server):
+    """The session's second server, which refuses requests without ``Bearer SERVER_KEY``."""
+    return second_server
 
 
 @pytest.fixture
@@ -175,7 +157,8 @@ def test_the_key_of_api_key_env_is_used_and_is_in_no_output(tiny_model, keyed_se
     assert results["configs"]["m1_demo"]["metadata"]["api_key_env"] == KEY_VARIABLE
 
 
-def test_a_password_in_base_url_is_sent_and_is_in_no_output(tiny_model, keyed_server, gateway, tmp_path):
+def test_a_password_in_base_url_is_sent_and_is_in_no_output(tiny_model, keyed_server, gateway, tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_VARIABLE)  # this run has no key (the second server's fixture set it): the gateway holds it
     address = f"127.0.0.1:{gateway.port}"
     assert httpx.get(f"http://{address}/v1/models", timeout=10).status_code == 401  # the password is needed
     started = time.time() - 1

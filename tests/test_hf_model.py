@@ -138,7 +138,8 @@ ACCOUNTING = ("prompt_tokens", "thinking_tokens", "answer_tokens", "ignore_round
 
 @pytest.mark.engine
 def test_greedy_responses_and_accounting_match_m1_vllm(hf_lm, vllm_lm):
-    """Both in float32 (the tiny model's dtype, which m1-vllm's dtype=auto keeps): 32 greedy requests."""
+    """Both in float32 (the tiny model's dtype; the session's m1-vllm engine is started with it): 32 greedy
+    requests."""
     hf_texts, hf_records, vllm_texts, vllm_records = [], [], [], []
     for k, kwargs in enumerate(PARITY_KWARGS):
         task = f"hf_parity_{k}"

@@ -159,22 +159,7 @@ def check_report_reads_the_run(out, results, run_dir, report_dir):
 
 
 @pytest.mark.cli
-def test_lm_eval_builtin_models_still_resolve(tmp_path):
-    code = (
-        "from lm_eval.api.registry import get_model, model_registry\n"
-        "print(get_model('hf').__name__)\n"
-        "print(sorted(n for n in ('vllm', 'hf', 'm1-vllm', 'dummy') if n in model_registry))\n"
-        "print(model_registry._objs['vllm'])\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
-    lines = out.stdout.splitlines()
-    assert lines[0] == "HFLM"
-    assert lines[1] == "['dummy', 'hf', 'm1-vllm', 'vllm']"
-    assert lines[2] == "lm_eval.models.vllm_causallms:VLLM"
-
-
-@pytest.mark.cli
-def test_hook_is_idempotent_lazy_and_can_be_switched_off(tmp_path):
+def test_hook_is_idempotent_lazy_and_can_be_switched_off_and_builtin_models_still_resolve(tmp_path):
     code = (
         "import sys\n"
         "import m1_eval.lm_eval_hook as hook\n"
@@ -188,9 +173,16 @@ def test_hook_is_idempotent_lazy_and_can_be_switched_off(tmp_path):
         "from m1_tasks.paths import task_dir\n"
         "manager = TaskManager(None, '/nonexistent-user-path')  # include_path given by position\n"
         "print([str(p) for p in manager.include_path] == [str(task_dir()), '/nonexistent-user-path'])\n"
+        # lm-eval's own models resolve beside ours
+        "print(get_model('hf').__name__)\n"
+        "print(sorted(n for n in ('vllm', 'hf', 'm1-vllm', 'dummy') if n in model_registry))\n"
+        "print(model_registry._objs['vllm'])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == ["False False", "1", "True False", "True"]
+    assert out.stdout.splitlines() == [
+        "False False", "1", "True False", "True",
+        "HFLM", "['dummy', 'hf', 'm1-vllm', 'vllm']", "lm_eval.models.vllm_causallms:VLLM",
+    ]  # fmt: skip
     off_code = (
         "import sys\n"
         "from lm_eval.api.registry import get_model, model_registry\n"

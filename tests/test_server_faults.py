@@ -23,7 +23,7 @@ import pytest
 from lm_eval.api.instance import Instance
 
 from m1_models.records import RecordSink
-from tests.helpers import PARITY_GEN_KWARGS, QUESTIONS, SECOND_SERVER_KEY_ENV
+from tests.helpers import PARITY_GEN_KWARGS, QUESTIONS, second_server_key_args
 
 pytestmark = pytest.mark.engine
 
@@ -45,13 +45,10 @@ def requests(lm) -> list[Instance]:
 
 
 def fleet_lm(tiny_model, urls: list[str], **kwargs):
-    """m1-server on ``urls``, with the key the session's second server demands (set by its fixture) when it is
-    one of them."""
+    """m1-server on ``urls``, with the key the session's second server demands when it is one of them."""
     from m1_models.server_model import M1Server
 
-    args = {"max_concurrency": 4, "stall_timeout": STALL, "max_retries": 3, **kwargs}
-    if os.environ.get(SECOND_SERVER_KEY_ENV):
-        args.setdefault("api_key_env", SECOND_SERVER_KEY_ENV)
+    args = {"max_concurrency": 4, "stall_timeout": STALL, "max_retries": 3, **second_server_key_args(), **kwargs}
     lm = M1Server(base_url="|".join(urls), tokenizer=str(tiny_model), **args)
     lm.record_sink = RecordSink()
     return lm

@@ -26,6 +26,7 @@ from tests.helpers import (
     parity_records,
     read_jsonl,
     run_lm_eval,
+    second_server_key_args,
     write_local_task,
 )
 
@@ -33,15 +34,10 @@ pytestmark = pytest.mark.engine
 
 
 def server_lm(tiny_model, url: str, **kwargs):
-    """m1-server on ``url``, with the key the session's second server demands when its fixture has set it."""
-    import os
-
+    """m1-server on ``url``, with the key the session's second server demands when it is in ``url``."""
     from m1_models.server_model import M1Server
-    from tests.helpers import SECOND_SERVER_KEY_ENV
 
-    if os.environ.get(SECOND_SERVER_KEY_ENV):
-        kwargs.setdefault("api_key_env", SECOND_SERVER_KEY_ENV)
-    lm = M1Server(base_url=url, tokenizer=str(tiny_model), **kwargs)
+    lm = M1Server(base_url=url, tokenizer=str(tiny_model), **{**second_server_key_args(), **kwargs})
     lm.record_sink = RecordSink()
     return lm
 
